@@ -1,0 +1,258 @@
+// Package token signs and verifies the links in campaign mail (/c/TOKEN,
+// /u/TOKEN).
+//
+// A token is one AES-128 block holding the claims, encrypted so that it shows
+// neither an address nor a readable sequence number, followed by a 128-bit
+// HMAC-SHA256 tag over that ciphertext (encrypt-then-MAC), 32 bytes in all,
+// written as 43 characters of unpadded URL-safe base64.
+//
+// The plaintext block is
+//
+//	version(1) | purpose(1) | campaign seq(4) | recipient(4) | deadline(4) | zero(2)
+//
+// with integers big-endian and the deadline in Unix seconds. Encrypting a
+// single block under ECB is safe here: the block is a permutation of its
+// input and no two distinct claims share a block, so the only thing an
+// observer learns is that two links with identical claims are identical. The
+// same claims therefore always give the same token, which keeps re-sent mail
+// and deterministic Message-IDs stable.
+package token
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/repermit/repermit"
+)
+
+// Purpose says which page a token opens. Verify returns it as signed; the
+// caller checks that it matches the route.
+type Purpose byte
+
+const (
+	Confirm     Purpose = 1 // /c/TOKEN: confirm or decline
+	Unsubscribe Purpose = 2 // /u/TOKEN: List-Unsubscribe
+)
+
+// Claims is what a token carries.
+type Claims struct {
+	Purpose     Purpose
+	CampaignSeq uint32
+	Recipient   uint32
+	// Deadline is kept to the second, rounded down, so a token stops
+	// working at most a second before the campaign does, never after.
+	// Times before 1970 sign as 1970 (an already expired token); times after
+	// 2106 sign as the last second uint32 holds.
+	Deadline time.Time
+}
+
+var (
+	ErrInvalid = errors.New("token: invalid")           // forged, truncated, garbled, wrong key
+	ErrExpired = errors.New("token: past the deadline") // authentic, but the campaign has ended
+)
+
+// MinSecretLen is the shortest secret accepted, in bytes.
+const MinSecretLen = 32
+
+const (
+	version    = 1
+	blockLen   = aes.BlockSize
+	tagLen     = 16 // 128 bits of HMAC-SHA256
+	rawLen     = blockLen + tagLen
+	encodedLen = (rawLen*8 + 5) / 6 // 43
+
+	encLabel = "repermit token enc v1"
+	macLabel = "repermit token mac v1"
+)
+
+// Signer signs with the first of its secrets and verifies with any of them.
+// It is safe for concurrent use.
+type Signer struct {
+	keys []*key
+	// enc is strict so that every token has exactly one spelling: the
+	// lenient decoder would accept four variants of the last character
+	// (its two unused bits) for the same bytes.
+	enc *base64.Encoding
+}
+
+// key holds what one secret derives. It is kept behind a pointer so that
+// printing a Signer shows addresses, not key material.
+type key struct {
+	block  cipher.Block
+	macKey []byte
+	// macs pools keyed HMAC states: Reset restores the keyed state without
+	// rehashing the key, and reuse saves hmac.New's allocations.
+	macs sync.Pool
+}
+
+// ParseSecrets splits a REPERMIT_SECRET value: comma-separated secrets, the
+// first signs, all verify. Blanks around each secret are dropped, so a secret
+// can hold neither a comma nor leading or trailing blanks. Errors name a
+// short secret by its position only.
+func ParseSecrets(s string) ([][]byte, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, repermit.Errorf(repermit.EINVALID, "no signing secret given")
+	}
+	parts := strings.Split(s, ",")
+	secrets := make([][]byte, len(parts))
+	for i, p := range parts {
+		secrets[i] = []byte(strings.TrimSpace(p))
+	}
+	if err := checkSecrets(secrets); err != nil {
+		return nil, err
+	}
+	return secrets, nil
+}
+
+func checkSecrets(secrets [][]byte) error {
+	if len(secrets) == 0 {
+		return repermit.Errorf(repermit.EINVALID, "no signing secret given")
+	}
+	for i, sec := range secrets {
+		if len(sec) < MinSecretLen {
+			return repermit.Errorf(repermit.EINVALID,
+				"signing secret %d of %d is %d bytes long; each needs at least %d",
+				i+1, len(secrets), len(sec), MinSecretLen)
+		}
+	}
+	return nil
+}
+
+// NewSigner derives the keys of each secret; secrets[0] signs. It keeps no
+// reference to the secrets.
+func NewSigner(secrets [][]byte) (*Signer, error) {
+	if err := checkSecrets(secrets); err != nil {
+		return nil, err
+	}
+	s := &Signer{
+		keys: make([]*key, len(secrets)),
+		enc:  base64.RawURLEncoding.Strict(),
+	}
+	for i, sec := range secrets {
+		k, err := newKey(sec)
+		if err != nil {
+			return nil, err
+		}
+		s.keys[i] = k
+	}
+	return s, nil
+}
+
+func newKey(secret []byte) (*key, error) {
+	encKey := derive(secret, encLabel)
+	block, err := aes.NewCipher(encKey[:16])
+	if err != nil {
+		return nil, err
+	}
+	k := &key{block: block, macKey: derive(secret, macLabel)}
+	k.macs.New = func() any { return hmac.New(sha256.New, k.macKey) }
+	return k, nil
+}
+
+// derive separates the encryption key from the MAC key, so that no key is
+// used for two primitives, and the label's version lets a later format
+// change keys without a new secret.
+func derive(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// tag writes the truncated MAC of ct into dst.
+func (k *key) tag(dst, ct []byte) {
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(ct)
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	k.macs.Put(m)
+	copy(dst, sum[:tagLen])
+}
+
+// Sign returns the token for c, signed with the first secret.
+func (s *Signer) Sign(c Claims) string {
+	var pt [blockLen]byte
+	pt[0] = version
+	pt[1] = byte(c.Purpose)
+	binary.BigEndian.PutUint32(pt[2:6], c.CampaignSeq)
+	binary.BigEndian.PutUint32(pt[6:10], c.Recipient)
+	binary.BigEndian.PutUint32(pt[10:14], unixSeconds(c.Deadline))
+
+	k := s.keys[0]
+	var raw [rawLen]byte
+	k.block.Encrypt(raw[:blockLen], pt[:])
+	k.tag(raw[blockLen:], raw[:blockLen])
+	return s.enc.EncodeToString(raw[:])
+}
+
+func unixSeconds(t time.Time) uint32 {
+	u := t.Unix()
+	switch {
+	case u < 0:
+		return 0
+	case u > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(u)
+}
+
+// Verify checks the MAC, then decrypts. It returns ErrInvalid for anything
+// not signed by one of the secrets, having touched nothing but the string.
+// When now is after the deadline it returns the claims together with
+// ErrExpired, so that the caller can still tell which campaign the link was
+// for. It does not check the purpose.
+func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
+	if len(tok) != encodedLen {
+		return Claims{}, ErrInvalid
+	}
+	var src [encodedLen]byte
+	copy(src[:], tok)
+	var raw [rawLen]byte
+	// A strict decoder still skips CR and LF, which shortens the output, so
+	// the length is checked again on the decoded side.
+	if n, err := s.enc.Decode(raw[:], src[:]); err != nil || n != rawLen {
+		return Claims{}, ErrInvalid
+	}
+	ct, got := raw[:blockLen], raw[blockLen:]
+
+	var want [tagLen]byte
+	var k *key
+	for _, kk := range s.keys {
+		kk.tag(want[:], ct)
+		if hmac.Equal(want[:], got) {
+			k = kk
+			break
+		}
+	}
+	if k == nil {
+		return Claims{}, ErrInvalid
+	}
+
+	var pt [blockLen]byte
+	k.block.Decrypt(pt[:], ct)
+	// An authentic tag makes this hold for every token Sign wrote; the
+	// check keeps a later format that reused these keys from being misread.
+	if pt[0] != version || pt[14] != 0 || pt[15] != 0 {
+		return Claims{}, ErrInvalid
+	}
+	c := Claims{
+		Purpose:     Purpose(pt[1]),
+		CampaignSeq: binary.BigEndian.Uint32(pt[2:6]),
+		Recipient:   binary.BigEndian.Uint32(pt[6:10]),
+		Deadline:    time.Unix(int64(binary.BigEndian.Uint32(pt[10:14])), 0).UTC(),
+	}
+	if now.After(c.Deadline) {
+		return c, ErrExpired
+	}
+	return c, nil
+}
