@@ -1,0 +1,370 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit"
+)
+
+// importLease is how long an import may go without a heartbeat before a new
+// launch of the same id treats it as crashed and clears it.
+const importLease = 2 * time.Minute
+
+// beginImportScript reserves a campaign id.
+//
+// KEYS[1] meta hash. ARGV[1] config JSON, ARGV[2] seq, ARGV[3] now ms,
+// ARGV[4] lease ms, ARGV[5] deadline ms.
+// Returns "ok", "exists" or "stale" (a crashed import the caller must clear).
+var beginImportScript = redis.NewScript(`
+local status = redis.call('HGET', KEYS[1], 'status')
+if status then
+  if status ~= 'importing' then return 'exists' end
+  local hb = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_ms') or '0')
+  if hb + tonumber(ARGV[4]) > tonumber(ARGV[3]) then return 'exists' end
+  return 'stale'
+end
+redis.call('HSET', KEYS[1], 'status', 'importing', 'cfg', ARGV[1], 'seq', ARGV[2],
+  'heartbeat_ms', ARGV[3], 'deadline_ms', ARGV[5], 'buckets', '0')
+return 'ok'
+`)
+
+// Import writes one campaign's recipients. Until Commit the campaign is in
+// status importing, which every reader treats as absent, so an import that
+// fails half-way is invisible and Abort (or the next launch of the id)
+// removes it.
+type Import struct {
+	s        *Store
+	c        repermit.Campaign
+	next     int64 // index of the next recipient
+	pipe     redis.Pipeliner
+	pending  int
+	maxBkt   int64
+	lastBeat time.Time
+}
+
+// BeginImport reserves c.ID and assigns c.Seq. It fails with ECONFLICT when
+// the id exists.
+func (s *Store) BeginImport(ctx context.Context, c repermit.Campaign, now time.Time) (*Import, error) {
+	for attempt := 0; attempt < 2; attempt++ {
+		seq, err := s.rdb.Incr(ctx, s.seqKey()).Result()
+		if err != nil {
+			return nil, unavailable("launch "+c.ID, err)
+		}
+		if seq > int64(^uint32(0)) {
+			return nil, fmt.Errorf("launch %s: campaign sequence exhausted", c.ID)
+		}
+		c.Seq = uint32(seq)
+		c.Status = repermit.StatusImporting
+		c.CreatedAt = now
+		cfg, err := json.Marshal(c)
+		if err != nil {
+			return nil, fmt.Errorf("launch %s: %w", c.ID, err)
+		}
+		res, err := beginImportScript.Run(ctx, s.rdb, []string{s.metaKey(c.ID)},
+			cfg, seq, now.UnixMilli(), importLease.Milliseconds(), c.Deadline.UnixMilli()).Text()
+		if err != nil {
+			return nil, unavailable("launch "+c.ID, err)
+		}
+		switch res {
+		case "ok":
+			return &Import{s: s, c: c, pipe: s.rdb.Pipeline(), lastBeat: now}, nil
+		case "exists":
+			return nil, repermit.Errorf(repermit.ECONFLICT, "campaign %q exists already; choose a new id", c.ID)
+		case "stale":
+			if err := s.deleteCampaignKeys(ctx, c.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, repermit.Errorf(repermit.ECONFLICT, "campaign %q is being launched by another process", c.ID)
+}
+
+// Campaign returns the campaign being imported, with its Seq.
+func (imp *Import) Campaign() repermit.Campaign { return imp.c }
+
+// Suppressed reports for each hash whether it is on the global suppression
+// list.
+func (imp *Import) Suppressed(ctx context.Context, hashes []string) ([]bool, error) {
+	return imp.s.IsSuppressed(ctx, hashes)
+}
+
+// flushEvery bounds how many commands wait in the pipeline.
+const flushEvery = 64 * BucketSize
+
+// Add queues one recipient. Writes go out in pipelined batches.
+func (imp *Import) Add(ctx context.Context, email, name, locale string, extra map[string]string) error {
+	b, slot := bucketOf(imp.next)
+	imp.next++
+	imp.pipe.HSet(ctx, imp.s.bucketKey(imp.c.ID, b), "s"+slot, "p", "d"+slot, encodeData(email, name, locale, extra))
+	imp.maxBkt = b
+	imp.pending++
+	if imp.pending >= flushEvery {
+		return imp.flush(ctx)
+	}
+	return nil
+}
+
+func (imp *Import) flush(ctx context.Context) error {
+	// The high-water mark travels with the batch, so Abort and the stale
+	// import cleanup know every bucket that may exist.
+	meta := imp.s.metaKey(imp.c.ID)
+	imp.pipe.HSet(ctx, meta, fHighWater, imp.maxBkt+1, fHeartbeat, time.Now().UnixMilli())
+	_, err := imp.pipe.Exec(ctx)
+	imp.pending = 0
+	if err != nil {
+		return unavailable("import "+imp.c.ID, err)
+	}
+	return nil
+}
+
+// Commit makes the campaign visible with its counts. It is the single write
+// that turns an import into a launched campaign.
+func (imp *Import) Commit(ctx context.Context, r repermit.ImportResult) error {
+	if imp.pending > 0 {
+		if err := imp.flush(ctx); err != nil {
+			return err
+		}
+	}
+	imp.c.Status = repermit.StatusRunning
+	cfg, err := json.Marshal(imp.c)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", imp.c.ID, err)
+	}
+	meta := imp.s.metaKey(imp.c.ID)
+	_, err = imp.s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, meta,
+			fConfig, cfg,
+			fImported, imp.next,
+			fSkipInv, r.SkippedInvalid,
+			fSkipDup, r.SkippedDuplicate,
+			fSkipSupp, r.SkippedSuppressed,
+			fCountPfx+string(repermit.StatePending), imp.next,
+			fStatus, string(repermit.StatusRunning),
+		)
+		p.HDel(ctx, meta, fHeartbeat)
+		return nil
+	})
+	if err != nil {
+		return unavailable("commit "+imp.c.ID, err)
+	}
+	// The index sets live outside the campaign's slot, so they cannot join
+	// the transaction; a crash here leaves a running campaign that the
+	// listing misses until the next launch or status call repairs it.
+	if err := imp.s.index(ctx, imp.c); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Store) index(ctx context.Context, c repermit.Campaign) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, s.campaignsKey(), redis.Z{Score: float64(c.CreatedAt.Unix()), Member: c.ID})
+		p.HSet(ctx, s.seqsKey(), strconv.FormatUint(uint64(c.Seq), 10), c.ID)
+		return nil
+	})
+	if err != nil {
+		return unavailable("index "+c.ID, err)
+	}
+	return nil
+}
+
+// Abort removes everything the import wrote.
+func (imp *Import) Abort(ctx context.Context) error {
+	imp.pipe.Discard()
+	// Use a fresh context: the caller's may be the one that was cancelled.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return imp.s.deleteCampaignKeys(ctx, imp.c.ID)
+}
+
+// deleteCampaignKeys removes every key of a campaign.
+func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
+	hw, err := s.rdb.HGet(ctx, s.metaKey(id), fHighWater).Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable("delete "+id, err)
+	}
+	const chunk = 512
+	for start := int64(0); start < hw; start += chunk {
+		keys := make([]string, 0, chunk)
+		for b := start; b < min(hw, start+chunk); b++ {
+			keys = append(keys, s.bucketKey(id, b))
+		}
+		if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+			return unavailable("delete "+id, err)
+		}
+	}
+	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.metaKey(id)).Err(); err != nil {
+		return unavailable("delete "+id, err)
+	}
+	return nil
+}
+
+// Campaign returns a launched campaign with its current status. ENOTFOUND
+// when it does not exist or is still importing.
+func (s *Store) Campaign(ctx context.Context, id string) (*repermit.Campaign, error) {
+	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fConfig, fStatus).Result()
+	if err != nil {
+		return nil, unavailable("campaign "+id, err)
+	}
+	cfg, _ := vals[0].(string)
+	status, _ := vals[1].(string)
+	if cfg == "" || status == "" || status == string(repermit.StatusImporting) {
+		return nil, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
+	}
+	var c repermit.Campaign
+	if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+		return nil, fmt.Errorf("campaign %s: decode config: %w", id, err)
+	}
+	c.Status = repermit.CampaignStatus(status)
+	return &c, nil
+}
+
+// CampaignBySeq finds the campaign a token points to.
+func (s *Store) CampaignBySeq(ctx context.Context, seq uint32) (*repermit.Campaign, error) {
+	id, err := s.rdb.HGet(ctx, s.seqsKey(), strconv.FormatUint(uint64(seq), 10)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, repermit.Errorf(repermit.ENOTFOUND, "no campaign with sequence %d", seq)
+	}
+	if err != nil {
+		return nil, unavailable("campaign by seq", err)
+	}
+	return s.Campaign(ctx, id)
+}
+
+// Campaigns lists the launched campaigns, oldest first.
+func (s *Store) Campaigns(ctx context.Context) ([]string, error) {
+	ids, err := s.rdb.ZRange(ctx, s.campaignsKey(), 0, -1).Result()
+	if err != nil {
+		return nil, unavailable("list campaigns", err)
+	}
+	return ids, nil
+}
+
+// SetStatus moves a campaign from one of the statuses in from to to; it
+// returns ECONFLICT naming the current status otherwise.
+func (s *Store) SetStatus(ctx context.Context, id string, to repermit.CampaignStatus, from ...repermit.CampaignStatus) error {
+	allowed := make([]any, len(from))
+	for i, f := range from {
+		allowed[i] = string(f)
+	}
+	res, err := setStatusScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, append([]any{string(to)}, allowed...)...).Text()
+	if err != nil {
+		return unavailable("set status "+id, err)
+	}
+	switch {
+	case res == "ok":
+		return nil
+	case res == "missing":
+		return repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
+	default:
+		cur := strings.TrimPrefix(res, "is:")
+		if cur == string(to) {
+			return nil
+		}
+		return repermit.Errorf(repermit.ECONFLICT, "campaign %s is %s; cannot make it %s", id, cur, to)
+	}
+}
+
+// setStatusScript: KEYS[1] meta; ARGV[1] new status, ARGV[2..] allowed
+// current statuses. The config JSON keeps its own status field out of date
+// on purpose: the status field of the hash is the truth.
+var setStatusScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur or cur == 'importing' then return 'missing' end
+for i = 2, #ARGV do
+  if cur == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'status', ARGV[1])
+    return 'ok'
+  end
+end
+return 'is:' .. cur
+`)
+
+// Stats is what status reports besides the campaign itself.
+type Stats struct {
+	Counts            repermit.Counts
+	Imported          int64
+	SkippedInvalid    int64
+	SkippedDuplicate  int64
+	SkippedSuppressed int64
+	LedgerRecords     int64
+}
+
+// Stats reads the per-state counts of a campaign in one round trip.
+func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
+	m, err := s.rdb.HGetAll(ctx, s.metaKey(id)).Result()
+	if err != nil {
+		return Stats{}, unavailable("stats "+id, err)
+	}
+	if st := m[fStatus]; st == "" || st == string(repermit.StatusImporting) {
+		return Stats{}, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
+	}
+	n := func(f string) int64 { v, _ := strconv.ParseInt(m[f], 10, 64); return v }
+	st := Stats{
+		Counts:            make(repermit.Counts, len(repermit.States)),
+		Imported:          n(fImported),
+		SkippedInvalid:    n(fSkipInv),
+		SkippedDuplicate:  n(fSkipDup),
+		SkippedSuppressed: n(fSkipSupp),
+		LedgerRecords:     n(fLedgerSeq),
+	}
+	for _, state := range repermit.States {
+		st.Counts[state] = n(fCountPfx + string(state))
+	}
+	return st, nil
+}
+
+// Cursor returns a named progress cursor of a campaign (the feeder's next
+// recipient index, a reminder sweep's position…).
+func (s *Store) Cursor(ctx context.Context, id, name string) (int64, error) {
+	v, err := s.rdb.HGet(ctx, s.metaKey(id), fCursorPfx+name).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable("cursor "+id, err)
+	}
+	return v, nil
+}
+
+// AdvanceCursor moves a cursor from from to to, only if it still stands at
+// from; it reports whether it moved, so two feeders never both advance it.
+func (s *Store) AdvanceCursor(ctx context.Context, id, name string, from, to int64) (bool, error) {
+	res, err := advanceCursorScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, fCursorPfx+name, from, to).Int()
+	if err != nil {
+		return false, unavailable("cursor "+id, err)
+	}
+	return res == 1, nil
+}
+
+// advanceCursorScript: KEYS[1] meta; ARGV[1] field, ARGV[2] expected, ARGV[3] new.
+var advanceCursorScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if cur ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`)
+
+// Imported returns the number of recipients of a campaign, which is also
+// one past the highest index.
+func (s *Store) Imported(ctx context.Context, id string) (int64, error) {
+	v, err := s.rdb.HGet(ctx, s.metaKey(id), fImported).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
+	}
+	if err != nil {
+		return 0, unavailable("imported "+id, err)
+	}
+	return v, nil
+}
+
+// Buckets returns the number of recipient buckets of a campaign.
+func Buckets(imported int64) int64 { return (imported + BucketSize - 1) / BucketSize }

@@ -1,0 +1,434 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/repermit/repermit"
+)
+
+// Recipient reads one recipient. ENOTFOUND when the index is not part of
+// the campaign.
+func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.Recipient, error) {
+	if idx < 0 {
+		return nil, repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
+	}
+	b, slot := bucketOf(idx)
+	vals, err := s.rdb.HMGet(ctx, s.bucketKey(id, b), "s"+slot, "d"+slot, "a"+slot).Result()
+	if err != nil {
+		return nil, unavailable("recipient "+id, err)
+	}
+	code, _ := vals[0].(string)
+	if code == "" {
+		return nil, repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
+	}
+	data, _ := vals[1].(string)
+	answer, _ := vals[2].(string)
+	return buildRecipient(id, idx, code, data, answer), nil
+}
+
+func buildRecipient(id string, idx int64, code, data, answer string) *repermit.Recipient {
+	r := &repermit.Recipient{Campaign: id, Index: idx}
+	r.State, r.Step = publicState(code)
+	if data != "" {
+		decodeData(r, data)
+	}
+	if answer != "" {
+		parts := strings.SplitN(answer, "|", 3)
+		r.AnsweredAt = parseMs(parts[0])
+		if len(parts) > 1 && parts[1] != "" {
+			r.Topics = strings.Split(parts[1], ",")
+		}
+		if len(parts) > 2 {
+			r.LedgerID = parts[2]
+		}
+	}
+	return r
+}
+
+// Bucket reads the recipients of bucket b, in index order.
+func (s *Store) Bucket(ctx context.Context, id string, b int64) ([]*repermit.Recipient, error) {
+	m, err := s.rdb.HGetAll(ctx, s.bucketKey(id, b)).Result()
+	if err != nil {
+		return nil, unavailable("bucket "+id, err)
+	}
+	out := make([]*repermit.Recipient, 0, len(m)/2)
+	for slot := 0; slot < BucketSize; slot++ {
+		k := strconv.Itoa(slot)
+		code := m["s"+k]
+		if code == "" {
+			continue
+		}
+		out = append(out, buildRecipient(id, b*BucketSize+int64(slot), code, m["d"+k], m["a"+k]))
+	}
+	return out, nil
+}
+
+// Claim takes mail step k (1 initial, 2 first reminder …) of a recipient
+// for this worker until lease ends, and returns the recipient. It fails
+// with ErrNotRunning when the campaign is paused, cancelled or past its
+// deadline, ErrNotAllowed when that step was mailed already or the
+// recipient answered, and ErrBusy when another worker holds the lease.
+//
+// Claim is written before the SMTP step: after a crash between the SMTP
+// server's acceptance and MarkSent, the lease runs out and a retry mails
+// the step again. That is the one window where a recipient can get two
+// mails of one step; keeping the lease shorter than asynq's retry delay is
+// not needed, the lease only guards against concurrent duplicates.
+func (s *Store) Claim(ctx context.Context, id string, idx int64, step int, now time.Time, lease time.Duration) (*repermit.Recipient, error) {
+	b, slot := bucketOf(idx)
+	out, err := s.transition(ctx, id, b, opClaim, now, transitionArgs{step: step, leaseUntil: now.Add(lease)}, []slotChange{{slot: slot}})
+	if err != nil {
+		return nil, err
+	}
+	if err := verdict(out[0], id, idx, opClaim); err != nil {
+		return nil, err
+	}
+	return s.Recipient(ctx, id, idx)
+}
+
+func verdict(o outcome, id string, idx int64, what op) error {
+	switch {
+	case o.applied:
+		return nil
+	case o.busy:
+		return fmt.Errorf("%s %s/%d: %w", what, id, idx, ErrBusy)
+	case o.old == "":
+		return repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
+	default:
+		st, _ := publicState(o.old)
+		return fmt.Errorf("%s %s/%d (state %s): %w", what, id, idx, st, ErrNotAllowed)
+	}
+}
+
+// MarkSent records that step k of a claimed recipient was accepted by the
+// SMTP server.
+func (s *Store) MarkSent(ctx context.Context, id string, idx int64, step int, now time.Time) error {
+	b, slot := bucketOf(idx)
+	out, err := s.transition(ctx, id, b, opSent, now, transitionArgs{step: step}, []slotChange{{slot: slot}})
+	if err != nil {
+		return err
+	}
+	return verdict(out[0], id, idx, opSent)
+}
+
+// Release gives up the lease of a claimed step after a temporary failure,
+// so that the retry may claim it at once.
+func (s *Store) Release(ctx context.Context, id string, idx int64, step int, now time.Time) error {
+	b, slot := bucketOf(idx)
+	out, err := s.transition(ctx, id, b, opRelease, now, transitionArgs{step: step}, []slotChange{{slot: slot}})
+	if err != nil {
+		return err
+	}
+	return verdict(out[0], id, idx, opRelease)
+}
+
+// Suppression reasons.
+const (
+	ReasonExpired      = "expired"
+	ReasonDeclined     = "declined"
+	ReasonBounced      = "bounced"
+	ReasonUnsubscribed = "unsubscribed"
+	ReasonImported     = "imported" // listed in a campaign's suppression file
+)
+
+func suppressEntry(email, reason string, now time.Time, campaign string) string {
+	if email == "" {
+		return ""
+	}
+	return repermit.AddressHash(email) + "|" + reason + "|" + ms(now) + "|" + campaign
+}
+
+// Bounce marks a recipient bounced, erases its address and suppresses it.
+func (s *Store) Bounce(ctx context.Context, r *repermit.Recipient, now time.Time) error {
+	return s.erasing(ctx, r, opBounce, ReasonBounced, now)
+}
+
+// Suppress marks a recipient found on the suppression list at send time.
+func (s *Store) Suppress(ctx context.Context, r *repermit.Recipient, now time.Time) error {
+	return s.erasing(ctx, r, opSuppress, "", now)
+}
+
+func (s *Store) erasing(ctx context.Context, r *repermit.Recipient, o op, reason string, now time.Time) error {
+	b, slot := bucketOf(r.Index)
+	entry := ""
+	if reason != "" {
+		entry = suppressEntry(r.Email, reason, now, r.Campaign)
+	}
+	out, err := s.transition(ctx, r.Campaign, b, o, now, transitionArgs{}, []slotChange{{slot: slot, suppress: entry}})
+	if err != nil {
+		return err
+	}
+	if err := verdict(out[0], r.Campaign, r.Index, o); err != nil {
+		return err
+	}
+	return s.DrainSuppression(ctx, r.Campaign)
+}
+
+// Answer is a recipient's reply from the web page or List-Unsubscribe.
+type Answer struct {
+	Campaign      string
+	Index         int64
+	State         repermit.State // confirmed, declined or unsubscribed
+	Topics        []string
+	At            time.Time
+	IP            string
+	UserAgent     string
+	WordingSHA256 string
+}
+
+// AnswerResult tells what the answer did.
+type AnswerResult struct {
+	Recipient *repermit.Recipient // after the call
+	Changed   bool                // false for a replay or a refused change
+	Record    *repermit.ConsentRecord
+}
+
+// Record applies an answer and appends its consent record to the ledger in
+// one atomic step. A replay, or an answer the state does not allow (declined
+// → confirmed, anything after expiry), changes nothing and reports the
+// recorded state.
+func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
+	var o op
+	reason := ""
+	switch a.State {
+	case repermit.StateConfirmed:
+		o = opConfirm
+	case repermit.StateDeclined:
+		o, reason = opDecline, ReasonDeclined
+	case repermit.StateUnsubscribed:
+		o, reason = opUnsubscribe, ReasonUnsubscribed
+	default:
+		return AnswerResult{}, repermit.Errorf(repermit.EINVALID, "answer %q is not one of confirmed, declined, unsubscribed", a.State)
+	}
+	cur, err := s.Recipient(ctx, a.Campaign, a.Index)
+	if err != nil {
+		return AnswerResult{}, err
+	}
+	if cur.State == a.State {
+		return AnswerResult{Recipient: cur}, nil // replay: nothing to write
+	}
+	b, slot := bucketOf(a.Index)
+	entry := ""
+	if reason != "" {
+		entry = suppressEntry(cur.Email, reason, a.At, a.Campaign)
+	}
+	topics := strings.Join(a.Topics, ",")
+	meta := s.metaKey(a.Campaign)
+	// Optimistic chaining: read the head, hash the record against it, and
+	// let the script refuse if another answer got in between.
+	for attempt := 0; attempt < 50; attempt++ {
+		vals, err := s.rdb.HMGet(ctx, meta, fLedgerHead, fLedgerSeq).Result()
+		if err != nil {
+			return AnswerResult{}, unavailable("answer "+a.Campaign, err)
+		}
+		head, _ := vals[0].(string)
+		seq, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+		rec := repermit.ConsentRecord{
+			Seq: seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
+			Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
+			WordingSHA256: a.WordingSHA256, Prev: head,
+		}
+		rec.Hash = rec.ComputeHash()
+		js, err := json.Marshal(rec)
+		if err != nil {
+			return AnswerResult{}, fmt.Errorf("answer %s: %w", a.Campaign, err)
+		}
+		out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{
+			answer: topics, ledgerPrev: head, ledgerHash: rec.Hash, ledgerJSON: string(js),
+		}, []slotChange{{slot: slot, suppress: entry}})
+		var moved *errLedgerMoved
+		if errors.As(err, &moved) {
+			continue
+		}
+		if err != nil {
+			return AnswerResult{}, err
+		}
+		if !out[0].applied {
+			after, err := s.Recipient(ctx, a.Campaign, a.Index)
+			if err != nil {
+				return AnswerResult{}, err
+			}
+			if after.State == repermit.StateExpired {
+				return AnswerResult{Recipient: after}, repermit.Errorf(repermit.EGONE, "recipient %d of %s has expired", a.Index, a.Campaign)
+			}
+			return AnswerResult{Recipient: after}, nil
+		}
+		if entry != "" {
+			if err := s.DrainSuppression(ctx, a.Campaign); err != nil {
+				return AnswerResult{}, err
+			}
+		}
+		after, err := s.Recipient(ctx, a.Campaign, a.Index)
+		if err != nil {
+			return AnswerResult{}, err
+		}
+		return AnswerResult{Recipient: after, Changed: true, Record: &rec}, nil
+	}
+	return AnswerResult{}, repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", a.Campaign)
+}
+
+// ExpireBucket expires every pending or sent recipient of bucket b: the
+// state becomes expired, the address is erased and its hash queued for the
+// suppression list, in one script call. It returns how many expired.
+func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.Time) (int, error) {
+	rs, err := s.Bucket(ctx, id, b)
+	if err != nil {
+		return 0, err
+	}
+	changes := make([]slotChange, 0, len(rs))
+	for _, r := range rs {
+		if r.State == repermit.StatePending || r.State == repermit.StateSent {
+			changes = append(changes, slotChange{
+				slot:     strconv.FormatInt(r.Index%BucketSize, 10),
+				suppress: suppressEntry(r.Email, ReasonExpired, now, id),
+			})
+		}
+	}
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	out, err := s.transition(ctx, id, b, opExpire, now, transitionArgs{}, changes)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, o := range out {
+		if o.applied {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// IsSuppressed reports for each address hash whether it is on the global
+// suppression list.
+func (s *Store) IsSuppressed(ctx context.Context, hashes []string) ([]bool, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	vals, err := s.rdb.HMGet(ctx, s.suppressionKey(), hashes...).Result()
+	if err != nil {
+		return nil, unavailable("suppression lookup", err)
+	}
+	out := make([]bool, len(vals))
+	for i, v := range vals {
+		out[i] = v != nil
+	}
+	return out, nil
+}
+
+// AddSuppression puts address hashes on the global suppression list.
+func (s *Store) AddSuppression(ctx context.Context, reason, campaign string, now time.Time, hashes ...string) error {
+	if len(hashes) == 0 {
+		return nil
+	}
+	v := reason + "|" + ms(now) + "|" + campaign
+	args := make([]any, 0, 2*len(hashes))
+	for _, h := range hashes {
+		args = append(args, h, v)
+	}
+	if err := s.rdb.HSet(ctx, s.suppressionKey(), args...).Err(); err != nil {
+		return unavailable("suppress", err)
+	}
+	return nil
+}
+
+// SuppressionEntry is one hash on the global suppression list.
+type SuppressionEntry struct {
+	Hash     string
+	Reason   string
+	At       time.Time
+	Campaign string
+}
+
+// Suppressions calls fn for every global suppression entry that campaign
+// id put there (all entries when id is "").
+func (s *Store) Suppressions(ctx context.Context, id string, fn func(SuppressionEntry) error) error {
+	iter := s.rdb.HScan(ctx, s.suppressionKey(), 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		h := iter.Val()
+		if !iter.Next(ctx) {
+			break
+		}
+		parts := strings.SplitN(iter.Val(), "|", 3)
+		e := SuppressionEntry{Hash: h, Reason: parts[0]}
+		if len(parts) > 1 {
+			e.At = parseMs(parts[1])
+		}
+		if len(parts) > 2 {
+			e.Campaign = parts[2]
+		}
+		if id != "" && e.Campaign != id {
+			continue
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return unavailable("suppression scan", err)
+	}
+	return nil
+}
+
+// DrainSuppression copies a campaign's queued suppression entries to the
+// global list, then removes them from the queue. Copying is idempotent, so
+// a crash between the two steps only repeats the copy.
+func (s *Store) DrainSuppression(ctx context.Context, id string) error {
+	key := s.outboxKey(id)
+	for {
+		entries, err := s.rdb.SRandMemberN(ctx, key, 1000).Result()
+		if err != nil {
+			return unavailable("drain suppression "+id, err)
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		args := make([]any, 0, 2*len(entries))
+		for _, e := range entries {
+			h, rest, _ := strings.Cut(e, "|")
+			args = append(args, h, rest)
+		}
+		if err := s.rdb.HSet(ctx, s.suppressionKey(), args...).Err(); err != nil {
+			return unavailable("drain suppression "+id, err)
+		}
+		members := make([]any, len(entries))
+		for i, e := range entries {
+			members[i] = e
+		}
+		if err := s.rdb.SRem(ctx, key, members...).Err(); err != nil {
+			return unavailable("drain suppression "+id, err)
+		}
+	}
+}
+
+// Ledger calls fn for each consent record of a campaign in order.
+func (s *Store) Ledger(ctx context.Context, id string, fn func(repermit.ConsentRecord, string) error) error {
+	start := "-"
+	for {
+		msgs, err := s.rdb.XRangeN(ctx, s.ledgerKey(id), start, "+", 1000).Result()
+		if err != nil {
+			return unavailable("ledger "+id, err)
+		}
+		for _, m := range msgs {
+			var rec repermit.ConsentRecord
+			raw, _ := m.Values["rec"].(string)
+			if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+				return fmt.Errorf("ledger %s: record %s: %w", id, m.ID, err)
+			}
+			if err := fn(rec, m.ID); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < 1000 {
+			return nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}

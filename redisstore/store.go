@@ -1,0 +1,187 @@
+// Package redisstore keeps campaigns, recipients, the suppression list and
+// the consent ledger in Redis. It is the only package that builds a key or
+// runs a script; everything else goes through its methods.
+//
+// Layout (P is the key prefix, ID a campaign id; every key of one campaign
+// carries the {ID} hash tag so that multi-key scripts work on Redis Cluster):
+//
+//	P:campaigns          zset  committed campaign ids, scored by creation time
+//	P:seq                string counter handing out campaign sequence numbers
+//	P:seqs               hash  seq -> campaign id (tokens carry the seq)
+//	P:suppression        hash  sha256(address) -> "reason|unix ms|campaign"
+//	P:{ID}:meta          hash  config, status, counts per state, cursors, ledger head
+//	P:{ID}:b:N           hash  recipients N*128 … N*128+127, three fields each:
+//	                           s<slot> state code, d<slot> data, a<slot> answer
+//	P:{ID}:supp          set   suppression entries waiting to be copied to
+//	                           P:suppression (an outbox: the global hash lives
+//	                           in another slot, so a script cannot write it)
+//	P:{ID}:ledger        stream consent records, hash-chained
+//
+// Recipients are packed 128 to a hash so that Redis keeps them as compact
+// listpacks (about 80 bytes a recipient instead of ~340 for a hash each).
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit"
+)
+
+// BucketSize is the number of recipients packed into one Redis hash. With
+// three fields each it stays below Redis' default hash-max-listpack-entries
+// of 512.
+const BucketSize = 128
+
+// Sentinel errors of state changes; callers branch on them.
+var (
+	// ErrNotRunning: the campaign is paused, cancelled or finished, so no
+	// mail may be claimed.
+	ErrNotRunning = errors.New("campaign not running")
+	// ErrNotAllowed: the recipient's state does not allow the change, e.g. a
+	// second claim of a step already mailed, or an answer after expiry.
+	ErrNotAllowed = errors.New("state does not allow this change")
+	// ErrBusy: another worker holds the lease on this recipient's mail.
+	ErrBusy = errors.New("recipient is being mailed by another worker")
+)
+
+// Store is safe for concurrent use.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// New returns a store that keeps its keys under prefix (e.g. "repermit";
+// tests use a unique prefix each).
+func New(rdb redis.UniversalClient, prefix string) *Store {
+	if prefix == "" {
+		prefix = "repermit"
+	}
+	return &Store{rdb: rdb, prefix: prefix}
+}
+
+// Client returns the underlying Redis client, for components (asynq, rate
+// limiters) that share the connection.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// Prefix returns the key prefix.
+func (s *Store) Prefix() string { return s.prefix }
+
+func (s *Store) campaignsKey() string   { return s.prefix + ":campaigns" }
+func (s *Store) seqKey() string         { return s.prefix + ":seq" }
+func (s *Store) seqsKey() string        { return s.prefix + ":seqs" }
+func (s *Store) suppressionKey() string { return s.prefix + ":suppression" }
+func (s *Store) metaKey(id string) string {
+	return s.prefix + ":{" + id + "}:meta"
+}
+func (s *Store) bucketKey(id string, b int64) string {
+	return s.prefix + ":{" + id + "}:b:" + strconv.FormatInt(b, 10)
+}
+func (s *Store) outboxKey(id string) string { return s.prefix + ":{" + id + "}:supp" }
+func (s *Store) ledgerKey(id string) string { return s.prefix + ":{" + id + "}:ledger" }
+
+// Meta hash fields.
+const (
+	fConfig     = "cfg"
+	fStatus     = "status"
+	fSeq        = "seq"
+	fDeadline   = "deadline_ms"
+	fImported   = "imported"
+	fSkipInv    = "skipped_invalid"
+	fSkipDup    = "skipped_duplicate"
+	fSkipSupp   = "skipped_suppressed"
+	fHighWater  = "buckets"
+	fHeartbeat  = "heartbeat_ms"
+	fLedgerHead = "lhead"
+	fLedgerSeq  = "lseq"
+	fCountPfx   = "n:"
+	fCursorPfx  = "cursor:"
+	fPausedBy   = "pause_reason"
+)
+
+func unavailable(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w", op, &wrapped{code: repermit.EUNAVAILABLE, err: err})
+}
+
+// wrapped gives a Redis failure the EUNAVAILABLE code while keeping the
+// cause in the chain for logs.
+type wrapped struct {
+	code string
+	err  error
+}
+
+func (w *wrapped) Error() string { return "redis: " + w.err.Error() }
+func (w *wrapped) Unwrap() []error {
+	return []error{&repermit.Error{Code: w.code, Message: "the database is not answering, try again shortly"}, w.err}
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+func bucketOf(idx int64) (bucket int64, slot string) {
+	return idx / BucketSize, strconv.FormatInt(idx%BucketSize, 10)
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func parseMs(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
+
+// encodeData packs a recipient's personal data into one value. Control
+// characters are stripped at import, so the unit separator cannot occur
+// inside a field.
+func encodeData(email, name, locale string, extra map[string]string) string {
+	var b strings.Builder
+	b.WriteString(email)
+	if name == "" && locale == "" && len(extra) == 0 {
+		return b.String()
+	}
+	b.WriteByte(0x1f)
+	b.WriteString(name)
+	b.WriteByte(0x1f)
+	b.WriteString(locale)
+	for k, v := range extra {
+		b.WriteByte(0x1f)
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+func decodeData(r *repermit.Recipient, v string) {
+	parts := strings.Split(v, "\x1f")
+	r.Email = parts[0]
+	if len(parts) > 1 {
+		r.Name = parts[1]
+	}
+	if len(parts) > 2 {
+		r.Locale = parts[2]
+	}
+	for _, kv := range parts[min(3, len(parts)):] {
+		k, v, _ := strings.Cut(kv, "=")
+		if r.Extra == nil {
+			r.Extra = make(map[string]string)
+		}
+		r.Extra[k] = v
+	}
+}

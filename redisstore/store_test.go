@@ -1,0 +1,313 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/redistest"
+)
+
+var t0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+
+// launch imports n recipients a0@example.com … and commits the campaign.
+func launch(t *testing.T, s *redisstore.Store, id string, n int) repermit.Campaign {
+	t.Helper()
+	ctx := context.Background()
+	c := repermit.Campaign{ID: id, From: "news@acme.example", Subject: "s", StartAt: t0, Deadline: t0.Add(time.Hour), Topics: []string{"yoga", "events"}}
+	imp, err := s.BeginImport(ctx, c, t0)
+	if err != nil {
+		t.Fatalf("BeginImport: %v", err)
+	}
+	for i := 0; i < n; i++ {
+		if err := imp.Add(ctx, fmt.Sprintf("a%d@example.com", i), fmt.Sprintf("Name %d", i), "de", map[string]string{"city": "Köln"}); err != nil {
+			t.Fatalf("Add: %v", err)
+		}
+	}
+	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: id, Imported: int64(n)}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	return imp.Campaign()
+}
+
+func newStore(t *testing.T) (*redisstore.Store, *redistest.Redis) {
+	t.Helper()
+	r := redistest.New(t)
+	return redisstore.New(r.Client, r.Prefix), r
+}
+
+func assertCounts(t *testing.T, s *redisstore.Store, id string, want map[repermit.State]int64) {
+	t.Helper()
+	st, err := s.Stats(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	for _, state := range repermit.States {
+		if st.Counts[state] != want[state] {
+			t.Errorf("count %s = %d, want %d (all: %v)", state, st.Counts[state], want[state], st.Counts)
+		}
+	}
+	if st.Counts.Total() != st.Imported {
+		t.Errorf("counts add up to %d, imported %d", st.Counts.Total(), st.Imported)
+	}
+}
+
+func TestImportRoundTrip(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	c := launch(t, s, "camp", 300)
+	if c.Seq == 0 {
+		t.Fatal("launch assigned no sequence number")
+	}
+	got, err := s.Campaign(ctx, "camp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != repermit.StatusRunning || !got.Deadline.Equal(c.Deadline) {
+		t.Errorf("campaign = %+v", got)
+	}
+	bySeq, err := s.CampaignBySeq(ctx, c.Seq)
+	if err != nil || bySeq.ID != "camp" {
+		t.Fatalf("CampaignBySeq(%d) = %v, %v", c.Seq, bySeq, err)
+	}
+	r, err := s.Recipient(ctx, "camp", 299)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Email != "a299@example.com" || r.Name != "Name 299" || r.Locale != "de" || r.Extra["city"] != "Köln" || r.State != repermit.StatePending {
+		t.Errorf("recipient 299 = %+v", r)
+	}
+	if _, err := s.Recipient(ctx, "camp", 300); repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		t.Errorf("recipient past the end: err = %v, want ENOTFOUND", err)
+	}
+	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StatePending: 300})
+}
+
+func TestLaunchingAnExistingIDIsRefused(t *testing.T) {
+	s, r := newStore(t)
+	launch(t, s, "camp", 10)
+	before := len(r.Keys(t))
+	_, err := s.BeginImport(context.Background(), repermit.Campaign{ID: "camp"}, t0)
+	if repermit.ErrorCode(err) != repermit.ECONFLICT {
+		t.Fatalf("second BeginImport: err = %v, want ECONFLICT", err)
+	}
+	if after := len(r.Keys(t)); after != before {
+		t.Errorf("keys went from %d to %d", before, after)
+	}
+}
+
+func TestAbortedImportLeavesNothing(t *testing.T) {
+	s, r := newStore(t)
+	ctx := context.Background()
+	imp, err := s.BeginImport(ctx, repermit.Campaign{ID: "half", Deadline: t0.Add(time.Hour)}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20000; i++ {
+		if err := imp.Add(ctx, fmt.Sprintf("x%d@example.com", i), "", "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Campaign(ctx, "half"); repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		t.Errorf("campaign visible before commit: %v", err)
+	}
+	if err := imp.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if keys := r.Keys(t); len(keys) != 1 || !strings.HasSuffix(keys[0], ":seq") {
+		t.Errorf("keys left after abort: %v", keys)
+	}
+	// The id is free again.
+	launch(t, s, "half", 1)
+}
+
+func TestClaimIsOncePerStep(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	launch(t, s, "camp", 3)
+	const lease = time.Minute
+
+	r, err := s.Claim(ctx, "camp", 1, 1, t0, lease)
+	if err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	if r.Email != "a1@example.com" {
+		t.Errorf("claimed %+v", r)
+	}
+	if _, err := s.Claim(ctx, "camp", 1, 1, t0.Add(time.Second), lease); !errors.Is(err, redisstore.ErrBusy) {
+		t.Errorf("duplicate claim inside the lease: err = %v, want ErrBusy", err)
+	}
+	// A crashed worker's lease runs out; the retry takes the step over.
+	if _, err := s.Claim(ctx, "camp", 1, 1, t0.Add(2*lease), lease); err != nil {
+		t.Errorf("claim after the lease: %v", err)
+	}
+	if err := s.MarkSent(ctx, "camp", 1, 1, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, "camp", 1, 1, t0, lease); !errors.Is(err, redisstore.ErrNotAllowed) {
+		t.Errorf("claim of a mailed step: err = %v, want ErrNotAllowed", err)
+	}
+	if err := s.MarkSent(ctx, "camp", 1, 1, t0); !errors.Is(err, redisstore.ErrNotAllowed) {
+		t.Errorf("second MarkSent: err = %v, want ErrNotAllowed", err)
+	}
+	// Reminder: step 2, once.
+	if _, err := s.Claim(ctx, "camp", 1, 2, t0, lease); err != nil {
+		t.Fatalf("reminder claim: %v", err)
+	}
+	if err := s.Release(ctx, "camp", 1, 2, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, "camp", 1, 2, t0.Add(time.Second), lease); err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+	if err := s.MarkSent(ctx, "camp", 1, 2, t0); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Recipient(ctx, "camp", 1)
+	if got.State != repermit.StateSent || got.Step != 2 {
+		t.Errorf("after reminder: state %s step %d", got.State, got.Step)
+	}
+	// A reminder to a pending recipient (never mailed) is refused.
+	if _, err := s.Claim(ctx, "camp", 0, 2, t0, lease); !errors.Is(err, redisstore.ErrNotAllowed) {
+		t.Errorf("reminder to a pending recipient: err = %v", err)
+	}
+	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StatePending: 2, repermit.StateSent: 1})
+}
+
+func TestClaimStopsWhenPausedAndAtDeadline(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	c := launch(t, s, "camp", 2)
+	if err := s.SetStatus(ctx, "camp", repermit.StatusPaused, repermit.StatusRunning); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, "camp", 0, 1, t0, time.Minute); !errors.Is(err, redisstore.ErrNotRunning) {
+		t.Errorf("claim while paused: err = %v", err)
+	}
+	if err := s.SetStatus(ctx, "camp", repermit.StatusRunning, repermit.StatusPaused); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, "camp", 0, 1, c.Deadline, time.Minute); !errors.Is(err, redisstore.ErrNotRunning) {
+		t.Errorf("claim at the deadline: err = %v", err)
+	}
+	if err := s.SetStatus(ctx, "camp", repermit.StatusRunning, repermit.StatusPaused); repermit.ErrorCode(err) != repermit.ECONFLICT && err != nil {
+		t.Errorf("resume of a running campaign: %v", err)
+	}
+}
+
+func TestAnswersAndLedger(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	launch(t, s, "camp", 4)
+	for i := int64(0); i < 4; i++ {
+		if _, err := s.Claim(ctx, "camp", i, 1, t0, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkSent(ctx, "camp", i, 1, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer := func(idx int64, st repermit.State, topics ...string) redisstore.AnswerResult {
+		t.Helper()
+		res, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: idx, State: st, Topics: topics, At: t0.Add(time.Minute), IP: "192.0.2.0", UserAgent: "test", WordingSHA256: "abc"})
+		if err != nil {
+			t.Fatalf("answer %d %s: %v", idx, st, err)
+		}
+		return res
+	}
+	if res := answer(0, repermit.StateConfirmed, "yoga", "events"); !res.Changed || res.Recipient.State != repermit.StateConfirmed || len(res.Recipient.Topics) != 2 {
+		t.Errorf("confirm: %+v", res)
+	}
+	if res := answer(0, repermit.StateConfirmed, "yoga"); res.Changed {
+		t.Errorf("replayed confirm changed state: %+v", res.Recipient)
+	}
+	if res := answer(1, repermit.StateDeclined); !res.Changed || res.Recipient.Email != "" {
+		t.Errorf("decline kept the address: %+v", res.Recipient)
+	}
+	if res := answer(1, repermit.StateConfirmed); res.Changed || res.Recipient.State != repermit.StateDeclined {
+		t.Errorf("confirm after decline: %+v", res.Recipient)
+	}
+	if res := answer(2, repermit.StateConfirmed); !res.Changed {
+		t.Error("confirm 2 did not change")
+	}
+	if res := answer(2, repermit.StateUnsubscribed); !res.Changed || res.Recipient.State != repermit.StateUnsubscribed {
+		t.Errorf("unsubscribe after confirm: %+v", res.Recipient)
+	}
+	assertCounts(t, s, "camp", map[repermit.State]int64{
+		repermit.StateConfirmed: 1, repermit.StateDeclined: 1, repermit.StateUnsubscribed: 1, repermit.StateSent: 1,
+	})
+
+	var recs []repermit.ConsentRecord
+	if err := s.Ledger(ctx, "camp", func(r repermit.ConsentRecord, _ string) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 4 {
+		t.Fatalf("ledger has %d records, want 4", len(recs))
+	}
+	if err := repermit.VerifyLedger(recs); err != nil {
+		t.Errorf("VerifyLedger: %v", err)
+	}
+	if recs[0].Answer != repermit.StateConfirmed || strings.Join(recs[0].Topics, ",") != "yoga,events" {
+		t.Errorf("first record %+v", recs[0])
+	}
+	recs[1].IP = "203.0.113.9"
+	if err := repermit.VerifyLedger(recs); err == nil {
+		t.Error("VerifyLedger accepted an edited record")
+	}
+
+	for _, email := range []string{"a1@example.com", "a2@example.com"} {
+		sup, err := s.IsSuppressed(ctx, []string{repermit.AddressHash(email)})
+		if err != nil || !sup[0] {
+			t.Errorf("%s not suppressed after answer: %v %v", email, sup, err)
+		}
+	}
+}
+
+func TestExpireBucketErasesAndSuppresses(t *testing.T) {
+	s, r := newStore(t)
+	ctx := context.Background()
+	launch(t, s, "camp", 200)
+	if _, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 5, State: repermit.StateConfirmed, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for b := int64(0); b < redisstore.Buckets(200); b++ {
+		n, err := s.ExpireBucket(ctx, "camp", b, t0.Add(2*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	if total != 199 {
+		t.Errorf("expired %d, want 199", total)
+	}
+	if err := s.DrainSuppression(ctx, "camp"); err != nil {
+		t.Fatal(err)
+	}
+	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StateConfirmed: 1, repermit.StateExpired: 199})
+	// Only the confirmed address may remain anywhere in the campaign's keys.
+	for _, key := range r.Keys(t) {
+		typ := r.Client.Type(ctx, key).Val()
+		if typ != "hash" {
+			continue
+		}
+		for f, v := range r.Client.HGetAll(ctx, key).Val() {
+			if strings.Contains(v, "@example.com") && v != "a5@example.com\x1fName 5\x1fde\x1fcity=Köln" {
+				t.Errorf("%s %s still holds %q", key, f, v)
+			}
+		}
+	}
+	sup, _ := s.IsSuppressed(ctx, []string{repermit.AddressHash("a7@example.com"), repermit.AddressHash("a5@example.com")})
+	if !sup[0] || sup[1] {
+		t.Errorf("suppressed = %v, want [true false]", sup)
+	}
+	// Expiring again changes nothing.
+	if n, _ := s.ExpireBucket(ctx, "camp", 0, t0.Add(3*time.Hour)); n != 0 {
+		t.Errorf("second expiry changed %d", n)
+	}
+}
