@@ -1,0 +1,270 @@
+// Package mailer builds the campaign mails and sends them over SMTP with
+// go-mail: templates per kind and locale, a pool of long-lived connections and
+// the classes of SMTP errors that decide between retry, bounce and pause.
+package mailer
+
+import (
+	"crypto"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/wneessen/go-mail"
+)
+
+// TLSMode is how a connection to the SMTP server is protected.
+type TLSMode string
+
+const (
+	TLSNone     TLSMode = "none"     // plain text; for local relays and test servers
+	TLSStartTLS TLSMode = "starttls" // STARTTLS is required, the connection fails without it
+	TLSImplicit TLSMode = "tls"      // TLS from the first byte (SMTPS, usually port 465)
+)
+
+// DefaultTimeout bounds a dial and, on a connection, one whole transaction
+// from MAIL FROM to the end of DATA.
+const DefaultTimeout = 15 * time.Second
+
+// DefaultIdleTimeout is how long a pooled connection may sit unused before the
+// pool replaces it instead of risking a server that has hung up meanwhile.
+const DefaultIdleTimeout = 30 * time.Second
+
+// Config is how to reach the SMTP server. Zero values of the optional fields
+// mean the documented defaults.
+type Config struct {
+	Host string
+	// Port defaults to 587 for starttls, 465 for tls and 25 for none.
+	Port int
+	TLS  TLSMode
+
+	// Username and Password enable SMTP AUTH when Username is set.
+	Username string
+	Password string
+	// Auth is the SASL mechanism, e.g. "PLAIN" (the default), "LOGIN",
+	// "CRAM-MD5", "SCRAM-SHA-256" or "AUTO" (strongest offered). go-mail
+	// refuses PLAIN and LOGIN on an unencrypted connection except to
+	// localhost, which keeps a password off the wire with tls=none.
+	Auth string
+
+	// HELO is the name sent in EHLO; default the local host name.
+	HELO string
+	// Timeout defaults to DefaultTimeout.
+	Timeout time.Duration
+	// IdleTimeout defaults to DefaultIdleTimeout; negative keeps idle
+	// connections forever.
+	IdleTimeout time.Duration
+
+	// DKIM signs every mail when DKIMKey is set; DKIMDomain and DKIMSelector
+	// are then required.
+	DKIMDomain   string
+	DKIMSelector string
+	DKIMKey      crypto.Signer
+}
+
+// Addr returns host:port.
+func (c Config) Addr() string {
+	return net.JoinHostPort(c.Host, strconv.Itoa(c.port()))
+}
+
+// String returns the configuration as a URL without the password, for logs.
+func (c Config) String() string {
+	u := url.URL{Scheme: "smtp", Host: c.Addr(), RawQuery: "tls=" + string(c.tlsMode())}
+	if c.Username != "" {
+		u.User = url.User(c.Username)
+	}
+	return u.String()
+}
+
+func (c Config) tlsMode() TLSMode {
+	if c.TLS == "" {
+		return TLSStartTLS
+	}
+	return c.TLS
+}
+
+func (c Config) port() int {
+	if c.Port != 0 {
+		return c.Port
+	}
+	switch c.tlsMode() {
+	case TLSNone:
+		return 25
+	case TLSImplicit:
+		return 465
+	}
+	return 587
+}
+
+func (c Config) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (c Config) idleTimeout() time.Duration {
+	if c.IdleTimeout == 0 {
+		return DefaultIdleTimeout
+	}
+	return c.IdleTimeout
+}
+
+// authType maps the names accepted in Config.Auth to go-mail's; "" is PLAIN.
+func authType(name string) (mail.SMTPAuthType, bool) {
+	switch strings.ToUpper(name) {
+	case "", "PLAIN":
+		return mail.SMTPAuthPlain, true
+	case "LOGIN":
+		return mail.SMTPAuthLogin, true
+	case "CRAM-MD5":
+		return mail.SMTPAuthCramMD5, true
+	case "SCRAM-SHA-1":
+		return mail.SMTPAuthSCRAMSHA1, true
+	case "SCRAM-SHA-256":
+		return mail.SMTPAuthSCRAMSHA256, true
+	case "XOAUTH2":
+		return mail.SMTPAuthXOAUTH2, true
+	case "AUTO":
+		return mail.SMTPAuthAutoDiscover, true
+	}
+	return "", false
+}
+
+// Validate reports the first problem that would keep a Pool from dialling.
+func (c Config) Validate() error {
+	if c.Host == "" {
+		return repermit.Errorf(repermit.EINVALID, "SMTP URL: missing host")
+	}
+	switch c.tlsMode() {
+	case TLSNone, TLSStartTLS, TLSImplicit:
+	default:
+		return repermit.Errorf(repermit.EINVALID, "SMTP URL: tls=%q, want none, starttls or tls", c.TLS)
+	}
+	if p := c.port(); p < 1 || p > 65535 {
+		return repermit.Errorf(repermit.EINVALID, "SMTP URL: port %d out of range", p)
+	}
+	if _, ok := authType(c.Auth); !ok {
+		return repermit.Errorf(repermit.EINVALID, "SMTP URL: unknown auth mechanism %q", c.Auth)
+	}
+	if c.DKIMKey != nil && (c.DKIMDomain == "" || c.DKIMSelector == "") {
+		return repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key needs dkim_domain and dkim_selector")
+	}
+	return nil
+}
+
+// ParseSMTPURL parses smtp://user:pass@host:port?tls=none|starttls|tls.
+// Optional query parameters: auth (see Config.Auth), helo, timeout and
+// idle_timeout (Go durations), and dkim_domain, dkim_selector, dkim_key (path
+// to a PEM file with an RSA or Ed25519 private key, read here). Errors are
+// EINVALID and never repeat the password.
+func ParseSMTPURL(raw string) (Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the input, password included.
+		return Config{}, repermit.Errorf(repermit.EINVALID, "SMTP URL: cannot parse; want smtp://user:pass@host:port?tls=none|starttls|tls")
+	}
+	if u.Scheme != "smtp" {
+		return Config{}, repermit.Errorf(repermit.EINVALID, "SMTP URL: scheme %q, want smtp", u.Scheme)
+	}
+	c := Config{Host: u.Hostname()}
+	if p := u.Port(); p != "" {
+		c.Port, err = strconv.Atoi(p)
+		if err != nil {
+			return Config{}, repermit.Errorf(repermit.EINVALID, "SMTP URL: bad port %q", p)
+		}
+	}
+	if u.User != nil {
+		c.Username = u.User.Username()
+		c.Password, _ = u.User.Password()
+	}
+	q := u.Query()
+	c.TLS = TLSMode(strings.ToLower(q.Get("tls")))
+	c.Auth = q.Get("auth")
+	c.HELO = q.Get("helo")
+	for key, dst := range map[string]*time.Duration{"timeout": &c.Timeout, "idle_timeout": &c.IdleTimeout} {
+		if v := q.Get(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return Config{}, repermit.Errorf(repermit.EINVALID, "SMTP URL: %s=%q is not a duration", key, v)
+			}
+			*dst = d
+		}
+	}
+	c.DKIMDomain = q.Get("dkim_domain")
+	c.DKIMSelector = q.Get("dkim_selector")
+	if path := q.Get("dkim_key"); path != "" {
+		pemBytes, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key: %v", err)
+		}
+		c.DKIMKey, err = mail.PrivKeyFromPEM(pemBytes)
+		if err != nil {
+			return Config{}, repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key %s: %v", path, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// clientOptions turns the configuration into go-mail options; dial is the
+// pool's dialer, which must do the TLS handshake itself for TLSImplicit
+// because go-mail skips its own TLS dialer when given a dial function.
+func (c Config) clientOptions(dial mail.DialContextFunc) ([]mail.Option, error) {
+	opts := []mail.Option{
+		mail.WithPort(c.port()),
+		mail.WithTimeout(c.timeout()),
+		// The pool dials fresh connections and replaces idle ones, so a NOOP
+		// before every mail would only cost a round trip.
+		mail.WithoutNoop(),
+		mail.WithDialContextFunc(dial),
+	}
+	switch c.tlsMode() {
+	case TLSNone:
+		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	case TLSStartTLS:
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	case TLSImplicit:
+		opts = append(opts, mail.WithSSL())
+	}
+	if c.HELO != "" {
+		opts = append(opts, mail.WithHELO(c.HELO))
+	}
+	if c.Username != "" {
+		auth, _ := authType(c.Auth)
+		opts = append(opts, mail.WithSMTPAuth(auth), mail.WithUsername(c.Username), mail.WithPassword(c.Password))
+	}
+	if c.DKIMKey != nil {
+		signer, err := c.dkimSigner()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, mail.WithAlwaysDKIMSign(signer))
+	}
+	return opts, nil
+}
+
+func (c Config) dkimSigner() (*mail.DKIMSigner, error) {
+	signer := mail.NewDKIMSigner(c.DKIMDomain, c.DKIMSelector, c.DKIMKey)
+	// go-mail's default set plus the List-Unsubscribe pair: RFC 8058
+	// section 4 requires both to be covered by a valid DKIM signature for
+	// one-click unsubscribe to be honoured.
+	signer.SignHeaders("From", "To", "Subject", "Date", "Message-ID", "Content-Type",
+		"MIME-Version", "List-Unsubscribe", "List-Unsubscribe-Post")
+	if err := signer.ValidateConfig(); err != nil {
+		return nil, repermit.Errorf(repermit.EINVALID, "DKIM: %v", err)
+	}
+	// go-mail's Signer.Sign records the key's algorithm in the signer on its
+	// first call; the pool shares one signer between connections, so that
+	// first write must happen here, before any concurrent use.
+	if _, err := signer.Sign([]byte("From: warmup@invalid\r\n"), nil); err != nil {
+		return nil, fmt.Errorf("DKIM: %w", err)
+	}
+	return signer, nil
+}

@@ -1,0 +1,83 @@
+package mailer
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"strings"
+
+	gomail "github.com/wneessen/go-mail"
+)
+
+// Build renders the mail of the given kind for one recipient: a
+// multipart/alternative message (text, plus HTML when the chosen locale has
+// an HTML template), a Message-ID that depends only on campaign, recipient
+// and kind, so that a repeated send of the same mail can be recognised
+// downstream, and the RFC 8058 one-click List-Unsubscribe headers. It adds
+// no tracking of any kind.
+func (t *Templates) Build(d Data, kind Kind) (*gomail.Msg, error) {
+	if d.Campaign == nil || d.Recipient == nil {
+		return nil, errors.New("build mail: campaign and recipient are required")
+	}
+	if d.ConfirmURL == "" || d.UnsubscribeURL == "" {
+		return nil, errors.New("build mail: confirm and unsubscribe URLs are required")
+	}
+	parts, err := t.render(d, kind)
+	if err != nil {
+		return nil, err
+	}
+
+	// go-mail's default User-Agent names the library, which tells nobody
+	// anything useful.
+	m := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
+	if err := m.From(d.Campaign.From); err != nil {
+		return nil, fmt.Errorf("build mail: from %q: %w", d.Campaign.From, err)
+	}
+	to, err := mail.ParseAddress(d.Recipient.Email)
+	if err != nil {
+		return nil, fmt.Errorf("build mail: recipient %d: %w", d.Recipient.Index, err)
+	}
+	// net/mail encodes the name, so a name with quotes or line breaks from
+	// a CSV can neither break the header nor inject one.
+	m.ToMailAddress(&mail.Address{Name: d.Recipient.Name, Address: to.Address})
+	m.Subject(parts.subject)
+	m.SetDate()
+	m.SetMessageIDWithValue(MessageID(d.Campaign.ID, d.Recipient.Index, kind, d.Campaign.From))
+	// Precedence: bulk and X-Auto-Response-Suppress keep out-of-office
+	// replies from answering thousands of asks.
+	m.SetBulk()
+
+	// SetListUnsubscribeOneClick would refuse the http links of the demo;
+	// config validation is where https is enforced for real campaigns.
+	if u, err := url.Parse(d.UnsubscribeURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("build mail: unsubscribe URL is not an http(s) URL")
+	}
+	uris := []string{d.UnsubscribeURL}
+	if to := d.Campaign.UnsubscribeMailto; to != "" {
+		if !strings.HasPrefix(strings.ToLower(to), "mailto:") {
+			to = "mailto:" + to
+		}
+		uris = append(uris, to)
+	}
+	m.SetListUnsubscribe(uris...)
+	m.SetListUnsubscribePost()
+
+	m.SetBodyString(gomail.TypeTextPlain, parts.text)
+	if parts.html != "" {
+		m.AddAlternativeString(gomail.TypeTextHTML, parts.html)
+	}
+	return m, nil
+}
+
+// MessageID returns the Message-ID, without angle brackets, of the mail of
+// the given kind to recipient index of a campaign, in the domain of from.
+func MessageID(campaign string, index int64, kind Kind, from string) string {
+	domain := "repermit.invalid"
+	if a, err := mail.ParseAddress(from); err == nil {
+		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
+			domain = a.Address[i+1:]
+		}
+	}
+	return fmt.Sprintf("repermit.%s.%d.%s@%s", campaign, index, kind, domain)
+}
