@@ -90,9 +90,17 @@ type Signer struct {
 type key struct {
 	block  cipher.Block
 	macKey []byte
-	// macs pools keyed HMAC states: Reset restores the keyed state without
-	// rehashing the key, and reuse saves hmac.New's allocations.
-	macs sync.Pool
+	work   sync.Pool // of *work
+}
+
+// work is what one call needs of a key. Pooling it halves the cost of a MAC
+// (Reset restores the keyed state without rehashing the key, and hmac.New
+// allocates), and its buffers replace stack arrays that would escape to the
+// heap anyway on their way through the hash.Hash and cipher.Block interfaces.
+type work struct {
+	mac     hash.Hash
+	in, out [blockLen]byte
+	sum     [sha256.Size]byte
 }
 
 // ParseSecrets splits a REPERMIT_SECRET value: comma-separated secrets, the
@@ -155,7 +163,7 @@ func newKey(secret []byte) (*key, error) {
 		return nil, err
 	}
 	k := &key{block: block, macKey: derive(secret, macLabel)}
-	k.macs.New = func() any { return hmac.New(sha256.New, k.macKey) }
+	k.work.New = func() any { return &work{mac: hmac.New(sha256.New, k.macKey)} }
 	return k, nil
 }
 
@@ -168,15 +176,37 @@ func derive(secret []byte, label string) []byte {
 	return m.Sum(nil)
 }
 
-// tag writes the truncated MAC of ct into dst.
-func (k *key) tag(dst, ct []byte) {
-	m := k.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(ct)
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	k.macs.Put(m)
-	copy(dst, sum[:tagLen])
+// seal encrypts the block pt and writes ciphertext and tag to raw.
+func (k *key) seal(raw *[rawLen]byte, pt *[blockLen]byte) {
+	w := k.work.Get().(*work)
+	defer k.work.Put(w)
+	w.in = *pt
+	k.block.Encrypt(w.out[:], w.in[:])
+	w.tag(&w.out)
+	copy(raw[:blockLen], w.out[:])
+	copy(raw[blockLen:], w.sum[:tagLen])
+}
+
+// open decrypts raw into pt if its tag is this key's, comparing in constant
+// time, and reports whether it was.
+func (k *key) open(pt *[blockLen]byte, raw *[rawLen]byte) bool {
+	w := k.work.Get().(*work)
+	defer k.work.Put(w)
+	copy(w.in[:], raw[:blockLen])
+	w.tag(&w.in)
+	if !hmac.Equal(w.sum[:tagLen], raw[blockLen:]) {
+		return false
+	}
+	k.block.Decrypt(w.out[:], w.in[:])
+	*pt = w.out
+	return true
+}
+
+// tag leaves the MAC of ct in w.sum; ct must be w.in or w.out.
+func (w *work) tag(ct *[blockLen]byte) {
+	w.mac.Reset()
+	w.mac.Write(ct[:])
+	w.mac.Sum(w.sum[:0])
 }
 
 // Sign returns the token for c, signed with the first secret.
@@ -188,11 +218,22 @@ func (s *Signer) Sign(c Claims) string {
 	binary.BigEndian.PutUint32(pt[6:10], c.Recipient)
 	binary.BigEndian.PutUint32(pt[10:14], unixSeconds(c.Deadline))
 
-	k := s.keys[0]
 	var raw [rawLen]byte
-	k.block.Encrypt(raw[:blockLen], pt[:])
-	k.tag(raw[blockLen:], raw[:blockLen])
-	return s.enc.EncodeToString(raw[:])
+	s.keys[0].seal(&raw, &pt)
+	var tok [encodedLen]byte
+	s.enc.Encode(tok[:], raw[:])
+	return string(tok[:])
+}
+
+// open tries each key in turn. Which key matched is no secret, so the loop
+// may stop at the first.
+func (s *Signer) open(pt *[blockLen]byte, raw *[rawLen]byte) bool {
+	for _, k := range s.keys {
+		if k.open(pt, raw) {
+			return true
+		}
+	}
+	return false
 }
 
 func unixSeconds(t time.Time) uint32 {
@@ -223,23 +264,10 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	if n, err := s.enc.Decode(raw[:], src[:]); err != nil || n != rawLen {
 		return Claims{}, ErrInvalid
 	}
-	ct, got := raw[:blockLen], raw[blockLen:]
-
-	var want [tagLen]byte
-	var k *key
-	for _, kk := range s.keys {
-		kk.tag(want[:], ct)
-		if hmac.Equal(want[:], got) {
-			k = kk
-			break
-		}
-	}
-	if k == nil {
+	var pt [blockLen]byte
+	if !s.open(&pt, &raw) {
 		return Claims{}, ErrInvalid
 	}
-
-	var pt [blockLen]byte
-	k.block.Decrypt(pt[:], ct)
 	// An authentic tag makes this hold for every token Sign wrote; the
 	// check keeps a later format that reused these keys from being misread.
 	if pt[0] != version || pt[14] != 0 || pt[15] != 0 {

@@ -182,6 +182,41 @@ func TestOnlyOneSpellingVerifies(t *testing.T) {
 	}
 }
 
+// The version and padding checks sit behind the MAC, so only blocks sealed
+// with the signer's own keys reach them.
+func TestAuthenticForeignFormatIsInvalid(t *testing.T) {
+	s := newSigner(t, secretA)
+	seal := func(pt [blockLen]byte) string {
+		var raw [rawLen]byte
+		s.keys[0].seal(&raw, &pt)
+		return s.enc.EncodeToString(raw[:])
+	}
+	var ok [blockLen]byte
+	ok[0], ok[1], ok[13] = version, byte(Confirm), 0xff
+	if _, err := s.Verify(seal(ok), time.Unix(0, 0)); err != nil {
+		t.Fatalf("well-formed block: %v", err)
+	}
+	tests := []struct {
+		name string
+		pos  int
+		val  byte
+	}{
+		{"version 0", 0, 0},
+		{"version 2", 0, 2},
+		{"padding 14", 14, 1},
+		{"padding 15", 15, 0x80},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pt := ok
+			pt[tt.pos] = tt.val
+			if _, err := s.Verify(seal(pt), time.Unix(0, 0)); !errors.Is(err, ErrInvalid) {
+				t.Errorf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
 func TestOtherSecretIsInvalid(t *testing.T) {
 	tok := newSigner(t, secretA).Sign(sample())
 	if _, err := newSigner(t, secretB).Verify(tok, deadline); !errors.Is(err, ErrInvalid) {
