@@ -76,7 +76,8 @@ const (
 )
 
 // Signer signs with the first of its secrets and verifies with any of them.
-// It is safe for concurrent use.
+// It is safe for concurrent use. Make one with NewSigner; the zero value
+// holds no key.
 type Signer struct {
 	keys []*key
 	// enc is strict so that every token has exactly one spelling: the
