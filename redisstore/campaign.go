@@ -187,8 +187,19 @@ func (imp *Import) Abort(ctx context.Context) error {
 
 // deleteCampaignKeys removes every key of a campaign.
 func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
-	hw, err := s.rdb.HGet(ctx, s.metaKey(id), fHighWater).Int64()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fHighWater, fSeq).Result()
+	if err != nil {
+		return unavailable("delete "+id, err)
+	}
+	hw, _ := strconv.ParseInt(fmt.Sprint(vals[0]), 10, 64)
+	if seq, ok := vals[1].(string); ok {
+		// A commit that got as far as the index must not leave a dangling
+		// entry that points at nothing.
+		if err := s.rdb.HDel(ctx, s.seqsKey(), seq).Err(); err != nil {
+			return unavailable("delete "+id, err)
+		}
+	}
+	if err := s.rdb.ZRem(ctx, s.campaignsKey(), id).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
 	const chunk = 512

@@ -146,10 +146,11 @@ func parseMs(s string) time.Time {
 	return time.UnixMilli(n)
 }
 
-// encodeData packs a recipient's personal data into one value. Control
-// characters are stripped at import, so the unit separator cannot occur
-// inside a field.
+// encodeData packs a recipient's personal data into one value, fields
+// separated by the ASCII unit separator, which is replaced where a field
+// holds one.
 func encodeData(email, name, locale string, extra map[string]string) string {
+	name = strings.ReplaceAll(name, "\x1f", " ")
 	var b strings.Builder
 	b.WriteString(email)
 	if name == "" && locale == "" && len(extra) == 0 {
@@ -161,9 +162,9 @@ func encodeData(email, name, locale string, extra map[string]string) string {
 	b.WriteString(locale)
 	for k, v := range extra {
 		b.WriteByte(0x1f)
-		b.WriteString(k)
+		b.WriteString(strings.ReplaceAll(k, "\x1f", " "))
 		b.WriteByte('=')
-		b.WriteString(v)
+		b.WriteString(strings.ReplaceAll(v, "\x1f", " "))
 	}
 	return b.String()
 }

@@ -1,0 +1,107 @@
+// Package export writes what marketing ops take away from a campaign:
+// the confirmed recipients with their proof, and the suppression entries.
+package export
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+)
+
+// ConfirmedHeader is the header of the confirmed export. email, name and
+// attributes are the columns listmonk's importer reads (attributes holds
+// the rest as JSON); spreadsheet users and Mailchimp's column mapper get the
+// same facts as plain columns after them.
+var ConfirmedHeader = []string{"email", "name", "attributes", "locale", "topics", "confirmed_at", "consent_record_hash"}
+
+// Confirmed writes one CSV row per confirmed recipient of campaign id.
+func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string) error {
+	if _, err := st.Campaign(ctx, id); err != nil {
+		return err
+	}
+	// A confirmed recipient points at its consent record by stream id; the
+	// proof a user can check is the record's hash.
+	hashes := make(map[string]string)
+	if err := st.Ledger(ctx, id, func(r repermit.ConsentRecord, streamID string) error {
+		hashes[streamID] = r.Hash
+		return nil
+	}); err != nil {
+		return err
+	}
+	n, err := st.Imported(ctx, id)
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ConfirmedHeader); err != nil {
+		return fmt.Errorf("export confirmed %s: %w", id, err)
+	}
+	for b := int64(0); b < redisstore.Buckets(n); b++ {
+		rs, err := st.Bucket(ctx, id, b)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.State != repermit.StateConfirmed {
+				continue
+			}
+			at := r.AnsweredAt.UTC().Format(time.RFC3339)
+			attrs := map[string]any{"confirmed_at": at, "consent_record_hash": hashes[r.LedgerID], "repermit_campaign": id}
+			if r.Locale != "" {
+				attrs["locale"] = r.Locale
+			}
+			if len(r.Topics) > 0 {
+				attrs["topics"] = r.Topics
+			}
+			for k, v := range r.Extra {
+				if _, taken := attrs[k]; !taken {
+					attrs[k] = v
+				}
+			}
+			js, err := json.Marshal(attrs)
+			if err != nil {
+				return fmt.Errorf("export confirmed %s: %w", id, err)
+			}
+			if err := cw.Write([]string{r.Email, r.Name, string(js), r.Locale, strings.Join(r.Topics, ";"), at, hashes[r.LedgerID]}); err != nil {
+				return fmt.Errorf("export confirmed %s: %w", id, err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// SuppressedHeader is the header of the suppressed export.
+var SuppressedHeader = []string{"email_sha256", "reason", "at"}
+
+// Suppressed writes the suppression entries that campaign id added.
+func Suppressed(ctx context.Context, w io.Writer, st *redisstore.Store, id string) error {
+	if _, err := st.Campaign(ctx, id); err != nil {
+		return err
+	}
+	if err := st.DrainSuppression(ctx, id); err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(SuppressedHeader); err != nil {
+		return fmt.Errorf("export suppressed %s: %w", id, err)
+	}
+	err := st.Suppressions(ctx, id, func(e redisstore.SuppressionEntry) error {
+		return cw.Write([]string{e.Hash, e.Reason, e.At.UTC().Format(time.RFC3339)})
+	})
+	if err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -1,0 +1,262 @@
+// Package launch turns a campaign file and its CSV into a running campaign:
+// it validates everything first, then imports and schedules in one step
+// that either completes or leaves nothing behind.
+package launch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/config"
+	"github.com/repermit/repermit/recipients"
+	"github.com/repermit/repermit/redisstore"
+)
+
+// Scheduler arms a launched campaign's timed work (feeding, reminders,
+// deadline). The worker package implements it on asynq.
+type Scheduler interface {
+	Schedule(ctx context.Context, c repermit.Campaign) error
+}
+
+// TemplateChecker refuses campaign templates that cannot be sent, such as
+// a text part without the confirm link. The mailer implements it.
+type TemplateChecker func(dir string) error
+
+// Report is the outcome of validating or importing a recipients file.
+type Report struct {
+	repermit.ImportResult
+	// Warnings name the rows that were skipped, "file:line: reason", at most
+	// MaxWarnings of them; Omitted counts the rest.
+	Warnings []string
+	Omitted  int
+}
+
+// MaxWarnings bounds the warnings kept in a Report, so a million bad rows
+// cost no memory.
+const MaxWarnings = 1000
+
+func (r *Report) warn(format string, args ...any) {
+	if len(r.Warnings) >= MaxWarnings {
+		r.Omitted++
+		return
+	}
+	r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
+}
+
+// Progress is told how far the import has read; total is the file size.
+type Progress func(done, total int64)
+
+// Options tune Validate and Launch. Zero values work.
+type Options struct {
+	Now            time.Time // default time.Now()
+	CheckTemplates TemplateChecker
+	Progress       Progress
+}
+
+func (o Options) now() time.Time {
+	if o.Now.IsZero() {
+		return time.Now()
+	}
+	return o.Now
+}
+
+// Validate checks a campaign file, its templates and its recipients
+// without touching Redis. A returned error means the campaign cannot be
+// launched; row problems are warnings in the report.
+func Validate(ctx context.Context, path string, opt Options) (*config.File, Report, error) {
+	f, err := config.Load(path, opt.now())
+	if err != nil {
+		return nil, Report{}, err
+	}
+	if opt.CheckTemplates != nil {
+		if err := opt.CheckTemplates(f.Campaign.TemplatesDir); err != nil {
+			return nil, Report{}, err
+		}
+	}
+	supp, err := loadSuppression(f)
+	if err != nil {
+		return nil, Report{}, err
+	}
+	rep := Report{ImportResult: repermit.ImportResult{Campaign: f.Campaign.ID}}
+	err = scan(ctx, f, supp, opt.Progress, &rep, func(recipients.Row, [32]byte) error { return nil })
+	return f, rep, err
+}
+
+func loadSuppression(f *config.File) (map[string]struct{}, error) {
+	if f.SuppressionPath == "" {
+		return nil, nil
+	}
+	return recipients.LoadSuppression(f.SuppressionPath)
+}
+
+// scan reads the recipients file once, skipping and counting invalid,
+// duplicate and file-suppressed rows, and hands every other row to fn with
+// the SHA-256 of its address.
+func scan(ctx context.Context, f *config.File, supp map[string]struct{}, progress Progress, rep *Report, fn func(recipients.Row, [32]byte) error) error {
+	in, err := os.Open(f.RecipientsPath)
+	if err != nil {
+		return repermit.Errorf(repermit.EINVALID, "%s: cannot open recipients file: %v", f.RecipientsPath, errors.Unwrap(err))
+	}
+	defer in.Close()
+	var src io.Reader = in
+	if progress != nil {
+		if st, err := in.Stat(); err == nil {
+			src = &countingReader{r: in, total: st.Size(), progress: progress}
+		}
+	}
+	rd, err := recipients.NewReader(src, f.RecipientsPath)
+	if err != nil {
+		return err
+	}
+	// Duplicates are found by a 128-bit prefix of the address hash: 16
+	// bytes a row instead of the address, and a collision chance that is
+	// nil for any list that fits in Redis.
+	seen := make(map[[16]byte]struct{})
+	for n := 0; ; n++ {
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		row, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		var rowErr *recipients.RowError
+		if errors.As(err, &rowErr) {
+			rep.SkippedInvalid++
+			rep.warn("%s", rowErr.Error())
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256([]byte(row.Email))
+		key := [16]byte(sum[:16])
+		if _, dup := seen[key]; dup {
+			rep.SkippedDuplicate++
+			rep.warn("%s:%d: duplicate address %s skipped", f.RecipientsPath, row.Line, row.Email)
+			continue
+		}
+		seen[key] = struct{}{}
+		if _, ok := supp[hex.EncodeToString(sum[:])]; ok {
+			rep.SkippedSuppressed++
+			rep.warn("%s:%d: %s is on the suppression list, skipped", f.RecipientsPath, row.Line, row.Email)
+			continue
+		}
+		if err := fn(row, sum); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchSize is how many rows share one suppression lookup round trip.
+const batchSize = 2048
+
+// Launch validates the campaign file, imports the recipients and schedules
+// the campaign. Nothing of the campaign stays in Redis unless every step
+// succeeds; an id that exists is refused with ECONFLICT before anything is
+// written.
+//
+// The recipients file is read twice: first to find any fatal problem (a
+// 1 MB line at row 900,000) before Redis is touched, then to import.
+func Launch(ctx context.Context, path string, st *redisstore.Store, sched Scheduler, opt Options) (Report, error) {
+	f, pre, err := Validate(ctx, path, Options{Now: opt.now(), CheckTemplates: opt.CheckTemplates})
+	if err != nil {
+		return pre, err
+	}
+	if _, err := st.Campaign(ctx, f.Campaign.ID); err == nil {
+		return pre, repermit.Errorf(repermit.ECONFLICT, "campaign %q exists already; choose a new id", f.Campaign.ID)
+	} else if repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		return pre, err
+	}
+	supp, err := loadSuppression(f)
+	if err != nil {
+		return pre, err
+	}
+	imp, err := st.BeginImport(ctx, f.Campaign, opt.now())
+	if err != nil {
+		return pre, err
+	}
+	rep, err := importRows(ctx, f, supp, imp, opt.Progress)
+	if err == nil {
+		err = imp.Commit(ctx, rep.ImportResult)
+		if err == nil && sched != nil {
+			if err = sched.Schedule(ctx, imp.Campaign()); err != nil {
+				err = fmt.Errorf("schedule %s: %w", f.Campaign.ID, err)
+			}
+		}
+	}
+	if err != nil {
+		if abortErr := imp.Abort(ctx); abortErr != nil {
+			return rep, fmt.Errorf("launch %s: %w (and removing the partial import failed: %v)", f.Campaign.ID, err, abortErr)
+		}
+		return rep, fmt.Errorf("launch %s: %w", f.Campaign.ID, err)
+	}
+	return rep, nil
+}
+
+func importRows(ctx context.Context, f *config.File, supp map[string]struct{}, imp *redisstore.Import, progress Progress) (Report, error) {
+	rep := Report{ImportResult: repermit.ImportResult{Campaign: f.Campaign.ID}}
+	batch := make([]recipients.Row, 0, batchSize)
+	hashes := make([]string, 0, batchSize)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		suppressed, err := imp.Suppressed(ctx, hashes)
+		if err != nil {
+			return err
+		}
+		for i, row := range batch {
+			if suppressed[i] {
+				rep.SkippedSuppressed++
+				rep.warn("%s:%d: %s is on the global suppression list, skipped", f.RecipientsPath, row.Line, row.Email)
+				continue
+			}
+			if err := imp.Add(ctx, row.Email, row.Name, row.Locale, row.Extra); err != nil {
+				return err
+			}
+			rep.Imported++
+		}
+		batch, hashes = batch[:0], hashes[:0]
+		return nil
+	}
+	err := scan(ctx, f, supp, progress, &rep, func(row recipients.Row, sum [32]byte) error {
+		batch = append(batch, row)
+		hashes = append(hashes, hex.EncodeToString(sum[:]))
+		if len(batch) == batchSize {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return rep, err
+}
+
+type countingReader struct {
+	r        io.Reader
+	n, total int64
+	last     int64
+	progress Progress
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n-c.last >= 1<<20 || err == io.EOF {
+		c.last = c.n
+		c.progress(c.n, c.total)
+	}
+	return n, err
+}
