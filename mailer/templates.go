@@ -63,6 +63,9 @@ type Data struct {
 	ConfirmURL    string
 	ConfirmYesURL string
 	ConfirmNoURL  string
+	// Subject is the mail's subject, set while rendering (empty inside the
+	// subject template itself).
+	Subject string
 	// UnsubscribeURL is the List-Unsubscribe target.
 	UnsubscribeURL string
 	// Deadline is the last whole day on which an answer counts, in the
@@ -323,13 +326,7 @@ func (t *Templates) render(d Data, kind Kind) (rendered, error) {
 		return out, fmt.Errorf("render %s: no template", kind)
 	}
 	var buf bytes.Buffer
-	if err := tt.Execute(&buf, d); err != nil {
-		return out, repermit.Errorf(repermit.EINVALID, "%v", err)
-	}
-	out.text = buf.String()
-
 	if st := tt.Lookup("subject"); st != nil {
-		buf.Reset()
 		if err := st.Execute(&buf, d); err != nil {
 			return out, repermit.Errorf(repermit.EINVALID, "%v", err)
 		}
@@ -342,6 +339,13 @@ func (t *Templates) render(d Data, kind Kind) (rendered, error) {
 	}
 	// A subject from a template may span lines; a header may not.
 	out.subject = strings.Join(strings.Fields(out.subject), " ")
+	d.Subject = out.subject
+
+	buf.Reset()
+	if err := tt.Execute(&buf, d); err != nil {
+		return out, repermit.Errorf(repermit.EINVALID, "%v", err)
+	}
+	out.text = buf.String()
 
 	if ht := t.html[kind.template()+"."+out.locale]; ht != nil {
 		buf.Reset()

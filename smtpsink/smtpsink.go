@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -63,6 +62,9 @@ type Sink struct {
 	ln     net.Listener
 	served chan struct{}
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu          sync.Mutex
 	messages    []Message
 	count       int
@@ -112,14 +114,19 @@ func (s *Sink) Addr() string { return s.ln.Addr().String() }
 // URL returns the sink as an smtp URL without TLS.
 func (s *Sink) URL() string { return "smtp://" + s.Addr() + "?tls=none" }
 
-// Close stops the server and closes every connection.
+// Close stops the server and closes every connection. It may be called
+// more than once.
 func (s *Sink) Close() error {
-	err := s.server.Close()
-	<-s.served
-	if errors.Is(err, smtp.ErrServerClosed) {
-		return nil
-	}
-	return err
+	// go-smtp's Server.Close panics when two calls race, as a Close and the
+	// end of the context given to Start may.
+	s.closeOnce.Do(func() {
+		s.closeErr = s.server.Close()
+		// Serve registers the listener with the server only once it runs;
+		// a Close before that would leave Accept waiting.
+		s.ln.Close()
+		<-s.served
+	})
+	return s.closeErr
 }
 
 // Messages returns a copy of the mails accepted so far; empty with Discard.
