@@ -1,0 +1,219 @@
+package launch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/launch"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/redistest"
+)
+
+var now = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+
+// writeCampaign writes a campaign file and its CSV into a temp dir.
+func writeCampaign(t *testing.T, id, yamlExtra, csv string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "recipients.csv"), []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y := fmt.Sprintf(`id: %s
+from: "ACME News <news@acme.example>"
+subject: "Do you still want ACME News?"
+recipients: recipients.csv
+confirm_base_url: https://consent.acme.example
+deadline: 30d
+%s`, id, yamlExtra)
+	path := filepath.Join(dir, "campaign.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// bigCSV has n rows, every 100th invalid and every 100th (offset 50) a
+// duplicate of the row before it.
+func bigCSV(n int) (csv string, invalid, dup int) {
+	var b strings.Builder
+	b.WriteString("email,name,locale\n")
+	for i := 0; i < n; i++ {
+		switch {
+		case i%100 == 0:
+			fmt.Fprintf(&b, "not-an-address-%d,Broken,en\n", i)
+			invalid++
+		case i%100 == 50:
+			fmt.Fprintf(&b, "User%d@Example.COM,Dup,en\n", i-1)
+			dup++
+		default:
+			fmt.Fprintf(&b, "user%d@example.com,User %d,de\n", i, i)
+		}
+	}
+	return b.String(), invalid, dup
+}
+
+type recordingScheduler struct {
+	scheduled []repermit.Campaign
+	fail      error
+}
+
+func (r *recordingScheduler) Schedule(_ context.Context, c repermit.Campaign) error {
+	r.scheduled = append(r.scheduled, c)
+	return r.fail
+}
+
+func dump(t *testing.T, r *redistest.Redis) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := make(map[string]string)
+	for _, k := range r.Keys(t) {
+		switch r.Client.Type(ctx, k).Val() {
+		case "hash":
+			out[k] = fmt.Sprint(r.Client.HGetAll(ctx, k).Val())
+		case "string":
+			out[k] = r.Client.Get(ctx, k).Val()
+		default:
+			out[k] = r.Client.Type(ctx, k).Val()
+		}
+	}
+	return out
+}
+
+func TestLaunch100kRowsCountsExactlyAndRelaunchChangesNothing(t *testing.T) {
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	csv, invalid, dup := bigCSV(100_000)
+	path := writeCampaign(t, "big", "", csv)
+	sched := &recordingScheduler{}
+
+	rep, err := launch.Launch(ctx, path, st, sched, launch.Options{Now: now})
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	want := repermit.ImportResult{Campaign: "big", Imported: int64(100_000 - invalid - dup), SkippedInvalid: int64(invalid), SkippedDuplicate: int64(dup)}
+	if rep.ImportResult != want {
+		t.Errorf("result = %+v, want %+v", rep.ImportResult, want)
+	}
+	if len(sched.scheduled) != 1 || sched.scheduled[0].Seq == 0 {
+		t.Errorf("scheduled %+v, want the campaign once with its sequence number", sched.scheduled)
+	}
+	stats, err := st.Stats(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Counts.Total() != want.Imported || stats.Counts[repermit.StatePending] != want.Imported {
+		t.Errorf("counts %v do not add up to %d", stats.Counts, want.Imported)
+	}
+	if !strings.Contains(strings.Join(rep.Warnings, "\n"), "recipients.csv:2: ") {
+		t.Errorf("warnings do not name CSV line 2 (the first invalid row): %v", rep.Warnings[:3])
+	}
+
+	before := dump(t, r)
+	_, err = launch.Launch(ctx, path, st, sched, launch.Options{Now: now})
+	if repermit.ErrorCode(err) != repermit.ECONFLICT {
+		t.Fatalf("second launch: err = %v, want ECONFLICT", err)
+	}
+	after := dump(t, r)
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Error("the refused second launch changed Redis")
+	}
+}
+
+func TestBrokenCampaignFileReportsEveryLineAndTouchesNothing(t *testing.T) {
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	path := writeCampaign(t, "broken", "reminders: [7x]\nsubjct: typo\nrate:\n  per_second: -1\n", "email\na@example.com\n")
+	_, err := launch.Launch(context.Background(), path, st, nil, launch.Options{Now: now})
+	if repermit.ErrorCode(err) != repermit.EINVALID {
+		t.Fatalf("err = %v, want EINVALID", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"campaign.yaml:7:", "campaign.yaml:8:", "campaign.yaml:10:"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("errors lack %q:\n%s", want, msg)
+		}
+	}
+	if keys := r.Keys(t); len(keys) != 0 {
+		t.Errorf("Redis touched: %v", keys)
+	}
+}
+
+func TestFatalCSVProblemLateInTheFileLeavesNothing(t *testing.T) {
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	csv, _, _ := bigCSV(20_000)
+	csv += "x" + strings.Repeat("y", 2<<20) + "@example.com\n"
+	path := writeCampaign(t, "late", "", csv)
+	_, err := launch.Launch(context.Background(), path, st, nil, launch.Options{Now: now})
+	if repermit.ErrorCode(err) != repermit.EINVALID || !strings.Contains(err.Error(), "recipients.csv:20002") {
+		t.Fatalf("err = %v, want EINVALID naming line 20002", err)
+	}
+	if keys := r.Keys(t); len(keys) != 0 {
+		t.Errorf("Redis touched: %v", keys)
+	}
+}
+
+func TestFailedSchedulingRollsBackTheImport(t *testing.T) {
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	csv, _, _ := bigCSV(1000)
+	path := writeCampaign(t, "unscheduled", "", csv)
+	boom := errors.New("queue down")
+	_, err := launch.Launch(context.Background(), path, st, &recordingScheduler{fail: boom}, launch.Options{Now: now})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the scheduler's error", err)
+	}
+	for _, k := range r.Keys(t) {
+		if !strings.HasSuffix(k, ":seq") {
+			t.Errorf("key left behind: %s", k)
+		}
+	}
+	if _, err := st.Campaign(context.Background(), "unscheduled"); repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		t.Errorf("campaign still visible: %v", err)
+	}
+}
+
+func TestSuppressedAddressesAreSkipped(t *testing.T) {
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	if err := st.AddSuppression(ctx, "declined", "older", now, repermit.AddressHash("b@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "supp.csv"), []byte("c@example.com\n"+repermit.AddressHash("d@example.com")+"\n"), 0o644)
+	path := writeCampaign(t, "supp", "suppression: "+filepath.Join(dir, "supp.csv")+"\n", "email\na@example.com\nB@example.com\nc@example.com\nd@example.com\ne@example.com\n")
+	rep, err := launch.Launch(ctx, path, st, nil, launch.Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Imported != 2 || rep.SkippedSuppressed != 3 {
+		t.Errorf("result %+v, want 2 imported and 3 suppressed", rep.ImportResult)
+	}
+	for i, want := range []string{"a@example.com", "e@example.com"} {
+		got, err := st.Recipient(ctx, "supp", int64(i))
+		if err != nil || got.Email != want {
+			t.Errorf("recipient %d = %v, %v; want %s", i, got, err, want)
+		}
+	}
+}
+
+func TestValidateDoesNotNeedRedis(t *testing.T) {
+	csv, invalid, dup := bigCSV(1000)
+	path := writeCampaign(t, "check", "", csv)
+	f, rep, err := launch.Validate(context.Background(), path, launch.Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Campaign.ID != "check" || rep.SkippedInvalid != int64(invalid) || rep.SkippedDuplicate != int64(dup) || rep.Imported != 0 {
+		t.Errorf("report %+v", rep.ImportResult)
+	}
+}
