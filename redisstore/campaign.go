@@ -212,7 +212,7 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 			return unavailable("delete "+id, err)
 		}
 	}
-	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.metaKey(id)).Err(); err != nil {
+	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.metaKey(id)).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
 	return nil
@@ -379,3 +379,30 @@ func (s *Store) Imported(ctx context.Context, id string) (int64, error) {
 
 // Buckets returns the number of recipient buckets of a campaign.
 func Buckets(imported int64) int64 { return (imported + BucketSize - 1) / BucketSize }
+
+// Timeline returns, per state, how many recipients entered it in each
+// minute (keyed by the minute's start).
+func (s *Store) Timeline(ctx context.Context, id string) (map[repermit.State]map[time.Time]int64, error) {
+	m, err := s.rdb.HGetAll(ctx, s.timelineKey(id)).Result()
+	if err != nil {
+		return nil, unavailable("timeline "+id, err)
+	}
+	out := make(map[repermit.State]map[time.Time]int64)
+	for k, v := range m {
+		state, minute, ok := strings.Cut(k, ":")
+		if !ok {
+			continue
+		}
+		mi, err1 := strconv.ParseInt(minute, 10, 64)
+		n, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		st := repermit.State(state)
+		if out[st] == nil {
+			out[st] = make(map[time.Time]int64)
+		}
+		out[st][time.Unix(mi*60, 0).UTC()] = n
+	}
+	return out, nil
+}

@@ -16,6 +16,8 @@
 //	                           P:suppression (an outbox: the global hash lives
 //	                           in another slot, so a script cannot write it)
 //	P:{ID}:ledger        stream consent records, hash-chained
+//	P:{ID}:timeline      hash  "<state>:<unix minute>" -> recipients that
+//	                           entered the state in that minute
 //
 // Recipients are packed 128 to a hash so that Redis keeps them as compact
 // listpacks (about 80 bytes a recipient instead of ~340 for a hash each).
@@ -85,6 +87,9 @@ func (s *Store) bucketKey(id string, b int64) string {
 }
 func (s *Store) outboxKey(id string) string { return s.prefix + ":{" + id + "}:supp" }
 func (s *Store) ledgerKey(id string) string { return s.prefix + ":{" + id + "}:ledger" }
+func (s *Store) timelineKey(id string) string {
+	return s.prefix + ":{" + id + "}:timeline"
+}
 
 // Meta hash fields.
 const (

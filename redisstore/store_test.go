@@ -311,3 +311,31 @@ func TestExpireBucketErasesAndSuppresses(t *testing.T) {
 		t.Errorf("second expiry changed %d", n)
 	}
 }
+
+func TestTimelineCountsEntriesPerStateAndMinute(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	launch(t, s, "camp", 3)
+	for i := int64(0); i < 3; i++ {
+		if _, err := s.Claim(ctx, "camp", i, 1, t0, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkSent(ctx, "camp", i, 1, t0.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 0, State: repermit.StateConfirmed, At: t0.Add(5 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	tl, err := s.Timeline(ctx, "camp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := tl[repermit.StateSent]
+	if len(sent) != 3 || sent[t0] != 1 || sent[t0.Add(2*time.Minute)] != 1 {
+		t.Errorf("sent timeline = %v", sent)
+	}
+	if tl[repermit.StateConfirmed][t0.Add(5*time.Minute)] != 1 {
+		t.Errorf("confirmed timeline = %v", tl[repermit.StateConfirmed])
+	}
+}

@@ -47,7 +47,8 @@ const (
 // record to the ledger, all atomically.
 //
 // KEYS[1] bucket hash, KEYS[2] campaign meta hash, KEYS[3] suppression
-// outbox set, KEYS[4] ledger stream.
+// outbox set, KEYS[4] ledger stream, KEYS[5] timeline hash (changes per
+// state and minute, for rates and charts).
 // ARGV[1] op, ARGV[2] now (unix ms), ARGV[3] mail step k (claim, sent,
 // release), ARGV[4] lease end in unix ms (claim), ARGV[5] answer value
 // (topics, comma-separated), ARGV[6] ledger head the record was chained to,
@@ -149,6 +150,7 @@ for i = 9, #ARGV, 2 do
       if from ~= to then
         redis.call('HINCRBY', KEYS[2], 'n:' .. from, -1)
         redis.call('HINCRBY', KEYS[2], 'n:' .. to, 1)
+        redis.call('HINCRBY', KEYS[5], to .. ':' .. math.floor(now / 60000), 1)
       end
       if erase then
         redis.call('HDEL', KEYS[1], 'd' .. slot)
@@ -199,7 +201,7 @@ type errLedgerMoved struct{ head string }
 func (e *errLedgerMoved) Error() string { return "ledger head moved" }
 
 func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]outcome, error) {
-	keys := []string{s.bucketKey(id, bucket), s.metaKey(id), s.outboxKey(id), s.ledgerKey(id)}
+	keys := []string{s.bucketKey(id, bucket), s.metaKey(id), s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id)}
 	args := make([]any, 0, 8+2*len(changes))
 	lease := "0"
 	if !a.leaseUntil.IsZero() {
