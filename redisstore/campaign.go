@@ -406,3 +406,35 @@ func (s *Store) Timeline(ctx context.Context, id string) (map[repermit.State]map
 	}
 	return out, nil
 }
+
+// PurgeRecipients deletes every per-recipient record of a finished
+// campaign, confirmed addresses included, keeping the aggregate counts, the
+// timeline and the consent ledger: what a retention period leaves behind.
+// It refuses a campaign that is not finished.
+func (s *Store) PurgeRecipients(ctx context.Context, id string) error {
+	c, err := s.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.Status != repermit.StatusFinished {
+		return repermit.Errorf(repermit.ECONFLICT, "campaign %s is %s; only a finished campaign's records can be purged", id, c.Status)
+	}
+	n, err := s.Imported(ctx, id)
+	if err != nil {
+		return err
+	}
+	const chunk = 512
+	for start := int64(0); start < Buckets(n); start += chunk {
+		keys := make([]string, 0, chunk)
+		for b := start; b < min(Buckets(n), start+chunk); b++ {
+			keys = append(keys, s.bucketKey(id, b))
+		}
+		if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+			return unavailable("purge "+id, err)
+		}
+	}
+	if err := s.rdb.HSet(ctx, s.metaKey(id), fPurged, time.Now().UnixMilli()).Err(); err != nil {
+		return unavailable("purge "+id, err)
+	}
+	return nil
+}

@@ -108,6 +108,7 @@ const (
 	fCountPfx   = "n:"
 	fCursorPfx  = "cursor:"
 	fPausedBy   = "pause_reason"
+	fPurged     = "purged_ms"
 )
 
 func unavailable(op string, err error) error {

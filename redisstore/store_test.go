@@ -339,3 +339,30 @@ func TestTimelineCountsEntriesPerStateAndMinute(t *testing.T) {
 		t.Errorf("confirmed timeline = %v", tl[repermit.StateConfirmed])
 	}
 }
+
+func TestPurgeKeepsCountsAndLedgerOnly(t *testing.T) {
+	s, r := newStore(t)
+	ctx := context.Background()
+	launch(t, s, "camp", 300)
+	if _, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 1, State: repermit.StateConfirmed, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PurgeRecipients(ctx, "camp"); repermit.ErrorCode(err) != repermit.ECONFLICT {
+		t.Errorf("purge of a running campaign: err = %v, want ECONFLICT", err)
+	}
+	if err := s.SetStatus(ctx, "camp", repermit.StatusFinished, repermit.StatusRunning); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PurgeRecipients(ctx, "camp"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range r.Keys(t) {
+		if strings.Contains(k, ":b:") {
+			t.Errorf("recipient bucket %s survived the purge", k)
+		}
+	}
+	st, err := s.Stats(ctx, "camp")
+	if err != nil || st.Counts[repermit.StateConfirmed] != 1 || st.LedgerRecords != 1 {
+		t.Errorf("stats after purge = %+v, %v", st, err)
+	}
+}
