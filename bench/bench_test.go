@@ -1,0 +1,98 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit/redistest"
+)
+
+// tiny is the size every bench runs at in tests: enough for several
+// buckets and a partial last one.
+const tiny = 300
+
+func target(t *testing.T) (Target, *redistest.Redis) {
+	t.Helper()
+	r := redistest.New(t)
+	return Target{Client: r.Client, Prefix: r.Prefix, Log: testLog{t}}, r
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Helper()
+	l.t.Logf("%s", p)
+	return len(p), nil
+}
+
+// assertJSON checks that v encodes to an object with every key of keys,
+// each a positive number.
+func assertJSON(t *testing.T, v any, keys ...string) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		x, ok := m[k]
+		if !ok {
+			t.Errorf("JSON %s has no key %q", b, k)
+			continue
+		}
+		if f, ok := x.(float64); !ok || f <= 0 {
+			t.Errorf("JSON key %q = %v, want a positive number (%s)", k, x, b)
+		}
+	}
+}
+
+func assertCleanedUp(t *testing.T, r *redistest.Redis) {
+	t.Helper()
+	if keys := r.Keys(t); len(keys) > 0 {
+		t.Errorf("bench left %d keys behind, e.g. %q", len(keys), keys[0])
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestImportReportsEveryFigure(t *testing.T) {
+	tg, r := target(t)
+	res, err := Import(ctx(t), tg, tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertJSON(t, res, "rows", "rows_per_s", "bytes_per_recipient", "baseline_rows_per_s", "ratio")
+	if res.Rows != tiny {
+		t.Errorf("rows = %d, want %d", res.Rows, tiny)
+	}
+	assertCleanedUp(t, r)
+}
+
+func TestExpireExpiresEveryRecipient(t *testing.T) {
+	tg, r := target(t)
+	// Expire itself fails unless the campaign counts every recipient
+	// expired, so a passing run is a full expiry.
+	res, err := Expire(ctx(t), tg, tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertJSON(t, res, "recipients", "expired_per_s", "seconds", "baseline_expired_per_s", "ratio")
+	assertCleanedUp(t, r)
+}
+
+func TestRefusesForeignPrefix(t *testing.T) {
+	tg, _ := target(t)
+	tg.Prefix = "repermit"
+	if _, err := Import(ctx(t), tg, tiny); err == nil {
+		t.Fatal("Import ran under the production prefix; it deletes every key under it")
+	}
+}

@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+)
+
+// ExpireResult is the outcome of Expire; the JSON keys are a contract.
+type ExpireResult struct {
+	Recipients   int     `json:"recipients"`
+	ExpiredPerS  float64 `json:"expired_per_s"`
+	Seconds      float64 `json:"seconds"`
+	BaselinePerS float64 `json:"baseline_expired_per_s"`
+	BaselineSecs float64 `json:"baseline_seconds"`
+	Ratio        float64 `json:"ratio"`
+}
+
+// Expire imports n silent recipients, then expires all of them the way
+// the deadline does, and measures expired recipients per second. The
+// baseline does the least any expiry must do on the same packed buckets:
+// one pipelined HSET of the new state codes and HDEL of the addresses per
+// bucket, without reading, checking, counting or suppressing anything.
+func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
+	if err := t.check(); err != nil {
+		return ExpireResult{}, err
+	}
+	if n <= 0 {
+		return ExpireResult{}, fmt.Errorf("bench expire: recipients must be positive")
+	}
+	defer t.cleanup()
+	res := ExpireResult{Recipients: n}
+
+	t.logf("expire: baseline, %d recipients in raw buckets", n)
+	rawPrefix := t.Prefix + ":raw:"
+	if _, err := rawImport(ctx, t.Client, rawPrefix, n); err != nil {
+		return res, err
+	}
+	d, err := rawExpire(ctx, t, rawPrefix, n)
+	if err != nil {
+		return res, err
+	}
+	res.BaselineSecs = round(d.Seconds())
+	res.BaselinePerS = rate(n, d)
+	if err := t.deleteMatching(ctx, rawPrefix+"*"); err != nil {
+		return res, err
+	}
+
+	t.logf("expire: importing %d recipients", n)
+	st := redisstore.New(t.Client, t.Prefix+":store")
+	now := time.Now()
+	c, err := importDirect(ctx, st, "bench-expire", n, now)
+	if err != nil {
+		return res, err
+	}
+	t.logf("expire: expiring %d recipients", n)
+	start := time.Now()
+	expired, err := expireAll(ctx, st, c.ID, int64(n), time.Now())
+	d = time.Since(start)
+	if err != nil {
+		return res, err
+	}
+	if expired != n {
+		return res, fmt.Errorf("bench expire: %d of %d recipients expired", expired, n)
+	}
+	stats, err := st.Stats(ctx, c.ID)
+	if err != nil {
+		return res, err
+	}
+	if got := stats.Counts[repermit.StateExpired]; got != int64(n) {
+		return res, fmt.Errorf("bench expire: the campaign counts %d expired, want %d", got, n)
+	}
+	res.Seconds = round(d.Seconds())
+	res.ExpiredPerS = rate(n, d)
+	res.Ratio = ratio(res.ExpiredPerS, res.BaselinePerS)
+	return res, nil
+}
+
+// importDirect imports n generated recipients through the store, without
+// a CSV, for benches that measure what comes after the import.
+func importDirect(ctx context.Context, st *redisstore.Store, id string, n int, now time.Time) (repermit.Campaign, error) {
+	c := repermit.Campaign{
+		ID:             id,
+		From:           "Bench News <news@bench.example.com>",
+		Subject:        "Do you still want Bench News?",
+		ConfirmBaseURL: "https://consent.bench.example.com",
+		StartAt:        now,
+		Deadline:       now.Add(30 * 24 * time.Hour),
+	}
+	imp, err := st.BeginImport(ctx, c, now)
+	if err != nil {
+		return c, fmt.Errorf("import %s: %w", id, err)
+	}
+	for i := range n {
+		email, name, locale := row(i)
+		if err := imp.Add(ctx, email, name, locale, nil); err != nil {
+			imp.Abort(ctx)
+			return c, fmt.Errorf("import %s: %w", id, err)
+		}
+	}
+	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: id, Imported: int64(n)}); err != nil {
+		imp.Abort(ctx)
+		return c, fmt.Errorf("import %s: %w", id, err)
+	}
+	return imp.Campaign(), nil
+}
+
+// rawExpire sets every state field to expired and deletes every address
+// field, one HSET and one HDEL per bucket, pipelined 64 buckets at a time.
+func rawExpire(ctx context.Context, t Target, prefix string, n int) (time.Duration, error) {
+	buckets := redisstore.Buckets(int64(n))
+	start := time.Now()
+	pipe := t.Client.Pipeline()
+	for b := int64(0); b < buckets; b++ {
+		key := prefix + "b:" + strconv.FormatInt(b, 10)
+		size := min(redisstore.BucketSize, n-int(b)*redisstore.BucketSize)
+		set := make([]any, 0, 2*size)
+		del := make([]string, 0, size)
+		for slot := range size {
+			s := strconv.Itoa(slot)
+			set = append(set, "s"+s, "e")
+			del = append(del, "d"+s)
+		}
+		pipe.HSet(ctx, key, set...)
+		pipe.HDel(ctx, key, del...)
+		if pipe.Len() >= 128 || b == buckets-1 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return 0, fmt.Errorf("baseline expire: %w", err)
+			}
+		}
+	}
+	d := time.Since(start)
+	// Checked outside the timing: the baseline must have done its work.
+	left, err := t.Client.HGet(ctx, prefix+"b:0", "d0").Result()
+	if err == nil {
+		return 0, fmt.Errorf("baseline expire: address %q still there", left)
+	}
+	if !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("baseline expire: %w", err)
+	}
+	return d, nil
+}
+
+// expireConcurrency is how many buckets expire at once. Redis runs one
+// script at a time, so more only hides the round trips.
+const expireConcurrency = 4
+
+// expireAll expires every bucket of a campaign, then moves the queued
+// address hashes onto the global suppression list, as the deadline does.
+func expireAll(ctx context.Context, st *redisstore.Store, id string, imported int64, now time.Time) (int, error) {
+	buckets := redisstore.Buckets(imported)
+	var next, total atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, expireConcurrency)
+	for w := range expireConcurrency {
+		wg.Go(func() {
+			for {
+				b := next.Add(1) - 1
+				if b >= buckets {
+					return
+				}
+				n, err := st.ExpireBucket(ctx, id, b, now)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				total.Add(int64(n))
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return int(total.Load()), err
+	}
+	if err := st.DrainSuppression(ctx, id); err != nil {
+		return int(total.Load()), err
+	}
+	return int(total.Load()), nil
+}
