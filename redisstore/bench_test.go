@@ -1,0 +1,50 @@
+package redisstore_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/redistest"
+)
+
+// BenchmarkTransition measures the state change every mail makes: Claim
+// before the SMTP step and MarkSent after it, two script calls and the read
+// of the recipient. Each round over the recipients claims the next step,
+// so every iteration is a real change, never a refused one.
+func BenchmarkTransition(b *testing.B) {
+	r := redistest.New(b)
+	s := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	now := time.Now()
+	const n = 4 * redisstore.BucketSize
+	c := repermit.Campaign{ID: "bench", From: "news@acme.example", Subject: "s", StartAt: now, Deadline: now.Add(24 * time.Hour)}
+	imp, err := s.BeginImport(ctx, c, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		if err := imp.Add(ctx, "reader"+strconv.Itoa(i)+"@example.com", "Reader", "en", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: c.ID, Imported: n}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		idx, step := int64(i%n), i/n+1
+		if _, err := s.Claim(ctx, c.ID, idx, step, now, time.Minute); err != nil {
+			b.Fatalf("claim %d step %d: %v", idx, step, err)
+		}
+		if err := s.MarkSent(ctx, c.ID, idx, step, now); err != nil {
+			b.Fatalf("mark sent %d step %d: %v", idx, step, err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "transitions/s")
+}
