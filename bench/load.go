@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// loadResult is what one load run measured.
+type loadResult struct {
+	requests int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+func (r loadResult) rps() float64 { return rate(r.requests, r.elapsed) }
+
+// load sends up to count requests from workers goroutines over one
+// keep-alive client, stopping early when maxTime has passed, and fails on
+// the first answer whose status is not want. newReq builds request i.
+func load(ctx context.Context, client *http.Client, workers, count int, maxTime time.Duration, want int, newReq func(ctx context.Context, i int) (*http.Request, error)) (loadResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deadline := time.Now().Add(maxTime)
+	var next atomic.Int64
+	lat := make([][]time.Duration, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			ds := make([]time.Duration, 0, count/workers+1)
+			defer func() { lat[w] = ds }()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= count || ctx.Err() != nil || time.Now().After(deadline) {
+					return
+				}
+				req, err := newReq(ctx, i)
+				if err != nil {
+					errs[w] = err
+					cancel()
+					return
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					errs[w] = fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
+					cancel()
+					return
+				}
+				// Read to the end so the connection is reused.
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ds = append(ds, time.Since(t0))
+				if err != nil {
+					errs[w] = fmt.Errorf("%s %s: read body: %w", req.Method, req.URL.Path, err)
+					cancel()
+					return
+				}
+				if resp.StatusCode != want {
+					errs[w] = fmt.Errorf("%s %s: status %d, want %d", req.Method, req.URL.Path, resp.StatusCode, want)
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return loadResult{}, err
+	}
+	var all []time.Duration
+	for _, ds := range lat {
+		all = append(all, ds...)
+	}
+	if len(all) == 0 {
+		return loadResult{}, fmt.Errorf("no request finished within %s", maxTime)
+	}
+	return loadResult{
+		requests: len(all),
+		elapsed:  elapsed,
+		p50:      percentile(all, 50),
+		p99:      percentile(all, 99),
+	}, nil
+}
+
+// newClient returns a keep-alive client that holds a connection per worker.
+func newClient(workers int) *http.Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns:        workers,
+		MaxIdleConnsPerHost: workers,
+		IdleConnTimeout:     time.Minute,
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// serve runs h on 127.0.0.1 on a free port until the returned stop is
+// called, and returns its base URL.
+func serve(h http.Handler) (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}

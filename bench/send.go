@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/launch"
+	"github.com/repermit/repermit/mailer"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/smtpsink"
+	"github.com/repermit/repermit/token"
+	"github.com/repermit/repermit/worker"
+)
+
+// DefaultConnections is the SMTP connections of bench send. On a 2-core
+// machine a discarding sink is near its plateau at 8 (the design's figures:
+// 6.9k msg/s on one, 11k on 16), and 8 is a sensible pool for a real relay.
+const DefaultConnections = 8
+
+// SendOptions tune Send. Zero values mean the defaults.
+type SendOptions struct {
+	Recipients  int // default 100000
+	Connections int // default DefaultConnections
+	// Timeout bounds each phase; default 10 minutes.
+	Timeout time.Duration
+	// CPUProfile, if set, receives a CPU profile of the engine phase.
+	CPUProfile io.Writer
+}
+
+// SendResult is the outcome of Send; the JSON keys are a contract.
+type SendResult struct {
+	Recipients  int     `json:"recipients"`
+	Connections int     `json:"connections"`
+	BaselineMPS float64 `json:"baseline_msgs_per_s"`
+	EngineMPS   float64 `json:"engine_msgs_per_s"`
+	Ratio       float64 `json:"ratio"`
+	LaunchS     float64 `json:"launch_s"`
+	// EngineS is from the worker's start to the sink's last accepted mail;
+	// EngineTotalMPS counts the launch in as well.
+	EngineS           float64 `json:"engine_s"`
+	EngineTotalMPS    float64 `json:"engine_total_msgs_per_s"`
+	BaselineS         float64 `json:"baseline_s"`
+	BytesPerRecipient float64 `json:"redis_bytes_per_recipient"`
+	// SinkAccepted is what the engine's sink received, SentCounted what the
+	// campaign's counts say was sent; both must equal Recipients.
+	SinkAccepted int   `json:"sink_accepted"`
+	SentCounted  int64 `json:"sent_counted"`
+}
+
+func (o *SendOptions) defaults() {
+	if o.Recipients <= 0 {
+		o.Recipients = 100000
+	}
+	if o.Connections <= 0 {
+		o.Connections = DefaultConnections
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+}
+
+// Send measures mails per second through the whole engine against a plain
+// go-mail loop, both to an in-process SMTP sink that discards.
+//
+// Baseline: Connections goroutines, each with its own go-mail client and
+// connection, send N messages built beforehand (with the campaign's own
+// templates, so both sides put the same bytes on the wire) in a loop.
+//
+// Engine: launch.Launch of an N-row CSV, then a worker.Server with a pool
+// of Connections until the sink has accepted all N: feed tasks, send tasks,
+// claim, render, sign, SMTP and mark-sent for every recipient.
+func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
+	opt.defaults()
+	if err := t.check(); err != nil {
+		return SendResult{}, err
+	}
+	defer t.cleanup()
+	n, conns := opt.Recipients, opt.Connections
+	res := SendResult{Recipients: n, Connections: conns}
+
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	signer, err := token.NewSigner([][]byte{secret})
+	if err != nil {
+		return res, err
+	}
+
+	t.logf("send: baseline, building %d messages", n)
+	msgs, err := buildMessages(signer, n)
+	if err != nil {
+		return res, err
+	}
+	t.logf("send: baseline, go-mail loop over %d connections", conns)
+	d, err := baselineSend(ctx, msgs, conns, opt.Timeout)
+	if err != nil {
+		return res, err
+	}
+	msgs = nil
+	res.BaselineS = round(d.Seconds())
+	res.BaselineMPS = rate(n, d)
+
+	d, err = engineSend(ctx, t, signer, opt, &res)
+	if err != nil {
+		return res, err
+	}
+	res.EngineS = round(d.Seconds())
+	res.EngineMPS = rate(n, d)
+	res.EngineTotalMPS = rate(n, d+time.Duration(res.LaunchS*float64(time.Second)))
+	res.Ratio = ratio(res.EngineMPS, res.BaselineMPS)
+	return res, nil
+}
+
+// engineSend launches the campaign and runs a worker until the sink has
+// every mail; it returns the time from the worker's start to the last mail.
+func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOptions, res *SendResult) (time.Duration, error) {
+	n := opt.Recipients
+	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
+	defer cancel()
+
+	dir, err := os.MkdirTemp("", "repermit-bench-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	path, err := campaignFiles(dir, "bench-send", n, "30d")
+	if err != nil {
+		return 0, err
+	}
+	st := redisstore.New(t.Client, t.Prefix)
+	client := asynq.NewClientFromRedisClient(t.Client)
+	defer client.Close()
+
+	t.logf("send: engine, launching %d recipients", n)
+	start := time.Now()
+	rep, err := launch.Launch(ctx, path, st, worker.NewScheduler(client, t.Prefix), launch.Options{})
+	if err != nil {
+		return 0, fmt.Errorf("bench send: %w", err)
+	}
+	res.LaunchS = round(time.Since(start).Seconds())
+	if rep.Imported != int64(n) {
+		return 0, fmt.Errorf("bench send: launch imported %d of %d", rep.Imported, n)
+	}
+	mem, err := t.memoryUnder(ctx, t.Prefix+":*")
+	if err != nil {
+		return 0, err
+	}
+	res.BytesPerRecipient = round(float64(mem) / float64(n))
+
+	sink, err := smtpsink.Start(ctx, smtpsink.Options{Discard: true})
+	if err != nil {
+		return 0, err
+	}
+	defer sink.Close()
+	smtpCfg, err := mailer.ParseSMTPURL(sink.URL())
+	if err != nil {
+		return 0, err
+	}
+	logOut := io.Discard
+	if t.Log != nil {
+		logOut = t.Log
+	}
+	w, err := worker.New(worker.Config{
+		Store:    st,
+		Queue:    t.Prefix,
+		SMTP:     smtpCfg,
+		PoolSize: opt.Connections,
+		Signer:   signer,
+		Logger:   slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return 0, err
+	}
+
+	t.logf("send: engine, worker with %d connections", opt.Connections)
+	if opt.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(opt.CPUProfile); err != nil {
+			return 0, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start = time.Now()
+	go func() { done <- w.Run(runCtx) }()
+	waitErr := waitWithProgress(ctx, t, sink, n)
+	d := time.Since(start)
+	if opt.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
+	stop()
+	runErr := <-done
+	if waitErr != nil {
+		return 0, fmt.Errorf("bench send: engine: %w", waitErr)
+	}
+	if runErr != nil {
+		// Not fatal: the counts below are what the figure rests on, and
+		// worker.Run reports asynq's refusal to close a shared Redis client
+		// as an error on every shutdown.
+		t.logf("send: worker stopped with: %v", runErr)
+	}
+	res.SinkAccepted = sink.Count()
+	stats, err := st.Stats(ctx, "bench-send")
+	if err != nil {
+		return 0, err
+	}
+	res.SentCounted = stats.Counts[repermit.StateSent]
+	if res.SinkAccepted != n || res.SentCounted != int64(n) {
+		return 0, fmt.Errorf("bench send: the sink accepted %d mails and the campaign counts %d sent, want %d each",
+			res.SinkAccepted, res.SentCounted, n)
+	}
+	return d, nil
+}
+
+// waitWithProgress waits for n mails at the sink, logging the count every
+// five seconds.
+func waitWithProgress(ctx context.Context, t Target, sink *smtpsink.Sink, n int) error {
+	done := make(chan error, 1)
+	go func() { done <- sink.WaitFor(ctx, n) }()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			t.logf("send: engine, %d of %d accepted", sink.Count(), n)
+		}
+	}
+}
