@@ -1,0 +1,140 @@
+package web
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/repermit/repermit"
+)
+
+// admin guards an operator's page with the bearer token. With no token
+// configured every request is refused: an admin page must never be open
+// by omission.
+func (s *Server) admin(next http.HandlerFunc) http.Handler {
+	want := sha256.Sum256([]byte(s.cfg.AdminToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Comparing digests keeps the comparison constant-time in the
+		// token's length too.
+		sum := sha256.Sum256([]byte(got))
+		if s.cfg.AdminToken == "" || !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="repermit admin"`)
+			http.Error(w, "401 unauthorized: send Authorization: Bearer $REPERMIT_ADMIN_TOKEN", http.StatusUnauthorized)
+			return
+		}
+		next(w, r)
+	})
+}
+
+type adminRow struct {
+	ID                                     string
+	Status                                 repermit.CampaignStatus
+	Deadline                               time.Time
+	Imported, Waiting, Confirmed, Declined int64
+	Unsubscribed                           int64
+	Rate                                   string
+}
+
+func (s *Server) adminCampaigns(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.withTimeout(r)
+	defer cancel()
+	ids, err := s.store.Campaigns(ctx)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	rows := make([]adminRow, 0, len(ids))
+	for _, id := range ids {
+		c, err := s.store.Campaign(ctx, id)
+		if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+			continue // deleted between the listing and now
+		}
+		if err != nil {
+			s.adminFail(w, err)
+			return
+		}
+		st, err := s.store.Stats(ctx, id)
+		if err != nil {
+			s.adminFail(w, err)
+			return
+		}
+		rows = append(rows, adminRow{
+			ID: id, Status: c.Status, Deadline: c.Deadline, Imported: st.Imported,
+			Waiting:      st.Counts[repermit.StatePending] + st.Counts[repermit.StateSent],
+			Confirmed:    st.Counts[repermit.StateConfirmed],
+			Declined:     st.Counts[repermit.StateDeclined],
+			Unsubscribed: st.Counts[repermit.StateUnsubscribed],
+			Rate:         percent(st.Counts[repermit.StateConfirmed], st.Imported),
+		})
+	}
+	s.adminPage(w, "admin_list.html", map[string]any{"Root": root(r.URL.Path), "Campaigns": rows})
+}
+
+type funnelRow struct {
+	State repermit.State
+	N     int64
+	Share string
+}
+
+func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.withTimeout(r)
+	defer cancel()
+	id := r.PathValue("id")
+	c, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	st, err := s.store.Stats(ctx, id)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	funnel := make([]funnelRow, len(repermit.States))
+	for i, state := range repermit.States {
+		funnel[i] = funnelRow{State: state, N: st.Counts[state], Share: percent(st.Counts[state], st.Imported)}
+	}
+	s.adminPage(w, "admin_campaign.html", map[string]any{
+		"Root": root(r.URL.Path), "Campaign": c, "Stats": st, "Funnel": funnel,
+		"Total": st.Counts.Total(), "Rate": percent(st.Counts[repermit.StateConfirmed], st.Imported),
+	})
+}
+
+func percent(n, of int64) string {
+	if of == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f %%", 100*float64(n)/float64(of))
+}
+
+// adminPage renders an operator's page. They are few and rarely opened, so
+// they are parsed from the embedded files on each request.
+func (s *Server) adminPage(w http.ResponseWriter, name string, data any) {
+	t, err := template.New(name).Funcs(template.FuncMap{"join": strings.Join}).ParseFS(s.cfg.Pages, name)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprint(w, b.String())
+}
+
+// adminFail answers an operator in plain text, with the message an
+// application error carries.
+func (s *Server) adminFail(w http.ResponseWriter, err error) {
+	code := httpStatus(err)
+	if code >= 500 {
+		s.log.Error("admin page failed", "err", err)
+	}
+	http.Error(w, repermit.ErrorMessage(err), code)
+}

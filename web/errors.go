@@ -1,0 +1,113 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/token"
+)
+
+// Errors of the token pages that need no Redis to tell.
+var (
+	errNotFound = repermit.Errorf(repermit.ENOTFOUND, "unknown link")
+	errGone     = repermit.Errorf(repermit.EGONE, "this link is no longer valid")
+	errTooMany  = repermit.Errorf("too_many", "too many requests")
+	errTooLarge = repermit.Errorf("too_large", "request too large")
+)
+
+// tokenError maps a verification failure to the page to show.
+func tokenError(err error) error {
+	if errors.Is(err, token.ErrExpired) {
+		return errGone
+	}
+	return errNotFound
+}
+
+// httpStatus is the one place where an error becomes an HTTP status.
+func httpStatus(err error) int {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return http.StatusServiceUnavailable
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge
+	}
+	switch repermit.ErrorCode(err) {
+	case repermit.ENOTFOUND:
+		return http.StatusNotFound
+	case repermit.EGONE:
+		return http.StatusGone
+	case repermit.EINVALID:
+		return http.StatusBadRequest
+	case repermit.ECONFLICT:
+		return http.StatusConflict
+	case repermit.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	case "too_many":
+		return http.StatusTooManyRequests
+	case "too_large":
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+// fail shows the error page in locale and logs what the user does not see.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, locale string, err error) {
+	code := httpStatus(err)
+	switch {
+	case code >= 500:
+		s.log.Error("request failed", "method", r.Method, "route", r.Pattern, "status", code, "err", err)
+	case code == http.StatusBadRequest:
+		s.log.Info("bad request", "route", r.Pattern, "err", err)
+	}
+	switch code {
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "5")
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "60")
+	}
+	if locale == "" {
+		locale = acceptLanguage(r)
+	}
+	s.page(w, r, code, "", pageError, locale, &PageData{Root: root(r.URL.Path), Status: code})
+}
+
+// notFound is the page for every path no route serves.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, "", errNotFound)
+}
+
+// page renders a page and writes it with code. A failing template is
+// logged and answered with a bare 500, never half a page.
+func (s *Server) page(w http.ResponseWriter, r *http.Request, code int, dir, page, locale string, data *PageData) {
+	buf, err := s.pages.render(dir, page, locale, data)
+	if err != nil {
+		s.log.Error("render page", "page", page, "locale", locale, "err", err)
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return
+	}
+	defer s.pages.release(buf)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+// acceptLanguage picks the first language the browser asks for; the page
+// set falls back to English for anything it lacks. Quality values are
+// ignored: browsers list languages in order of preference anyway.
+func acceptLanguage(r *http.Request) string {
+	al := r.Header.Get("Accept-Language")
+	for len(al) > 0 {
+		var tag string
+		tag, al, _ = strings.Cut(al, ",")
+		tag, _, _ = strings.Cut(tag, ";")
+		tag = strings.TrimSpace(tag)
+		if tag != "" && tag != "*" {
+			return tag
+		}
+	}
+	return ""
+}

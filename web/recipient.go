@@ -1,0 +1,127 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"mime"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/token"
+)
+
+// target is what an authentic token points to.
+type target struct {
+	campaign  *repermit.Campaign
+	recipient *repermit.Recipient
+	locale    string // for the pages: the recipient's, else the browser's
+}
+
+// resolve verifies the token of the request for purpose and reads its
+// campaign and recipient. The MAC is checked first: a forged or truncated
+// token costs no Redis command, and neither does one past its deadline.
+func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Purpose) (*target, error) {
+	now := s.cfg.Now()
+	claims, err := s.signer.Verify(r.PathValue("token"), now)
+	if err != nil {
+		return nil, tokenError(err)
+	}
+	if claims.Purpose != purpose {
+		return nil, errNotFound
+	}
+	c, err := s.campaigns.get(ctx, claims.CampaignSeq)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status == repermit.StatusFinished || !now.Before(c.Deadline) {
+		return nil, errGone
+	}
+	rec, err := s.store.Recipient(ctx, c.ID, int64(claims.Recipient))
+	if err != nil {
+		return nil, err
+	}
+	t := &target{campaign: c, recipient: rec, locale: rec.Locale}
+	if t.locale == "" {
+		// Declining erases the address and with it the locale.
+		t.locale = acceptLanguage(r)
+	}
+	return t, nil
+}
+
+// withTimeout bounds a request's Redis work.
+func (s *Server) withTimeout(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+}
+
+// campaignData fills the campaign's part of a page. It must not depend on
+// the recipient: the wording hash is computed from it once per campaign.
+func campaignData(c *repermit.Campaign, path string) PageData {
+	d := PageData{
+		Root:          root(path),
+		Sender:        c.From,
+		SenderAddress: c.From,
+		Subject:       c.Subject,
+		Deadline:      c.Deadline,
+	}
+	if a, err := mail.ParseAddress(c.From); err == nil {
+		d.SenderAddress = a.Address
+		d.Sender = a.Address
+		if a.Name != "" {
+			d.Sender = a.Name
+		}
+	}
+	if len(c.Topics) > 0 {
+		d.Topics = make([]Topic, len(c.Topics))
+		for i, t := range c.Topics {
+			d.Topics[i] = Topic{Name: t}
+		}
+	}
+	return d
+}
+
+func answered(rec *repermit.Recipient) *Answered {
+	return &Answered{State: rec.State, At: rec.AnsweredAt, Topics: rec.Topics}
+}
+
+// allow applies the per-client POST limit.
+func (s *Server) allow(r *http.Request) error {
+	if s.limiter == nil {
+		return nil
+	}
+	if !s.limiter.allow(limitKey(clientAddr(r, s.cfg.TrustProxy)), time.Now()) {
+		return errTooMany
+	}
+	return nil
+}
+
+// readForm reads a POST body of at most MaxBodyBytes, URL-encoded or
+// multipart (RFC 8058 allows both). Query parameters are not merged in: an
+// answer comes from the body only.
+func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "multipart/form-data" {
+		// The whole body fits in memory by the limit above, so no file
+		// part can spill to disk.
+		if err := r.ParseMultipartForm(s.cfg.MaxBodyBytes); err != nil {
+			return nil, formError(err)
+		}
+		defer r.MultipartForm.RemoveAll()
+		return r.PostForm, nil
+	}
+	if err := r.ParseForm(); err != nil {
+		return nil, formError(err)
+	}
+	return r.PostForm, nil
+}
+
+func formError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errTooLarge
+	}
+	return repermit.Errorf(repermit.EINVALID, "unreadable form: %v", err)
+}

@@ -1,0 +1,261 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/templates"
+	"github.com/repermit/repermit/token"
+)
+
+// Config configures a Server. Store and Signer are required; every other
+// zero value means the default named beside it.
+type Config struct {
+	Store  *redisstore.Store
+	Signer *token.Signer
+
+	// AdminToken is the bearer token /admin/* requires
+	// (REPERMIT_ADMIN_TOKEN). Empty refuses every admin request.
+	AdminToken string
+
+	// Logger receives request failures; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for deadlines and answer times; default time.Now.
+	Now func() time.Time
+	// Registry receives the metrics and is what /metrics serves; default a
+	// new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+
+	// IPMode is how much of the client address a consent record keeps;
+	// default IPTruncate.
+	IPMode IPMode
+	// TrustProxy takes the client address from the last X-Forwarded-For
+	// entry. Set it only behind exactly one reverse proxy that appends it;
+	// otherwise clients choose their own address.
+	TrustProxy bool
+
+	// RequestTimeout bounds the Redis work of one request; past it the page
+	// is a 503. Default 2s.
+	RequestTimeout time.Duration
+	// MaxBodyBytes limits POST bodies; default 8 KiB.
+	MaxBodyBytes int64
+	// RatePerSecond and RateBurst limit POSTs per client (an IPv4 address
+	// or an IPv6 /64): default 1 a second with bursts of 20, which a
+	// household or an office behind one NAT does not reach. A negative
+	// RatePerSecond turns the limit off.
+	RatePerSecond float64
+	RateBurst     int
+	// RateClients bounds the clients the limiter tracks; default 10000.
+	RateClients int
+	// CampaignCacheTTL is how long a campaign is cached in memory; default
+	// 5s, negative turns the cache off. Pausing, cancelling and finishing
+	// take effect on the pages after at most this long.
+	CampaignCacheTTL time.Duration
+
+	// Pages holds the default page templates; default templates.Pages().
+	// A campaign's TemplatesDir/pages overrides them file by file; a web
+	// server that cannot read that directory uses the defaults.
+	Pages fs.FS
+}
+
+// Server is the web front end. It is an http.Handler.
+type Server struct {
+	cfg       Config
+	store     *redisstore.Store
+	signer    *token.Signer
+	log       *slog.Logger
+	pages     *pageSet
+	campaigns *campaignCache
+	limiter   *limiter // nil: no limit
+	metrics   *metrics
+	css       []byte
+	mux       *http.ServeMux
+}
+
+// New checks cfg, fills in its defaults and parses the templates.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("web: Config.Store is required")
+	}
+	if cfg.Signer == nil {
+		return nil, errors.New("web: Config.Signer is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	mode, err := ParseIPMode(string(cfg.IPMode))
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	cfg.IPMode = mode
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 2 * time.Second
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 8 << 10
+	}
+	if cfg.RatePerSecond == 0 {
+		cfg.RatePerSecond = 1
+	}
+	if cfg.RateBurst <= 0 {
+		cfg.RateBurst = 20
+	}
+	if cfg.RateClients <= 0 {
+		cfg.RateClients = 10000
+	}
+	if cfg.CampaignCacheTTL == 0 {
+		cfg.CampaignCacheTTL = 5 * time.Second
+	}
+	if cfg.Pages == nil {
+		cfg.Pages = templates.Pages()
+	}
+
+	s := &Server{
+		cfg:       cfg,
+		store:     cfg.Store,
+		signer:    cfg.Signer,
+		log:       cfg.Logger,
+		campaigns: newCampaignCache(cfg.Store, cfg.CampaignCacheTTL),
+	}
+	if s.pages, err = newPageSet(cfg.Pages, cfg.Logger); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	if s.css, err = fs.ReadFile(cfg.Pages, "style.css"); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	if s.metrics, err = newMetrics(cfg.Registry); err != nil {
+		return nil, fmt.Errorf("web: metrics: %w", err)
+	}
+	if cfg.RatePerSecond > 0 {
+		s.limiter = newLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.RateClients)
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /c/{token}", s.getConfirm)
+	m.HandleFunc("POST /c/{token}", s.postConfirm)
+	m.HandleFunc("GET /u/{token}", s.getUnsubscribe)
+	m.HandleFunc("POST /u/{token}", s.postUnsubscribe)
+	m.HandleFunc("GET /static/style.css", s.styleSheet)
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
+	m.Handle("GET /admin/{$}", s.admin(s.adminCampaigns))
+	m.Handle("GET /admin/campaigns", s.admin(s.adminCampaigns))
+	m.Handle("GET /admin/campaigns/{id}", s.admin(s.adminCampaign))
+	// Any other admin path, any method: 401 before 404, so that the
+	// admin namespace reveals nothing without the token.
+	m.Handle("/admin/", s.admin(s.notFound))
+	m.HandleFunc("GET /", s.notFound)
+	s.mux = m
+}
+
+// ServeHTTP adds the security headers every answer carries and counts the
+// request by route pattern, so that tokens never become metric labels.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	// Token pages must never be cached: a shared cache would show one
+	// recipient's page to another. The stylesheet overrides this.
+	h.Set("Cache-Control", "no-store")
+	sw := &statusWriter{ResponseWriter: w}
+	s.mux.ServeHTTP(sw, r)
+	route := r.Pattern
+	if route == "" {
+		route = "none"
+	}
+	code := sw.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	s.metrics.requests.WithLabelValues(route, statusText(code)).Inc()
+	s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+// statusText avoids strconv on the hot path for the usual codes.
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 404:
+		return "404"
+	case 410:
+		return "410"
+	}
+	return fmt.Sprint(code)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) styleSheet(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.Write(s.css)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("healthz: redis does not answer", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "redis unavailable")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// root is the relative path from a request's path to the site root, so that
+// pages find /static/style.css also when served under a path prefix.
+func root(path string) string {
+	n := strings.Count(path, "/") - 1
+	if n <= 0 {
+		return "./"
+	}
+	return strings.Repeat("../", n)
+}
