@@ -111,3 +111,16 @@ func TestSendDeliversEveryMailOnce(t *testing.T) {
 	}
 	assertCleanedUp(t, r)
 }
+
+func TestWebConfirmsAreRealWrites(t *testing.T) {
+	tg, r := target(t)
+	res, err := Web(ctx(t), tg, WebOptions{Requests: tiny, Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertJSON(t, res, "plain_rps", "landing_rps", "confirm_rps", "landing_ratio", "confirm_ratio", "landing_p99_ms", "confirm_p99_ms")
+	if res.Confirmed != tiny {
+		t.Errorf("campaign counts %d confirmed after %d POSTs", res.Confirmed, tiny)
+	}
+	assertCleanedUp(t, r)
+}

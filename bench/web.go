@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/token"
+	"github.com/repermit/repermit/web"
+)
+
+// WebOptions tune Web. Zero values mean the defaults.
+type WebOptions struct {
+	// Concurrency is the number of client workers; default 16.
+	Concurrency int
+	// Requests bounds each phase; default 20000. The confirm phase needs a
+	// recipient per request, so that many are imported.
+	Requests int
+	// MaxTime bounds each phase; default 20s.
+	MaxTime time.Duration
+}
+
+func (o *WebOptions) defaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Requests <= 0 {
+		o.Requests = 20000
+	}
+	if o.MaxTime <= 0 {
+		o.MaxTime = 20 * time.Second
+	}
+}
+
+// WebResult is the outcome of Web; the JSON keys are a contract.
+type WebResult struct {
+	Concurrency  int     `json:"concurrency"`
+	PlainRPS     float64 `json:"plain_rps"`
+	LandingRPS   float64 `json:"landing_rps"`
+	ConfirmRPS   float64 `json:"confirm_rps"`
+	LandingRatio float64 `json:"landing_ratio"`
+	ConfirmRatio float64 `json:"confirm_ratio"`
+	PlainP99     float64 `json:"plain_p99_ms"`
+	LandingP99   float64 `json:"landing_p99_ms"`
+	ConfirmP99   float64 `json:"confirm_p99_ms"`
+	LandingP50   float64 `json:"landing_p50_ms"`
+	ConfirmP50   float64 `json:"confirm_p50_ms"`
+	// Confirmed is how many answers the campaign counts after the confirm
+	// phase; it must equal the POSTs sent, each a real write.
+	Confirmed int64 `json:"confirmed_counted"`
+}
+
+// Web serves the recipients' pages with our handler on one listener and a
+// plain net/http hello handler on another, and drives both with the same
+// keep-alive client from Concurrency workers: GET of the landing page with
+// valid tokens, and POST of a confirmation for a distinct recipient each,
+// so that every POST writes the state, the counts and a ledger record.
+//
+// The per-client POST limit is turned off: every request comes from
+// 127.0.0.1, which the limit would rightly take for one abusive client.
+func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
+	opt.defaults()
+	if err := t.check(); err != nil {
+		return WebResult{}, err
+	}
+	defer t.cleanup()
+	res := WebResult{Concurrency: opt.Concurrency}
+	n := opt.Requests
+
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	signer, err := token.NewSigner([][]byte{secret})
+	if err != nil {
+		return res, err
+	}
+	st := redisstore.New(t.Client, t.Prefix)
+	t.logf("web: importing %d recipients", n)
+	c, err := importDirect(ctx, st, "bench-web", n, time.Now())
+	if err != nil {
+		return res, err
+	}
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
+	}
+
+	logOut := io.Discard
+	if t.Log != nil {
+		logOut = t.Log
+	}
+	h, err := web.New(web.Config{
+		Store:         st,
+		Signer:        signer,
+		Logger:        slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		RatePerSecond: -1,
+	})
+	if err != nil {
+		return res, err
+	}
+	ours, stopOurs, err := serve(h)
+	if err != nil {
+		return res, err
+	}
+	defer stopOurs()
+	hello := []byte("hello\n")
+	plain, stopPlain, err := serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(hello)
+	}))
+	if err != nil {
+		return res, err
+	}
+	defer stopPlain()
+
+	client := newClient(opt.Concurrency)
+	defer client.CloseIdleConnections()
+	get := func(base string, path func(i int) string) func(ctx context.Context, i int) (*http.Request, error) {
+		return func(ctx context.Context, i int) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, base+path(i), nil)
+		}
+	}
+
+	t.logf("web: plain hello handler")
+	p, err := load(ctx, client, opt.Concurrency, n, opt.MaxTime, http.StatusOK, get(plain, func(int) string { return "/" }))
+	if err != nil {
+		return res, fmt.Errorf("bench web: plain: %w", err)
+	}
+	res.PlainRPS, res.PlainP99 = p.rps(), ms(p.p99)
+
+	t.logf("web: GET landing pages")
+	l, err := load(ctx, client, opt.Concurrency, n, opt.MaxTime, http.StatusOK, get(ours, func(i int) string { return "/c/" + tokens[i%n] }))
+	if err != nil {
+		return res, fmt.Errorf("bench web: landing: %w", err)
+	}
+	res.LandingRPS, res.LandingP99, res.LandingP50 = l.rps(), ms(l.p99), ms(l.p50)
+
+	t.logf("web: POST confirmations")
+	body := "choice=confirm"
+	cf, err := load(ctx, client, opt.Concurrency, n, opt.MaxTime, http.StatusOK, func(ctx context.Context, i int) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, ours+"/c/"+tokens[i], strings.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		return req, err
+	})
+	if err != nil {
+		return res, fmt.Errorf("bench web: confirm: %w", err)
+	}
+	res.ConfirmRPS, res.ConfirmP99, res.ConfirmP50 = cf.rps(), ms(cf.p99), ms(cf.p50)
+
+	stats, err := st.Stats(ctx, c.ID)
+	if err != nil {
+		return res, err
+	}
+	res.Confirmed = stats.Counts[repermit.StateConfirmed]
+	if res.Confirmed != int64(cf.requests) {
+		return res, fmt.Errorf("bench web: %d confirmations answered 200 but the campaign counts %d confirmed", cf.requests, res.Confirmed)
+	}
+	res.LandingRatio = ratio(res.LandingRPS, res.PlainRPS)
+	res.ConfirmRatio = ratio(res.ConfirmRPS, res.PlainRPS)
+	return res, nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit/bench"
+)
+
+// runBench measures one hot path beside its baseline, in the same run. It
+// writes only under a fresh "bench-…" prefix and deletes that afterwards.
+func runBench(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 {
+		return usageError("bench: want send, import, expire or web")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("bench "+sub, flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
+	var run func(context.Context, bench.Target) (any, error)
+	switch sub {
+	case "send":
+		n := fs.Int("recipients", 100000, "recipients to mail")
+		c := fs.Int("connections", bench.DefaultConnections, "SMTP connections, for the baseline and the worker's pool")
+		timeout := fs.Duration("timeout", 10*time.Minute, "bound of each phase")
+		profile := fs.String("cpuprofile", "", "write a CPU profile of the engine phase to `FILE`")
+		run = func(ctx context.Context, t bench.Target) (any, error) {
+			opt := bench.SendOptions{Recipients: *n, Connections: *c, Timeout: *timeout}
+			if *profile != "" {
+				f, err := os.Create(*profile)
+				if err != nil {
+					return nil, usageError("bench send: --cpuprofile: %v", err)
+				}
+				defer f.Close()
+				opt.CPUProfile = f
+			}
+			return bench.Send(ctx, t, opt)
+		}
+	case "import":
+		n := fs.Int("rows", 1000000, "CSV rows to launch")
+		run = func(ctx context.Context, t bench.Target) (any, error) { return bench.Import(ctx, t, *n) }
+	case "expire":
+		n := fs.Int("recipients", 1000000, "recipients to expire")
+		run = func(ctx context.Context, t bench.Target) (any, error) { return bench.Expire(ctx, t, *n) }
+	case "web":
+		c := fs.Int("concurrency", 16, "client workers")
+		n := fs.Int("requests", 20000, "requests per phase (and recipients to confirm)")
+		maxTime := fs.Duration("max-time", 20*time.Second, "bound of each phase")
+		run = func(ctx context.Context, t bench.Target) (any, error) {
+			return bench.Web(ctx, t, bench.WebOptions{Concurrency: *c, Requests: *n, MaxTime: *maxTime})
+		}
+	default:
+		return usageError("bench: unknown benchmark %q; want send, import, expire or web", sub)
+	}
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+
+	rdb, closeRedis, err := benchRedis(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	t := bench.Target{Client: rdb, Prefix: bench.NewPrefix(), Log: env.Stderr}
+	res, err := run(ctx, t)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(env.Stdout).Encode(res)
+	}
+	return printBench(env, sub, res)
+}
+
+// benchRedis connects to REPERMIT_REDIS_URL, or starts an in-process
+// miniredis when it is unset; the figures then say little about a real
+// deployment, so stderr says so.
+func benchRedis(ctx context.Context, env Env) (redis.UniversalClient, func(), error) {
+	s := env.settings()
+	if s.RedisURL != "" {
+		rdb, err := openRedis(ctx, s)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rdb, func() { rdb.Close() }, nil
+	}
+	m := miniredis.NewMiniRedis()
+	m.ClockTTL(true)
+	if err := m.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start embedded redis: %w", err)
+	}
+	fmt.Fprintln(env.Stderr, "bench: REPERMIT_REDIS_URL is unset; using an embedded miniredis, far slower than a real Redis")
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	return rdb, func() { rdb.Close(); m.Close() }, nil
+}
+
+func printBench(env Env, sub string, res any) error {
+	w := env.Stdout
+	switch r := res.(type) {
+	case bench.SendResult:
+		fmt.Fprintf(w, "send %d mails over %d connections to a discarding SMTP sink\n", r.Recipients, r.Connections)
+		fmt.Fprintf(w, "  baseline (go-mail loop)   %8.0f msg/s  (%.2f s)\n", r.BaselineMPS, r.BaselineS)
+		fmt.Fprintf(w, "  engine (worker)           %8.0f msg/s  (%.2f s)  ratio %.3f\n", r.EngineMPS, r.EngineS, r.Ratio)
+		fmt.Fprintf(w, "  launch                    %8.2f s     engine incl. launch %.0f msg/s\n", r.LaunchS, r.EngineTotalMPS)
+		fmt.Fprintf(w, "  Redis per recipient       %8.1f bytes\n", r.BytesPerRecipient)
+		fmt.Fprintf(w, "  delivered                 %8d (sink)  %d (counted sent)\n", r.SinkAccepted, r.SentCounted)
+	case bench.ImportResult:
+		fmt.Fprintf(w, "import %d CSV rows\n", r.Rows)
+		fmt.Fprintf(w, "  baseline (pipelined HSET) %8.0f rows/s  %6.1f bytes/recipient\n", r.BaselineRowsPerS, r.BaselineBytesPerRecipient)
+		fmt.Fprintf(w, "  launch                    %8.0f rows/s  %6.1f bytes/recipient  (%.2f s)  ratio %.3f\n", r.RowsPerS, r.BytesPerRecipient, r.Seconds, r.Ratio)
+	case bench.ExpireResult:
+		fmt.Fprintf(w, "expire %d recipients\n", r.Recipients)
+		fmt.Fprintf(w, "  baseline (pipelined HSET) %8.0f /s  (%.2f s)\n", r.BaselinePerS, r.BaselineSecs)
+		fmt.Fprintf(w, "  expiry                    %8.0f /s  (%.2f s)  ratio %.3f\n", r.ExpiredPerS, r.Seconds, r.Ratio)
+	case bench.WebResult:
+		fmt.Fprintf(w, "web, %d concurrent keep-alive clients\n", r.Concurrency)
+		fmt.Fprintf(w, "  plain net/http hello      %8.0f req/s  p99 %.2f ms\n", r.PlainRPS, r.PlainP99)
+		fmt.Fprintf(w, "  GET /c/TOKEN landing      %8.0f req/s  p99 %.2f ms  ratio %.3f\n", r.LandingRPS, r.LandingP99, r.LandingRatio)
+		fmt.Fprintf(w, "  POST /c/TOKEN confirm     %8.0f req/s  p99 %.2f ms  ratio %.3f\n", r.ConfirmRPS, r.ConfirmP99, r.ConfirmRatio)
+	default:
+		return fmt.Errorf("bench %s: no printer for %T", sub, res)
+	}
+	return nil
+}
