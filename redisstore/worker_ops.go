@@ -1,0 +1,173 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit"
+)
+
+// Operations the sending engine (package worker) needs beyond the single-
+// recipient ones: batched reads and claims, chain heartbeats, and the keys
+// of the rate limiters and domain penalties. Layout additions:
+//
+//	P:{ID}:meta          field beat:<name>  unix ms of a task chain's last tick
+//	P:{ID}:rate:<scope>  GCRA state, written by redis_rate (which prepends "rate:")
+//	P:penalty:<domain>   string with a TTL: the domain asked us to slow down
+//
+// Recipient states still change only through transitionScript.
+
+const fBeatPfx = "beat:"
+
+func (s *Store) penaltyKey(domain string) string { return s.prefix + ":penalty:" + domain }
+
+// RateLimitKey returns the key, unique to a campaign and scope ("campaign",
+// "d:example.com"), under which a rate limiter keeps its state. It carries
+// the campaign's hash tag so it lives beside the campaign on a cluster.
+func (s *Store) RateLimitKey(id, scope string) string {
+	return s.prefix + ":{" + id + "}:rate:" + scope
+}
+
+// ReadForSend reads, in one round trip, a campaign's status and the
+// recipients at idxs (nil where an index holds no recipient). The answer
+// is a snapshot for planning: only Claim decides whether a mail may go.
+func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (repermit.CampaignStatus, []*repermit.Recipient, error) {
+	pipe := s.rdb.Pipeline()
+	status := pipe.HGet(ctx, s.metaKey(id), fStatus)
+	cmds := make([]*redis.SliceCmd, len(idxs))
+	// One HMGET per recipient keeps the code simple; the pipeline makes
+	// them one round trip all the same.
+	for i, idx := range idxs {
+		b, slot := bucketOf(idx)
+		cmds[i] = pipe.HMGet(ctx, s.bucketKey(id, b), "s"+slot, "d"+slot)
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", nil, unavailable("read "+id, err)
+	}
+	st, _ := status.Result()
+	if st == "" || st == string(repermit.StatusImporting) {
+		return "", nil, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
+	}
+	out := make([]*repermit.Recipient, len(idxs))
+	for i, cmd := range cmds {
+		vals := cmd.Val()
+		if len(vals) < 2 {
+			continue
+		}
+		code, _ := vals[0].(string)
+		if code == "" || idxs[i] < 0 {
+			continue
+		}
+		data, _ := vals[1].(string)
+		out[i] = buildRecipient(id, idxs[i], code, data, "")
+	}
+	return repermit.CampaignStatus(st), out, nil
+}
+
+// ClaimBatch is Claim for several recipients, one script call per bucket.
+// It returns one error per index: nil when claimed, else wrapping
+// ErrNotAllowed or ErrBusy, or ENOTFOUND. The call as a whole fails with
+// ErrNotRunning when the campaign is paused, cancelled or past its deadline.
+func (s *Store) ClaimBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error) {
+	out := make([]error, len(idxs))
+	byBucket := make(map[int64][]int) // bucket -> positions in idxs
+	var order []int64
+	for i, idx := range idxs {
+		b, _ := bucketOf(idx)
+		if _, ok := byBucket[b]; !ok {
+			order = append(order, b)
+		}
+		byBucket[b] = append(byBucket[b], i)
+	}
+	for _, b := range order {
+		pos := byBucket[b]
+		changes := make([]slotChange, len(pos))
+		for j, i := range pos {
+			_, slot := bucketOf(idxs[i])
+			changes[j] = slotChange{slot: slot}
+		}
+		res, err := s.transition(ctx, id, b, opClaim, now, transitionArgs{step: step, leaseUntil: now.Add(lease)}, changes)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range pos {
+			out[i] = verdict(res[j], id, idxs[i], opClaim)
+		}
+	}
+	return out, nil
+}
+
+// SetBeat records that the task chain name (e.g. "feed", "remind:1",
+// "expire") of a campaign ran at now; a sweep re-arms chains whose beat
+// grows old.
+func (s *Store) SetBeat(ctx context.Context, id, name string, now time.Time) error {
+	if err := s.rdb.HSet(ctx, s.metaKey(id), fBeatPfx+name, now.UnixMilli()).Err(); err != nil {
+		return unavailable("beat "+id, err)
+	}
+	return nil
+}
+
+// Beat returns when the task chain name last ran, zero if never.
+func (s *Store) Beat(ctx context.Context, id, name string) (time.Time, error) {
+	v, err := s.rdb.HGet(ctx, s.metaKey(id), fBeatPfx+name).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, unavailable("beat "+id, err)
+	}
+	return parseMs(v), nil
+}
+
+// PenalizeDomain slows every campaign's mail to a recipient domain for d,
+// after its servers answered 421 or asked for less. A longer penalty in
+// place is kept.
+func (s *Store) PenalizeDomain(ctx context.Context, domain string, d time.Duration) error {
+	if domain == "" || d <= 0 {
+		return nil
+	}
+	_, err := penalizeScript.Run(ctx, s.rdb, []string{s.penaltyKey(domain)}, d.Milliseconds()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable("penalize "+domain, err)
+	}
+	return nil
+}
+
+// penalizeScript: KEYS[1] penalty key; ARGV[1] duration ms. Extends, never
+// shortens.
+var penalizeScript = redis.NewScript(`
+local left = redis.call('PTTL', KEYS[1])
+if left < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+`)
+
+// DomainPenalties returns, for each domain, how long its penalty still
+// runs (zero for none), in one round trip.
+func (s *Store) DomainPenalties(ctx context.Context, domains []string) ([]time.Duration, error) {
+	out := make([]time.Duration, len(domains))
+	if len(domains) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.DurationCmd, len(domains))
+	for i, d := range domains {
+		cmds[i] = pipe.PTTL(ctx, s.penaltyKey(d))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable("domain penalties", err)
+	}
+	for i, c := range cmds {
+		// PTTL answers -2 for a missing key and -1 for one without a TTL;
+		// go-redis passes those through as durations below zero.
+		if v := c.Val(); v > 0 {
+			out[i] = v
+		}
+	}
+	return out, nil
+}

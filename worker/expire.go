@@ -1,0 +1,146 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+)
+
+const cursorExpire = "expire"
+
+// expireWindow is how many buckets are expired between two cursor writes;
+// a crash repeats at most one window, which ExpireBucket makes harmless.
+const expireWindow = 256
+
+// handleExpire runs at the deadline: every recipient still pending or sent
+// becomes expired, its address erased and its hash put on the suppression
+// list; then the campaign is finished. It runs for paused and cancelled
+// campaigns too, is idempotent, and resumes where a crashed run stopped.
+func (s *Server) handleExpire(ctx context.Context, t *asynq.Task) error {
+	var p expirePayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("expire: bad payload %q: %w", t.Payload(), asynq.SkipRetry)
+	}
+	c, err := s.store.Campaign(ctx, p.Campaign)
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.Status == repermit.StatusFinished {
+		return nil
+	}
+	// asynq schedules to the whole second, so the task may come early.
+	if wait := c.Deadline.Sub(s.cfg.Now()); wait > 0 {
+		if wait > 5*time.Second {
+			return s.sched.enqueue(ctx, TypeExpire, p, "expire:"+c.ID+":"+fmt.Sprint(c.Deadline.UnixMilli()),
+				asynq.ProcessAt(c.Deadline), asynq.Timeout(time.Hour), asynq.MaxRetry(100))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	n, err := s.expire(ctx, c)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DrainSuppression(ctx, c.ID); err != nil {
+		return err
+	}
+	err = s.store.SetStatus(ctx, c.ID, repermit.StatusFinished,
+		repermit.StatusRunning, repermit.StatusPaused, repermit.StatusCancelled)
+	if err != nil {
+		return err
+	}
+	s.log.Info("campaign finished", "campaign", c.ID, "expired", n)
+	return nil
+}
+
+// expire walks the buckets from the expire cursor, several at once, and
+// returns how many recipients it expired.
+func (s *Server) expire(ctx context.Context, c *repermit.Campaign) (int64, error) {
+	imported, err := s.store.Imported(ctx, c.ID)
+	if err != nil {
+		return 0, err
+	}
+	buckets := redisstore.Buckets(imported)
+	cur, err := s.store.Cursor(ctx, c.ID, cursorExpire)
+	if err != nil {
+		return 0, err
+	}
+	var total atomic.Int64
+	for cur < buckets {
+		if err := s.store.SetBeat(ctx, c.ID, cursorExpire, s.cfg.Now()); err != nil {
+			return total.Load(), err
+		}
+		end := min(cur+expireWindow, buckets)
+		if err := s.expireWindow(ctx, c.ID, cur, end, &total); err != nil {
+			return total.Load(), err
+		}
+		moved, err := s.store.AdvanceCursor(ctx, c.ID, cursorExpire, cur, end)
+		if err != nil {
+			return total.Load(), err
+		}
+		if !moved {
+			// Another run got ahead; continue from where it stands.
+			if end, err = s.store.Cursor(ctx, c.ID, cursorExpire); err != nil {
+				return total.Load(), err
+			}
+		}
+		cur = end
+	}
+	return total.Load(), nil
+}
+
+func (s *Server) expireWindow(ctx context.Context, id string, from, to int64, total *atomic.Int64) error {
+	next := make(chan int64)
+	errs := make(chan error, s.cfg.ExpireConcurrency)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range s.cfg.ExpireConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range next {
+				n, err := s.store.ExpireBucket(ctx, id, b, s.cfg.Now())
+				if err != nil {
+					errs <- fmt.Errorf("expire %s bucket %d: %w", id, b, err)
+					cancel()
+					return
+				}
+				if n > 0 {
+					total.Add(int64(n))
+					s.cfg.Observer.Expired(id, n)
+				}
+			}
+		}()
+	}
+feed:
+	for b := from; b < to; b++ {
+		select {
+		case next <- b:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return ctx.Err()
+	}
+}

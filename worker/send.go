@@ -1,0 +1,386 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	gomail "github.com/wneessen/go-mail"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/mailer"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/token"
+)
+
+// claimChunk is how many recipients are claimed in one script call, just
+// before they are mailed. Small chunks keep the lease short: it must cover
+// the chunk's SMTP transactions, and it is how long a crashed worker's
+// recipients wait before a retry may take them over.
+const claimChunk = 8
+
+// handleSend mails one step to the recipients of a send task: it reads
+// them, holds back those the rate limits or a domain penalty do not allow
+// yet, claims the rest in small chunks, skips the suppressed, and sends
+// each over the pool, recording it as sent at once.
+//
+// Recipients that cannot be mailed now go back to the queue as a new task
+// rather than failing this one, so that one slow recipient does not repeat
+// a whole batch and pacing does not use up asynq's retries: throttled ones
+// when the limiter allows, temporary failures after an exponential backoff,
+// all of them every PauseRecheck while the campaign is paused.
+func (s *Server) handleSend(ctx context.Context, t *asynq.Task) error {
+	var p sendPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Step < 1 {
+		return fmt.Errorf("send: bad payload %q: %w", t.Payload(), asynq.SkipRetry)
+	}
+	e, err := s.campaign(ctx, p.Campaign)
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !s.cfg.Now().Before(e.c.Deadline) {
+		// Claim refuses after the deadline anyway; asynq would otherwise
+		// keep retrying a task whose purpose has passed.
+		return nil
+	}
+	status, rs, err := s.store.ReadForSend(ctx, p.Campaign, p.Indexes)
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	switch status {
+	case repermit.StatusPaused:
+		return s.requeue(ctx, p, p.Indexes, s.cfg.PauseRecheck)
+	case repermit.StatusRunning:
+	default:
+		return nil // cancelled or finished: nobody is mailed any more
+	}
+	todo := rs[:0]
+	for _, r := range rs {
+		if r != nil && due(r, p.Step) {
+			todo = append(todo, r)
+		}
+	}
+	if todo, err = s.pace(ctx, e, p, todo); err != nil {
+		return err
+	}
+	b := &sendBatch{s: s, e: e, p: p, domainFails: make(map[string]int), slowed: make(map[string]bool)}
+	return b.run(ctx, todo)
+}
+
+// due reports whether r may still need mail step: the initial mail goes
+// to pending recipients, a reminder to those mailed fewer times and
+// unanswered. Claim decides for good; this only saves it the work.
+func due(r *repermit.Recipient, step int) bool {
+	if step == 1 {
+		return r.State == repermit.StatePending
+	}
+	return r.State == repermit.StateSent && r.Step < step
+}
+
+// sendBatch is one send task's progress.
+type sendBatch struct {
+	s *Server
+	e *campaignEntry
+	p sendPayload
+
+	retry       []int64 // temporary failures, for a later attempt
+	busy        []int64 // leased by another worker
+	deferred    []int64 // domain slowed down during this task
+	domainFails map[string]int
+	slowed      map[string]bool
+}
+
+func (b *sendBatch) run(ctx context.Context, todo []*repermit.Recipient) error {
+	s, id, step := b.s, b.p.Campaign, b.p.Step
+	lease := claimChunk*s.cfg.SMTPTimeout + 30*time.Second
+	for len(todo) > 0 {
+		if s.stopped() || ctx.Err() != nil {
+			// Shutdown: the rest waits for the next worker.
+			b.deferred = append(b.deferred, indexes(todo)...)
+			break
+		}
+		chunk := todo[:min(claimChunk, len(todo))]
+		todo = todo[len(chunk):]
+		errs, err := s.store.ClaimBatch(ctx, id, indexes(chunk), step, s.cfg.Now(), lease)
+		if errors.Is(err, redisstore.ErrNotRunning) {
+			// Paused, cancelled or at the deadline since the task began.
+			return b.stop(ctx, slices.Concat(chunk, todo), nil)
+		}
+		if err != nil {
+			b.flush(ctx)
+			return fmt.Errorf("send %s: %w (%d recipients left to retry)", id, err, len(chunk)+len(todo))
+		}
+		claimed := chunk[:0:0]
+		for i, r := range chunk {
+			switch {
+			case errs[i] == nil:
+				claimed = append(claimed, r)
+			case errors.Is(errs[i], redisstore.ErrBusy):
+				b.busy = append(b.busy, r.Index)
+			}
+			// ErrNotAllowed: mailed already or answered meanwhile.
+		}
+		suppressed, err := s.store.IsSuppressed(ctx, hashes(claimed))
+		if err != nil {
+			b.release(ctx, claimed)
+			b.flush(ctx)
+			return fmt.Errorf("send %s: %w", id, err)
+		}
+		for i, r := range claimed {
+			if suppressed[i] {
+				if err := s.store.Suppress(ctx, r, s.cfg.Now()); err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
+					b.release(ctx, claimed[i:])
+					b.flush(ctx)
+					return err
+				}
+				s.cfg.Observer.Suppressed(id)
+				continue
+			}
+			if dom := domainOf(r.Email); b.slowed[dom] {
+				b.release(ctx, []*repermit.Recipient{r})
+				b.deferred = append(b.deferred, r.Index)
+				continue
+			}
+			if stop, err := b.sendOne(ctx, r); stop {
+				// r itself was released by sendOne.
+				b.release(ctx, claimed[i+1:])
+				return b.stop(ctx, slices.Concat(claimed[i:], todo), err)
+			}
+		}
+	}
+	b.flush(ctx)
+	return nil
+}
+
+// sendOne mails one claimed recipient and records the outcome. It reports
+// stop when the whole campaign must stop (the message itself was refused).
+func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bool, err error) {
+	s, c, step := b.s, &b.e.c, b.p.Step
+	msg, err := b.build(r)
+	if err != nil {
+		// A template that does not render for this recipient would fail
+		// for the next one too: treat it like a refused message.
+		s.log.Error("cannot build mail; pausing campaign", "campaign", c.ID, "recipient", r.Index, "err", err)
+		b.release(ctx, []*repermit.Recipient{r})
+		return true, b.pause(ctx, fmt.Sprintf("building the mail failed: %v", err))
+	}
+	err = s.pool.Send(ctx, msg)
+	// From here until MarkSent below has been written, a crash (or a Redis
+	// failure that outlasts markSent's retries) leaves a mail the server
+	// accepted recorded only as claimed: when the lease runs out, a retry
+	// mails this step again. It is the one at-least-once window left, one
+	// round trip wide; nothing else runs in between.
+	class := mailer.Classify(err)
+	switch class {
+	case mailer.OK:
+		if err := b.markSent(ctx, r.Index); err != nil {
+			s.log.Error("mail sent but not recorded; the recipient may get it again", "campaign", c.ID, "recipient", r.Index, "step", step, "err", err)
+		}
+		s.cfg.Observer.Sent(c.ID, step)
+		return false, nil
+	case mailer.RecipientRejected:
+		s.cfg.Observer.Failed(c.ID, class)
+		if err := s.store.Bounce(ctx, r, s.cfg.Now()); err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
+			s.log.Error("bounce not recorded", "campaign", c.ID, "recipient", r.Index, "err", err)
+		}
+		return false, nil
+	case mailer.MessageRejected:
+		s.cfg.Observer.Failed(c.ID, class)
+		b.release(ctx, []*repermit.Recipient{r})
+		return true, b.pause(ctx, fmt.Sprintf("the SMTP server refused the message: %v", err))
+	}
+	// Temporary: a 4xx, a dropped connection, or our own shutdown.
+	s.cfg.Observer.Failed(c.ID, class)
+	b.release(ctx, []*repermit.Recipient{r})
+	dom := domainOf(r.Email)
+	b.domainFails[dom]++
+	if mailer.Throttled(err) || b.domainFails[dom] >= s.cfg.DomainTempFailures {
+		if perr := s.store.PenalizeDomain(context.WithoutCancel(ctx), dom, s.cfg.DomainPenalty); perr != nil {
+			s.log.Warn("domain penalty not recorded", "domain", dom, "err", perr)
+		}
+		if !b.slowed[dom] {
+			s.log.Warn("slowing down mail to a domain", "domain", dom, "for", s.cfg.DomainPenalty, "err", err)
+		}
+		b.slowed[dom] = true
+	}
+	b.retry = append(b.retry, r.Index)
+	return false, nil
+}
+
+func (b *sendBatch) build(r *repermit.Recipient) (*gomail.Msg, error) {
+	c := &b.e.c
+	signer := b.s.cfg.Signer
+	claims := token.Claims{CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
+	claims.Purpose = token.Confirm
+	confirm := c.ConfirmBaseURL + "/c/" + signer.Sign(claims)
+	claims.Purpose = token.Unsubscribe
+	unsub := c.ConfirmBaseURL + "/u/" + signer.Sign(claims)
+	kind := mailer.Initial
+	if b.p.Step > 1 {
+		kind = mailer.Reminder(b.p.Step - 1)
+	}
+	return b.e.tpl.Build(mailer.NewData(c, r, confirm, unsub), kind)
+}
+
+// markSent records an accepted mail, retrying a failing Redis for a while
+// and even after the task's context ended: every moment the record is
+// missing is a moment in which a crash would send the mail twice.
+func (b *sendBatch) markSent(ctx context.Context, idx int64) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = b.s.store.MarkSent(ctx, b.p.Campaign, idx, b.p.Step, b.s.cfg.Now())
+		if err == nil || errors.Is(err, redisstore.ErrNotAllowed) || repermit.ErrorCode(err) != repermit.EUNAVAILABLE {
+			// ErrNotAllowed: the recipient expired or answered meanwhile.
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// release gives up the leases of claimed recipients that were not mailed,
+// so that their next task may claim them at once.
+func (b *sendBatch) release(ctx context.Context, rs []*repermit.Recipient) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, r := range rs {
+		if err := b.s.store.Release(ctx, b.p.Campaign, r.Index, b.p.Step, b.s.cfg.Now()); err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
+			// The lease runs out by itself; the retry waits for that.
+			b.s.log.Warn("release failed", "campaign", b.p.Campaign, "recipient", r.Index, "err", err)
+		}
+	}
+}
+
+// stop ends the task early because the campaign stopped sending (err nil:
+// paused, cancelled or at the deadline) or must stop (err: the message was
+// refused and the campaign paused). Unmailed recipients go back to the queue
+// when the campaign may resume.
+func (b *sendBatch) stop(ctx context.Context, rest []*repermit.Recipient, cause error) error {
+	s := b.s
+	b.deferred = append(b.deferred, indexes(rest)...)
+	c, err := s.store.Campaign(ctx, b.p.Campaign)
+	if err != nil && repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		// asynq retries the whole task; claims skip whoever was mailed.
+		return err
+	}
+	if err == nil && c.Status == repermit.StatusPaused && s.cfg.Now().Before(c.Deadline) {
+		all := append(append(b.retry, b.busy...), b.deferred...)
+		b.retry, b.busy, b.deferred = nil, nil, nil
+		if err := s.requeue(ctx, b.p, all, s.cfg.PauseRecheck); err != nil {
+			return err
+		}
+	}
+	if cause != nil {
+		// Archived, not retried: asynqmon shows why the campaign paused.
+		return fmt.Errorf("send %s: %w: %w", b.p.Campaign, cause, asynq.SkipRetry)
+	}
+	return nil
+}
+
+// pause stops the campaign after the SMTP server refused the message
+// itself: every other recipient would get the same answer, and a human has
+// to look (sender reputation, content, authentication) before it resumes.
+func (b *sendBatch) pause(ctx context.Context, reason string) error {
+	s := b.s
+	err := s.store.SetStatus(ctx, b.p.Campaign, repermit.StatusPaused, repermit.StatusRunning)
+	s.log.Error("CAMPAIGN PAUSED: fix the cause, then run `repermit resume "+b.p.Campaign+"`",
+		"campaign", b.p.Campaign, "reason", reason, "set_status_err", err)
+	return errors.New(reason)
+}
+
+// flush puts the recipients this task could not finish back in the queue.
+func (b *sendBatch) flush(ctx context.Context) {
+	s := b.s
+	if len(b.retry) > 0 {
+		p := b.p
+		p.Attempt++
+		if p.Attempt >= s.cfg.MaxAttempts {
+			s.log.Warn("giving up on recipients after repeated temporary failures; the deadline expires them",
+				"campaign", p.Campaign, "recipients", b.retry, "attempts", p.Attempt)
+		} else if err := s.requeue(ctx, p, b.retry, s.backoff(p.Attempt)); err != nil {
+			s.log.Error("requeue after temporary failure", "campaign", p.Campaign, "err", err)
+		}
+	}
+	if len(b.busy) > 0 {
+		// Another worker holds these, or held them and crashed: look again
+		// once its lease has run out.
+		lease := claimChunk*s.cfg.SMTPTimeout + 30*time.Second
+		if err := s.requeue(ctx, b.p, b.busy, lease); err != nil {
+			s.log.Error("requeue busy recipients", "campaign", b.p.Campaign, "err", err)
+		}
+	}
+	if len(b.deferred) > 0 {
+		delay := s.cfg.DomainPenalty
+		if s.stopped() {
+			delay = 0
+		}
+		if err := s.requeue(ctx, b.p, b.deferred, delay); err != nil {
+			s.log.Error("requeue deferred recipients", "campaign", b.p.Campaign, "err", err)
+		}
+	}
+	b.retry, b.busy, b.deferred = nil, nil, nil
+}
+
+// requeue enqueues a fresh send task for idxs after delay.
+func (s *Server) requeue(ctx context.Context, p sendPayload, idxs []int64, delay time.Duration) error {
+	if len(idxs) == 0 {
+		return nil
+	}
+	p.Indexes = append([]int64(nil), idxs...)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return s.sched.send(ctx, p, delay, "")
+}
+
+// backoff is the delay before attempt n (from 1) of a recipient: RetryBase
+// doubled per attempt, capped at RetryMax, with up to 50% jitter so that a
+// domain's retries do not all arrive at once.
+func (s *Server) backoff(n int) time.Duration {
+	d := s.cfg.RetryBase
+	for i := 1; i < n && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.RetryMax)
+	return d + time.Duration(rand.Int64N(int64(d)/2+1))
+}
+
+func indexes(rs []*repermit.Recipient) []int64 {
+	out := make([]int64, len(rs))
+	for i, r := range rs {
+		out[i] = r.Index
+	}
+	return out
+}
+
+func hashes(rs []*repermit.Recipient) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = repermit.AddressHash(r.Email)
+	}
+	return out
+}
+
+func domainOf(email string) string {
+	i := strings.LastIndexByte(email, '@')
+	if i < 0 {
+		return ""
+	}
+	return strings.ToLower(email[i+1:])
+}

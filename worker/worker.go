@@ -1,0 +1,336 @@
+// Package worker is the sending engine: asynq task handlers that feed a
+// launched campaign's recipients into send tasks at the campaign's rate,
+// mail them, send the reminders and expire the silent at the deadline.
+//
+// "Mailed once" rests on the recipient state in the store, not on asynq:
+// every mail is claimed there (Store.Claim) before the SMTP step and marked
+// sent right after it, so duplicate task deliveries, retries and several
+// workers sharing one Redis never send a step twice. The one window left is
+// documented at sendOne.
+//
+// Task chains. Feeding and each reminder walk the recipients with a cursor
+// in the store, one tick a TickInterval, each tick enqueuing a bounded batch
+// of send tasks and then its successor. A tick carries the cursor value it
+// expects ("From") and only the tick that finds the cursor there may advance
+// it, so two chains (after a retry or a repair) can never feed twice; the
+// one that loses the compare-and-set ends. A sweep, run once per
+// SweepInterval by whichever worker gets to it, re-arms chains whose
+// heartbeat went stale and re-schedules campaign tasks that went missing.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/mailer"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/token"
+)
+
+// Config configures a Server. Store, Signer and one of Pool or SMTP are
+// required; every other zero value means the documented default.
+type Config struct {
+	// Store holds campaigns and recipients.
+	Store *redisstore.Store
+	// Redis is the client asynq and the rate limiters use; default
+	// Store.Client().
+	Redis redis.UniversalClient
+	// Queue is the asynq queue of every task; default Store.Prefix(), which
+	// is what launch's Scheduler uses too.
+	Queue string
+	// Concurrency is how many tasks run at once; default twice the SMTP
+	// pool size, so that one handler's Redis round trips overlap another's
+	// SMTP transaction.
+	Concurrency int
+
+	// Pool sends the mail. When nil, New builds one from SMTP with
+	// PoolSize connections and Run closes it.
+	Pool *mailer.Pool
+	// SMTP is the server to send through when Pool is nil.
+	SMTP mailer.Config
+	// PoolSize is the number of SMTP connections of a pool New builds;
+	// default 16.
+	PoolSize int
+	// SMTPTimeout bounds one SMTP transaction; it sizes recipient leases and
+	// the shutdown grace period. Default SMTP.Timeout, or
+	// mailer.DefaultTimeout.
+	SMTPTimeout time.Duration
+
+	// Signer signs the confirm and unsubscribe links.
+	Signer *token.Signer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Observer is told about every outcome; default none.
+	Observer Observer
+	// Now is the clock; default time.Now. asynq keeps its own real clock,
+	// so tests compress durations rather than fake time.
+	Now func() time.Time
+
+	// BatchSize is the most recipients one send task carries; default 32.
+	BatchSize int
+	// TickInterval is how often a feed or reminder chain enqueues the next
+	// batch and, while a campaign is paused, how soon it notices a resume;
+	// default 1s.
+	TickInterval time.Duration
+	// PollInterval is how often asynq looks for due scheduled tasks and,
+	// when idle, for new ones; default 250ms (asynq's own defaults of 5s and
+	// 1s would make pacing lumpy).
+	PollInterval time.Duration
+	// SweepInterval is how often some worker checks every campaign for
+	// missing tasks and stalled chains; default 30s.
+	SweepInterval time.Duration
+	// StaleAfter is how long a chain may go without a tick before the sweep
+	// re-arms it; default max(10 TickIntervals, 30s).
+	StaleAfter time.Duration
+	// PauseRecheck is how long a send task of a paused campaign waits before
+	// it looks again; default 2s.
+	PauseRecheck time.Duration
+	// RetryBase is the first delay after a temporary SMTP failure; each
+	// further failure of the same recipient doubles it, plus up to 50%
+	// jitter, up to RetryMax. Defaults 30s and 1h.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// MaxAttempts is how often a recipient is tried before it is left to
+	// the deadline; default 12.
+	MaxAttempts int
+	// DomainPenalty is how long mail to a domain is held back after its
+	// server answered 421, asked for less (4.7.x), or refused
+	// DomainTempFailures mails of one task temporarily; default 1m and 3.
+	DomainPenalty      time.Duration
+	DomainTempFailures int
+	// UnlimitedBacklog is, for a campaign without a rate, how many
+	// recipients the feeder keeps queued ahead of the workers; default
+	// 32768.
+	UnlimitedBacklog int
+	// ExpireConcurrency is how many buckets the expiry handles at once;
+	// default 8.
+	ExpireConcurrency int
+}
+
+func (cfg *Config) setDefaults() error {
+	if cfg.Store == nil {
+		return errors.New("worker: Config.Store is required")
+	}
+	if cfg.Signer == nil {
+		return errors.New("worker: Config.Signer is required")
+	}
+	if cfg.Redis == nil {
+		cfg.Redis = cfg.Store.Client()
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = cfg.Store.Prefix()
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = 16
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 2 * cfg.PoolSize
+	}
+	if cfg.SMTPTimeout <= 0 {
+		cfg.SMTPTimeout = cfg.SMTP.Timeout
+		if cfg.SMTPTimeout <= 0 {
+			cfg.SMTPTimeout = mailer.DefaultTimeout
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	setDefault(&cfg.BatchSize, 32)
+	setDefault(&cfg.TickInterval, time.Second)
+	setDefault(&cfg.PollInterval, 250*time.Millisecond)
+	setDefault(&cfg.SweepInterval, 30*time.Second)
+	setDefault(&cfg.StaleAfter, max(10*cfg.TickInterval, 30*time.Second))
+	setDefault(&cfg.PauseRecheck, 2*time.Second)
+	setDefault(&cfg.RetryBase, 30*time.Second)
+	setDefault(&cfg.RetryMax, time.Hour)
+	setDefault(&cfg.MaxAttempts, 12)
+	setDefault(&cfg.DomainPenalty, time.Minute)
+	setDefault(&cfg.DomainTempFailures, 3)
+	setDefault(&cfg.UnlimitedBacklog, 32768)
+	setDefault(&cfg.ExpireConcurrency, 8)
+	return nil
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// Server runs the task handlers. Several servers, in one process or on
+// several machines, may share one Redis and queue.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *redisstore.Store
+	sched    *Scheduler
+	client   *asynq.Client
+	inspect  *asynq.Inspector
+	limiter  *redis_rate.Limiter
+	pool     *mailer.Pool
+	ownsPool bool
+	srv      *asynq.Server
+
+	// stopping is closed when Run's context ends: handlers finish the mail
+	// in flight and hand the rest of their batch back to the queue.
+	stopping chan struct{}
+	stopOnce sync.Once
+
+	mu        sync.Mutex
+	campaigns map[string]*campaignEntry
+}
+
+// New builds a server; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "worker"),
+		store:     cfg.Store,
+		client:    asynq.NewClientFromRedisClient(cfg.Redis),
+		inspect:   asynq.NewInspectorFromRedisClient(cfg.Redis),
+		limiter:   redis_rate.NewLimiter(cfg.Redis),
+		pool:      cfg.Pool,
+		stopping:  make(chan struct{}),
+		campaigns: make(map[string]*campaignEntry),
+	}
+	s.sched = NewScheduler(s.client, cfg.Queue)
+	if s.pool == nil {
+		if err := cfg.SMTP.Validate(); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		s.pool = mailer.NewPool(cfg.SMTP, cfg.PoolSize)
+		s.ownsPool = true
+	}
+	s.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   map[string]int{cfg.Queue: 1},
+		TaskCheckInterval:        cfg.PollInterval,
+		DelayedTaskCheckInterval: cfg.PollInterval,
+		RetryDelayFunc:           s.retryDelay,
+		// A mail in flight when shutdown begins gets the whole SMTP
+		// timeout, plus time to record it; cutting it short would leave
+		// an accepted mail unrecorded, the one way to send it twice.
+		ShutdownTimeout: cfg.SMTPTimeout + 10*time.Second,
+		Logger:          asynqLogger{cfg.Logger.With("component", "asynq")},
+		LogLevel:        asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			s.log.Warn("task failed", "type", t.Type(), "err", err)
+		}),
+	})
+	return s, nil
+}
+
+// Mux returns the handlers by task type, for callers that assemble their
+// own asynq server.
+func (s *Server) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(TypeFeed, s.handleFeed)
+	mux.HandleFunc(TypeRemind, s.handleRemind)
+	mux.HandleFunc(TypeSend, s.handleSend)
+	mux.HandleFunc(TypeExpire, s.handleExpire)
+	mux.HandleFunc(TypeSweep, s.handleSweep)
+	return mux
+}
+
+// Scheduler returns the scheduler the server enqueues with.
+func (s *Server) Scheduler() *Scheduler { return s.sched }
+
+// Run processes tasks until ctx ends, then shuts down gracefully: mails in
+// flight finish and are recorded, queued work stays in Redis for the next
+// worker.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.srv.Start(s.Mux()); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.sweepLoop(ctx)
+	}()
+	<-ctx.Done()
+	s.stopOnce.Do(func() { close(s.stopping) })
+	s.srv.Shutdown()
+	wg.Wait()
+	var errs []error
+	if s.ownsPool {
+		if err := s.pool.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close SMTP pool: %w", err))
+		}
+	}
+	// The client and inspector share the Redis connection, which is the
+	// caller's to close.
+	return errors.Join(errs...)
+}
+
+// campaignEntry is what a worker keeps of a campaign between tasks: the
+// configuration, which does not change after launch (the status does and is
+// always read fresh), and its parsed templates.
+type campaignEntry struct {
+	c   repermit.Campaign
+	tpl *mailer.Templates
+}
+
+func (s *Server) campaign(ctx context.Context, id string) (*campaignEntry, error) {
+	s.mu.Lock()
+	e := s.campaigns[id]
+	s.mu.Unlock()
+	if e != nil {
+		return e, nil
+	}
+	c, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	tpl, err := mailer.LoadTemplates(c.TemplatesDir)
+	if err != nil {
+		return nil, fmt.Errorf("campaign %s: %w", id, err)
+	}
+	e = &campaignEntry{c: *c, tpl: tpl}
+	s.mu.Lock()
+	s.campaigns[id] = e
+	s.mu.Unlock()
+	return e, nil
+}
+
+func (s *Server) stopped() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// retryDelay is for handler errors (Redis unreachable, a bug); SMTP
+// failures are retried per recipient by re-enqueueing, see backoff.
+func (s *Server) retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+	return s.backoff(n + 1)
+}
+
+// asynqLogger adapts slog to asynq's logger.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }

@@ -1,0 +1,405 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/smtpsink"
+	"github.com/repermit/repermit/token"
+)
+
+var confirmLink = regexp.MustCompile(`https://consent\.acme\.example/c/([A-Za-z0-9_-]+)`)
+
+func TestEveryRecipientGetsExactlyOneInitialMail(t *testing.T) {
+	const n = 10000
+	e := newEnv(t, smtpsink.Options{})
+	c := e.launch(repermit.Campaign{}, n, nil)
+	began := time.Now()
+	e.start(e.config())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.sink.WaitFor(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(began)
+	t.Logf("%d mails in %v: %.0f mails/s", n, elapsed.Round(time.Millisecond), n/elapsed.Seconds())
+	e.waitFor("every recipient recorded as sent", 10*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == n
+	})
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
+	if got := e.sink.Count(); got != n {
+		t.Errorf("sink accepted %d mails, want %d", got, n)
+	}
+	e.assertNoDuplicates()
+
+	msgs := e.sink.Messages()
+	seen := make(map[string]bool)
+	for i, m := range msgs {
+		if len(m.To) != 1 {
+			t.Fatalf("mail %d to %v, want one recipient", i, m.To)
+		}
+		seen[m.To[0]] = true
+		if i%97 != 0 { // parse a sample; the counts above cover all
+			continue
+		}
+		for _, h := range []string{"Message-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "From", "Subject"} {
+			if m.Header.Get(h) == "" {
+				t.Errorf("mail to %s lacks %s", m.To[0], h)
+			}
+		}
+		p := parts(t, m.Data)
+		if p["text/plain"] == "" || p["text/html"] == "" {
+			t.Fatalf("mail to %s: parts %v, want text and HTML", m.To[0], keys(p))
+		}
+		match := confirmLink.FindStringSubmatch(p["text/plain"])
+		if match == nil {
+			t.Fatalf("mail to %s has no confirm link:\n%s", m.To[0], p["text/plain"])
+		}
+		claims, err := e.signer.Verify(match[1], time.Now())
+		if err != nil {
+			t.Fatalf("confirm token of %s: %v", m.To[0], err)
+		}
+		if claims.Purpose != token.Confirm || claims.CampaignSeq != c.Seq || addr(int(claims.Recipient), nil) != m.To[0] {
+			t.Errorf("mail to %s carries claims %+v", m.To[0], claims)
+		}
+		if !strings.Contains(p["text/html"], "/c/"+match[1]) {
+			t.Errorf("mail to %s: HTML part lacks the confirm link", m.To[0])
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct recipients, want %d", len(seen), n)
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestRemindersReachOnlyTheUnanswered(t *testing.T) {
+	const n = 300
+	e := newEnv(t, smtpsink.Options{})
+	c := e.launch(repermit.Campaign{Reminders: []time.Duration{3 * time.Second}}, n, nil)
+	e.start(e.config())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.sink.WaitFor(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("initial mails recorded", 5*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == n
+	})
+	if time.Now().After(c.ReminderAt(1)) {
+		t.Fatal("initial mails took longer than the reminder offset; the test proves nothing")
+	}
+	answered := make(map[string]bool)
+	for i := 0; i < n; i += 3 {
+		state := repermit.StateConfirmed
+		if i%2 == 0 {
+			state = repermit.StateDeclined
+		}
+		_, err := e.store.Record(context.Background(), redisstore.Answer{Campaign: c.ID, Index: int64(i), State: state, At: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		answered[addr(i, nil)] = true
+	}
+	unanswered := n - len(answered)
+	if err := e.sink.WaitFor(ctx, n+unanswered); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("reminders recorded", 5*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == int64(unanswered)
+	})
+	time.Sleep(500 * time.Millisecond)
+	e.assertNoDuplicates()
+	reminded := 0
+	for k := range e.perRecipient() {
+		to, kind, _ := strings.Cut(k, " ")
+		if kind != "reminder" {
+			continue
+		}
+		reminded++
+		if answered[to] {
+			t.Errorf("%s answered and still got a reminder", to)
+		}
+	}
+	if reminded != unanswered {
+		t.Errorf("%d reminders, want %d", reminded, unanswered)
+	}
+	r, err := e.store.Recipient(context.Background(), c.ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != repermit.StateSent || r.Step != 2 {
+		t.Errorf("unanswered recipient: state %s step %d, want sent step 2", r.State, r.Step)
+	}
+}
+
+func TestTemporaryFailuresStillMailEveryoneExactlyOnce(t *testing.T) {
+	const n = 1000
+	e := newEnv(t, smtpsink.Options{TempFailRate: 0.2, Seed: 7})
+	c := e.launch(repermit.Campaign{}, n, func(i int) string { return fmt.Sprintf("d%d.example", i%10) })
+	e.start(e.config())
+	e.waitFor("every recipient mailed", 40*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == n
+	})
+	time.Sleep(300 * time.Millisecond)
+	if got := e.sink.Count(); got != n {
+		t.Errorf("sink accepted %d mails, want %d", got, n)
+	}
+	e.assertNoDuplicates()
+	if e.counters.TemporaryN.Load() == 0 {
+		t.Error("no temporary failure observed; the sink did not fail any attempt")
+	}
+}
+
+func TestRejectedAddressesBounceAndAreSuppressed(t *testing.T) {
+	const n = 100
+	perm := map[string]bool{}
+	for _, i := range []int{3, 17, 64, 99} {
+		perm[addr(i, nil)] = true
+	}
+	e := newEnv(t, smtpsink.Options{PermFail: perm})
+	c := e.launch(repermit.Campaign{}, n, nil)
+	e.start(e.config())
+	e.waitFor("all mailed or bounced", 10*time.Second, func() bool {
+		st := e.stats(c.ID)
+		return st.Counts[repermit.StateSent] == n-int64(len(perm)) && st.Counts[repermit.StateBounced] == int64(len(perm))
+	})
+	ctx := context.Background()
+	for _, i := range []int{3, 17, 64, 99} {
+		r, err := e.store.Recipient(ctx, c.ID, int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != repermit.StateBounced || r.Email != "" {
+			t.Errorf("recipient %d: state %s email %q, want bounced and erased", i, r.State, r.Email)
+		}
+		supp, err := e.store.IsSuppressed(ctx, []string{repermit.AddressHash(addr(i, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !supp[0] {
+			t.Errorf("%s is not on the suppression list", addr(i, nil))
+		}
+	}
+	if got := e.sink.Count(); got != n-len(perm) {
+		t.Errorf("sink accepted %d, want %d", got, n-len(perm))
+	}
+}
+
+func TestSuppressedAtSendTimeIsNeverMailed(t *testing.T) {
+	const n = 50
+	e := newEnv(t, smtpsink.Options{})
+	ctx := context.Background()
+	// Suppressed after the import, e.g. by another campaign's decline.
+	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(time.Second)}, n, nil)
+	if err := e.store.AddSuppression(ctx, redisstore.ReasonDeclined, "other", time.Now(), repermit.AddressHash(addr(7, nil))); err != nil {
+		t.Fatal(err)
+	}
+	e.start(e.config())
+	e.waitFor("all handled", 10*time.Second, func() bool {
+		st := e.stats(c.ID)
+		return st.Counts[repermit.StateSent] == n-1 && st.Counts[repermit.StateSuppressed] == 1
+	})
+	for k := range e.perRecipient() {
+		if strings.HasPrefix(k, addr(7, nil)+" ") {
+			t.Errorf("suppressed %s was mailed", addr(7, nil))
+		}
+	}
+}
+
+func TestDuplicateTasksAndThreeWorkersSendNoDuplicates(t *testing.T) {
+	const n = 3000
+	e := newEnv(t, smtpsink.Options{})
+	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(500 * time.Millisecond)}, n, nil)
+	ctx := context.Background()
+	// The same recipients enqueued again and again, as an at-least-once
+	// queue might deliver them.
+	for round := 0; round < 2; round++ {
+		for lo := int64(0); lo < n; lo += 32 {
+			var idxs []int64
+			for i := lo; i < min(lo+32, n); i++ {
+				idxs = append(idxs, i)
+			}
+			if err := e.sched.send(ctx, sendPayload{Campaign: c.ID, Step: 1, Indexes: idxs}, 0, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range 3 {
+		cfg := e.config()
+		cfg.PoolSize = 4
+		e.start(cfg)
+	}
+	e.waitFor("every recipient mailed", 30*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == n
+	})
+	time.Sleep(500 * time.Millisecond)
+	if got := e.sink.Count(); got != n {
+		t.Errorf("sink accepted %d mails, want %d", got, n)
+	}
+	e.assertNoDuplicates()
+}
+
+func TestPauseStopsSendingAndResumeContinues(t *testing.T) {
+	const n = 300
+	e := newEnv(t, smtpsink.Options{Discard: true})
+	c := e.launch(repermit.Campaign{Rate: repermit.Rate{PerSecond: 100}}, n, nil)
+	e.start(e.config())
+	ctx := context.Background()
+	e.waitFor("some mails", 10*time.Second, func() bool { return e.sink.Count() >= 50 })
+	if err := e.store.SetStatus(ctx, c.ID, repermit.StatusPaused, repermit.StatusRunning); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // mails in flight finish
+	atPause := e.sink.Count()
+	time.Sleep(1500 * time.Millisecond)
+	if got := e.sink.Count(); got != atPause {
+		t.Fatalf("%d mails sent while paused", got-atPause)
+	}
+	if atPause >= n {
+		t.Fatalf("all %d mails went out before the pause; the test proves nothing", atPause)
+	}
+	if err := e.store.SetStatus(ctx, c.ID, repermit.StatusRunning, repermit.StatusPaused); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	e.waitFor("a mail after resume", 5*time.Second, func() bool { return e.sink.Count() > atPause })
+	t.Logf("first mail %v after resume", time.Since(resumed).Round(time.Millisecond))
+	e.waitFor("every recipient mailed", 15*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == n
+	})
+	if got := e.sink.Count(); got != n {
+		t.Errorf("sink accepted %d mails, want %d", got, n)
+	}
+}
+
+func TestCancelStopsSendingForGood(t *testing.T) {
+	const n = 300
+	e := newEnv(t, smtpsink.Options{Discard: true})
+	c := e.launch(repermit.Campaign{Rate: repermit.Rate{PerSecond: 100}}, n, nil)
+	e.start(e.config())
+	ctx := context.Background()
+	e.waitFor("some mails", 10*time.Second, func() bool { return e.sink.Count() >= 50 })
+	if err := e.store.SetStatus(ctx, c.ID, repermit.StatusCancelled, repermit.StatusRunning, repermit.StatusPaused); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	atCancel := e.sink.Count()
+	time.Sleep(1500 * time.Millisecond)
+	if got := e.sink.Count(); got != atCancel {
+		t.Errorf("%d mails sent after cancel", got-atCancel)
+	}
+	st := e.stats(c.ID)
+	if st.Counts[repermit.StatePending] == 0 || st.Counts.Total() != n {
+		t.Errorf("counts after cancel: %v", st.Counts)
+	}
+}
+
+func TestMessageRejectionPausesTheCampaign(t *testing.T) {
+	const n = 100
+	e := newEnv(t, smtpsink.Options{RejectData: func(string, []string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message rejected as spam"}
+	}})
+	c := e.launch(repermit.Campaign{}, n, nil)
+	e.start(e.config())
+	e.waitFor("campaign paused", 10*time.Second, func() bool { return e.status(c.ID) == repermit.StatusPaused })
+	time.Sleep(500 * time.Millisecond)
+	st := e.stats(c.ID)
+	if st.Counts[repermit.StatePending] != n {
+		t.Errorf("counts after the refusal: %v, want everyone pending", st.Counts)
+	}
+}
+
+func TestDeadlineExpiresEverySilentRecipient(t *testing.T) {
+	const n = 400
+	e := newEnv(t, smtpsink.Options{Discard: true})
+	start := time.Now()
+	c := e.launch(repermit.Campaign{StartAt: start, Deadline: start.Add(3 * time.Second), Rate: repermit.Rate{PerSecond: 80}}, n, nil)
+	e.start(e.config())
+	ctx := context.Background()
+	e.waitFor("some mails", 3*time.Second, func() bool { return e.stats(c.ID).Counts[repermit.StateSent] >= 20 })
+	for i := 0; i < 10; i++ {
+		if _, err := e.store.Record(ctx, redisstore.Answer{Campaign: c.ID, Index: int64(i), State: repermit.StateConfirmed, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitFor("campaign finished", 10*time.Second, func() bool { return e.status(c.ID) == repermit.StatusFinished })
+	st := e.stats(c.ID)
+	if st.Counts[repermit.StateConfirmed] != 10 || st.Counts[repermit.StateExpired] != n-10 || st.Counts.Total() != n {
+		t.Errorf("counts at the end: %v", st.Counts)
+	}
+	for _, i := range []int64{50, n - 1} {
+		r, err := e.store.Recipient(ctx, c.ID, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != repermit.StateExpired || r.Email != "" {
+			t.Errorf("recipient %d: state %s, email %q", i, r.State, r.Email)
+		}
+		supp, err := e.store.IsSuppressed(ctx, []string{repermit.AddressHash(addr(int(i), nil))})
+		if err != nil || !supp[0] {
+			t.Errorf("expired %s not on the suppression list (%v)", addr(int(i), nil), err)
+		}
+	}
+	sent := e.sink.Count()
+	time.Sleep(500 * time.Millisecond)
+	if e.sink.Count() != sent {
+		t.Error("mail sent after the deadline")
+	}
+	if got := e.counters.ExpiredN.Load(); got != n-10 {
+		t.Errorf("observer counted %d expired, want %d", got, n-10)
+	}
+}
+
+func TestExpiryRunsWhenNoWorkerWasUpAtTheDeadline(t *testing.T) {
+	e := newEnv(t, smtpsink.Options{Discard: true})
+	start := time.Now()
+	c := e.launch(repermit.Campaign{StartAt: start.Add(time.Hour), Deadline: start.Add(time.Second)}, 10, nil)
+	time.Sleep(1500 * time.Millisecond)
+	e.start(e.config())
+	e.waitFor("campaign finished", 10*time.Second, func() bool { return e.status(c.ID) == repermit.StatusFinished })
+	if got := e.stats(c.ID).Counts[repermit.StateExpired]; got != 10 {
+		t.Errorf("%d expired, want 10", got)
+	}
+	if e.sink.Count() != 0 {
+		t.Errorf("%d mails sent after the deadline", e.sink.Count())
+	}
+}
+
+func TestScheduleTwiceDoesNotDoubleTasks(t *testing.T) {
+	e := newEnv(t, smtpsink.Options{})
+	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(time.Hour), Reminders: []time.Duration{time.Minute}}, 1, nil)
+	if err := e.sched.Schedule(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := s.inspect.ListScheduledTasks(e.r.Prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, ti := range tasks {
+		ids = append(ids, ti.ID)
+	}
+	if len(tasks) != 3 {
+		t.Errorf("scheduled tasks %v, want feed, one reminder and expire", ids)
+	}
+}
