@@ -46,10 +46,12 @@ type SendResult struct {
 	LaunchS     float64 `json:"launch_s"`
 	// EngineS is from the worker's start to the sink's last accepted mail;
 	// EngineTotalMPS counts the launch in as well.
-	EngineS           float64 `json:"engine_s"`
-	EngineTotalMPS    float64 `json:"engine_total_msgs_per_s"`
-	BaselineS         float64 `json:"baseline_s"`
-	BytesPerRecipient float64 `json:"redis_bytes_per_recipient"`
+	EngineS        float64 `json:"engine_s"`
+	EngineTotalMPS float64 `json:"engine_total_msgs_per_s"`
+	BaselineS      float64 `json:"baseline_s"`
+	// BaselineRuns are both baseline runs; BaselineMPS is the faster.
+	BaselineRuns      []float64 `json:"baseline_runs_msgs_per_s"`
+	BytesPerRecipient float64   `json:"redis_bytes_per_recipient"`
 	// SinkAccepted is what the engine's sink received, SentCounted what the
 	// campaign's counts say was sent; both must equal Recipients.
 	SinkAccepted int   `json:"sink_accepted"`
@@ -73,7 +75,8 @@ func (o *SendOptions) defaults() {
 //
 // Baseline: Connections goroutines, each with its own go-mail client and
 // connection, send N messages built beforehand (with the campaign's own
-// templates, so both sides put the same bytes on the wire) in a loop.
+// templates, so both sides put the same bytes on the wire) in a loop. It
+// runs before and after the engine; the faster run is the baseline.
 //
 // Engine: launch.Launch of an N-row CSV, then a worker.Server with a pool
 // of Connections until the sink has accepted all N: feed tasks, send tasks,
@@ -94,22 +97,34 @@ func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
 		return res, err
 	}
 
-	t.logf("send: baseline, building %d messages", n)
-	msgs, err := buildMessages(signer, n)
+	// The baseline runs before and after the engine and the faster run
+	// counts: on a shared machine a burst of other work in one phase must
+	// not flatter the engine.
+	baseline := func() error {
+		t.logf("send: baseline, building %d messages", n)
+		msgs, err := buildMessages(signer, n)
+		if err != nil {
+			return err
+		}
+		t.logf("send: baseline, go-mail loop over %d connections", conns)
+		d, err := baselineSend(ctx, msgs, conns, opt.Timeout)
+		if err != nil {
+			return err
+		}
+		res.BaselineRuns = append(res.BaselineRuns, rate(n, d))
+		if r := rate(n, d); r > res.BaselineMPS {
+			res.BaselineMPS, res.BaselineS = r, round(d.Seconds())
+		}
+		return nil
+	}
+	if err := baseline(); err != nil {
+		return res, err
+	}
+	d, err := engineSend(ctx, t, signer, opt, &res)
 	if err != nil {
 		return res, err
 	}
-	t.logf("send: baseline, go-mail loop over %d connections", conns)
-	d, err := baselineSend(ctx, msgs, conns, opt.Timeout)
-	if err != nil {
-		return res, err
-	}
-	msgs = nil
-	res.BaselineS = round(d.Seconds())
-	res.BaselineMPS = rate(n, d)
-
-	d, err = engineSend(ctx, t, signer, opt, &res)
-	if err != nil {
+	if err := baseline(); err != nil {
 		return res, err
 	}
 	res.EngineS = round(d.Seconds())

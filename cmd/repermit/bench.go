@@ -105,7 +105,7 @@ func printBench(env Env, sub string, res any) error {
 	switch r := res.(type) {
 	case bench.SendResult:
 		fmt.Fprintf(w, "send %d mails over %d connections to a discarding SMTP sink\n", r.Recipients, r.Connections)
-		fmt.Fprintf(w, "  baseline (go-mail loop)   %8.0f msg/s  (%.2f s)\n", r.BaselineMPS, r.BaselineS)
+		fmt.Fprintf(w, "  baseline (go-mail loop)   %8.0f msg/s  (%.2f s; runs before and after the engine: %v)\n", r.BaselineMPS, r.BaselineS, r.BaselineRuns)
 		fmt.Fprintf(w, "  engine (worker)           %8.0f msg/s  (%.2f s)  ratio %.3f\n", r.EngineMPS, r.EngineS, r.Ratio)
 		fmt.Fprintf(w, "  launch                    %8.2f s     engine incl. launch %.0f msg/s\n", r.LaunchS, r.EngineTotalMPS)
 		fmt.Fprintf(w, "  Redis per recipient       %8.1f bytes\n", r.BytesPerRecipient)
