@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/repermit/repermit"
+)
+
+// runControl changes a campaign's status; workers notice within seconds
+// because every claim checks it atomically.
+func runControl(to repermit.CampaignStatus, from ...repermit.CampaignStatus) func(context.Context, Env, []string) error {
+	return func(ctx context.Context, env Env, args []string) error {
+		fs := flag.NewFlagSet(verbOf(to), flag.ContinueOnError)
+		pos, err := parse(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		st, closeStore, err := openStore(ctx, env.settings())
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		if err := st.SetStatus(ctx, pos[0], to, from...); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s is %s\n", pos[0], to)
+		return nil
+	}
+}
+
+func verbOf(s repermit.CampaignStatus) string {
+	switch s {
+	case repermit.StatusPaused:
+		return "pause"
+	case repermit.StatusRunning:
+		return "resume"
+	default:
+		return "cancel"
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/repermit/repermit/launch"
+	"github.com/repermit/repermit/worker"
+)
+
+func runLaunch(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("launch", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the import counts as JSON")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	s := env.settings()
+	st, closeStore, err := openStore(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	client := asynq.NewClientFromRedisClient(st.Client())
+	opt := launch.Options{Now: env.Now(), CheckTemplates: checkTemplates}
+	if isTerminal(env.Stderr) && !*asJSON {
+		opt.Progress = progressBar(env)
+	}
+	rep, err := launch.Launch(ctx, pos[0], st, worker.NewScheduler(client, s.Prefix), opt)
+	if opt.Progress != nil {
+		fmt.Fprintln(env.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(env.Stdout).Encode(rep.ImportResult)
+	}
+	printWarnings(env, rep)
+	fmt.Fprintf(env.Stdout, "launched %s: %d imported, %d invalid, %d duplicate, %d suppressed skipped\n",
+		rep.Campaign, rep.Imported, rep.SkippedInvalid, rep.SkippedDuplicate, rep.SkippedSuppressed)
+	return nil
+}
+
+// progressBar draws the import's progress on a terminal line.
+func progressBar(env Env) launch.Progress {
+	const width = 30
+	return func(done, total int64) {
+		if total <= 0 {
+			return
+		}
+		n := int(done * width / total)
+		fmt.Fprintf(env.Stderr, "\rimporting [%s%s] %3d%%", strings.Repeat("#", n), strings.Repeat(" ", width-n), done*100/total)
+	}
+}

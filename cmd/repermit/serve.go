@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/repermit/repermit/mailer"
+	"github.com/repermit/repermit/metrics"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/token"
+	"github.com/repermit/repermit/web"
+	"github.com/repermit/repermit/worker"
+)
+
+// serverFlags are the settings worker, web and serve share.
+type serverFlags struct {
+	poolSize    *int
+	concurrency *int
+	addr        *string
+}
+
+func newServerFlagSet(name string, s Settings) (*flag.FlagSet, serverFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return fs, serverFlags{
+		poolSize:    fs.Int("smtp-connections", 16, "SMTP connections the worker keeps open"),
+		concurrency: fs.Int("concurrency", 0, "tasks the worker runs at once (default twice the SMTP connections)"),
+		addr:        fs.String("addr", s.HTTPAddr, "listen address of the web server (REPERMIT_HTTP_ADDR)"),
+	}
+}
+
+func signer(s Settings) (*token.Signer, error) {
+	if s.Secret == "" {
+		return nil, usageError("REPERMIT_SECRET is not set: it signs the links in the mails (32 bytes or more; new,old to rotate)")
+	}
+	secrets, err := token.ParseSecrets(s.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("REPERMIT_SECRET: %w", err)
+	}
+	return token.NewSigner(secrets)
+}
+
+func smtpConfig(s Settings) (mailer.Config, error) {
+	if s.SMTPURL == "" {
+		return mailer.Config{}, usageError("REPERMIT_SMTP_URL is not set, e.g. smtp://user:pass@mail.example:587?tls=starttls")
+	}
+	cfg, err := mailer.ParseSMTPURL(s.SMTPURL)
+	if err != nil {
+		return mailer.Config{}, fmt.Errorf("REPERMIT_SMTP_URL: %w", err)
+	}
+	return cfg, nil
+}
+
+// parts are what the long-running commands are built from.
+type parts struct {
+	store    *redisstore.Store
+	signer   *token.Signer
+	registry *prometheus.Registry
+	logger   *slog.Logger
+	close    func()
+}
+
+func openParts(ctx context.Context, env Env) (*parts, error) {
+	s := env.settings()
+	sig, err := signer(s)
+	if err != nil {
+		return nil, err
+	}
+	st, closeStore, err := openStore(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &parts{store: st, signer: sig, registry: reg, logger: newLogger(env.Stderr), close: closeStore}, nil
+}
+
+func (p *parts) worker(env Env, f serverFlags) (*worker.Server, error) {
+	smtp, err := smtpConfig(env.settings())
+	if err != nil {
+		return nil, err
+	}
+	return worker.New(worker.Config{
+		Store:       p.store,
+		Signer:      p.signer,
+		SMTP:        smtp,
+		PoolSize:    *f.poolSize,
+		Concurrency: *f.concurrency,
+		Logger:      p.logger,
+		Observer:    metrics.NewWorkerObserver(p.registry),
+	})
+}
+
+func (p *parts) web(env Env) (*web.Server, error) {
+	if err := metrics.RegisterQueue(p.registry, p.store); err != nil {
+		return nil, err
+	}
+	return web.New(web.Config{
+		Store:      p.store,
+		Signer:     p.signer,
+		AdminToken: env.settings().AdminToken,
+		Logger:     p.logger,
+		Registry:   p.registry,
+	})
+}
+
+func runWorker(ctx context.Context, env Env, args []string) error {
+	fs, f := newServerFlagSet("worker", env.settings())
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	p, err := openParts(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	w, err := p.worker(env, f)
+	if err != nil {
+		return err
+	}
+	p.logger.Info("worker started", "prefix", p.store.Prefix())
+	return w.Run(ctx)
+}
+
+func runWeb(ctx context.Context, env Env, args []string) error {
+	fs, f := newServerFlagSet("web", env.settings())
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	p, err := openParts(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	h, err := p.web(env)
+	if err != nil {
+		return err
+	}
+	p.logger.Info("web server listening", "addr", *f.addr)
+	return h.ListenAndServe(ctx, *f.addr)
+}
+
+// runServe runs worker and web in one process; when either stops, so does
+// the other.
+func runServe(ctx context.Context, env Env, args []string) error {
+	fs, f := newServerFlagSet("serve", env.settings())
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	p, err := openParts(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	w, err := p.worker(env, f)
+	if err != nil {
+		return err
+	}
+	h, err := p.web(env)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); defer cancel(); errs[0] = w.Run(ctx) }()
+	go func() { defer wg.Done(); defer cancel(); errs[1] = h.ListenAndServe(ctx, *f.addr) }()
+	p.logger.Info("serving", "addr", *f.addr, "prefix", p.store.Prefix())
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+)
+
+// statusJSON is the --json form of DESIGN.md.
+type statusJSON struct {
+	Campaign string                   `json:"campaign"`
+	State    repermit.CampaignStatus  `json:"state"`
+	Counts   map[repermit.State]int64 `json:"counts"`
+	Imported int64                    `json:"imported"`
+	Skipped  map[string]int64         `json:"skipped"`
+}
+
+func runStatus(ctx context.Context, env Env, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the counts as JSON")
+	watch := fs.Duration("watch", 0, "refresh every interval (e.g. 2s) until interrupted")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	st, closeStore, err := openStore(ctx, env.settings())
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	for {
+		c, err := st.Campaign(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		stats, err := st.Stats(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		timeline, err := st.Timeline(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			if err := json.NewEncoder(env.Stdout).Encode(statusJSON{
+				Campaign: c.ID, State: c.Status, Counts: stats.Counts, Imported: stats.Imported,
+				Skipped: map[string]int64{"invalid": stats.SkippedInvalid, "duplicate": stats.SkippedDuplicate, "suppressed": stats.SkippedSuppressed},
+			}); err != nil {
+				return err
+			}
+		} else {
+			if *watch > 0 && isTerminal(env.Stdout) {
+				fmt.Fprint(env.Stdout, "\x1b[H\x1b[2J")
+			}
+			printStatus(env.Stdout, c, stats, timeline, env.Now())
+		}
+		if *watch <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*watch):
+		}
+	}
+}
+
+func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline map[repermit.State]map[time.Time]int64, now time.Time) {
+	fmt.Fprintf(w, "campaign %s  [%s]  deadline %s\n", c.ID, c.Status, c.Deadline.Format(time.RFC3339))
+	fmt.Fprintf(w, "imported %d (skipped: %d invalid, %d duplicate, %d suppressed)\n\n",
+		s.Imported, s.SkippedInvalid, s.SkippedDuplicate, s.SkippedSuppressed)
+	const width = 40
+	for _, state := range repermit.States {
+		n := s.Counts[state]
+		bar := 0
+		if s.Imported > 0 {
+			bar = int(n * width / s.Imported)
+		}
+		fmt.Fprintf(w, "  %-13s %8d  %5.1f%%  %s\n", state, n, pct(n, s.Imported), strings.Repeat("█", bar))
+	}
+	answered := s.Counts[repermit.StateConfirmed] + s.Counts[repermit.StateDeclined] + s.Counts[repermit.StateUnsubscribed]
+	// Everyone who left pending got the initial mail, except those found
+	// suppressed at send time.
+	mailed := s.Imported - s.Counts[repermit.StatePending] - s.Counts[repermit.StateSuppressed]
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "mailed %d; answered %.1f%% of mailed; confirmation (re-permission) rate %.1f%% of imported\n",
+		mailed, pct(answered, mailed), pct(s.Counts[repermit.StateConfirmed], s.Imported))
+	perMin := recentRate(timeline[repermit.StateSent], now, 5)
+	fmt.Fprintf(w, "sending %.0f/min (last 5 min), answers %.0f/min\n", perMin,
+		recentRate(timeline[repermit.StateConfirmed], now, 5)+recentRate(timeline[repermit.StateDeclined], now, 5)+recentRate(timeline[repermit.StateUnsubscribed], now, 5))
+	if pending := s.Counts[repermit.StatePending]; pending > 0 && c.Status == repermit.StatusRunning {
+		rate := perMin / 60
+		if rate == 0 && !c.StartAt.Before(now) {
+			rate = float64(c.Rate.PerSecond)
+		}
+		if rate > 0 {
+			start := now
+			if c.StartAt.After(now) {
+				start = c.StartAt
+			}
+			eta := start.Add(time.Duration(float64(pending)/rate) * time.Second)
+			fmt.Fprintf(w, "ETA of the initial mails: %s (%d left)\n", eta.Format(time.RFC3339), pending)
+		}
+	}
+	if left := c.Deadline.Sub(now); left > 0 {
+		fmt.Fprintf(w, "deadline in %s\n", left.Round(time.Second))
+	}
+}
+
+// recentRate averages the entries per minute of a timeline over the last
+// minutes full minutes before now.
+func recentRate(tl map[time.Time]int64, now time.Time, minutes int) float64 {
+	var n int64
+	cur := now.UTC().Truncate(time.Minute)
+	for i := 1; i <= minutes; i++ {
+		n += tl[cur.Add(-time.Duration(i)*time.Minute)]
+	}
+	return float64(n) / float64(minutes)
+}
+
+func pct(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) * 100 / float64(b)
+}

@@ -1,0 +1,122 @@
+// Package metrics exposes what the engine does as Prometheus metrics, all
+// named repermit_*. The web package serves them on /metrics.
+package metrics
+
+import (
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/repermit/repermit/mailer"
+	"github.com/repermit/repermit/redisstore"
+)
+
+// WorkerObserver counts the worker's outcomes; it implements
+// worker.Observer.
+type WorkerObserver struct {
+	sent       *prometheus.CounterVec
+	failed     *prometheus.CounterVec
+	throttled  prometheus.Counter
+	suppressed prometheus.Counter
+	expired    prometheus.Counter
+}
+
+// NewWorkerObserver registers the worker's metrics with reg.
+func NewWorkerObserver(reg prometheus.Registerer) *WorkerObserver {
+	o := &WorkerObserver{
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "repermit_mails_sent_total",
+			Help: "Mails accepted by the SMTP server, by kind (initial or reminder).",
+		}, []string{"kind"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "repermit_mails_failed_total",
+			Help: "Failed send attempts by class: temporary (retried), recipient_rejected (bounced), message_rejected (campaign paused).",
+		}, []string{"class"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "repermit_mails_throttled_total",
+			Help: "Recipients put back for later by the rate limits or a domain penalty.",
+		}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "repermit_suppressed_at_send_total",
+			Help: "Recipients found on the suppression list at send time and not mailed.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "repermit_expired_total",
+			Help: "Recipients expired at a campaign deadline.",
+		}),
+	}
+	reg.MustRegister(o.sent, o.failed, o.throttled, o.suppressed, o.expired)
+	return o
+}
+
+// Sent counts a mail; step 1 is the initial mail.
+func (o *WorkerObserver) Sent(_ string, step int) {
+	kind := "initial"
+	if step > 1 {
+		kind = "reminder"
+	}
+	o.sent.WithLabelValues(kind).Inc()
+}
+
+// Failed counts a failed attempt by its class.
+func (o *WorkerObserver) Failed(_ string, class mailer.Class) {
+	o.failed.WithLabelValues(className(class)).Inc()
+}
+
+func className(c mailer.Class) string {
+	switch c {
+	case mailer.Temporary:
+		return "temporary"
+	case mailer.RecipientRejected:
+		return "recipient_rejected"
+	case mailer.MessageRejected:
+		return "message_rejected"
+	}
+	return "other"
+}
+
+// Throttled counts recipients deferred by pacing.
+func (o *WorkerObserver) Throttled(_ string, n int) { o.throttled.Add(float64(n)) }
+
+// Suppressed counts a recipient skipped at send time.
+func (o *WorkerObserver) Suppressed(string) { o.suppressed.Inc() }
+
+// Expired counts recipients expired at a deadline.
+func (o *WorkerObserver) Expired(_ string, n int) { o.expired.Add(float64(n)) }
+
+// queueCollector reads asynq's queue sizes on each scrape.
+type queueCollector struct {
+	inspector *asynq.Inspector
+	queue     string
+	depth     *prometheus.Desc
+}
+
+// RegisterQueue registers repermit_queue_tasks{state}: the tasks in the
+// engine's asynq queue by state (pending, scheduled, retry, active…),
+// read from Redis at scrape time.
+func RegisterQueue(reg prometheus.Registerer, st *redisstore.Store) error {
+	return reg.Register(&queueCollector{
+		inspector: asynq.NewInspectorFromRedisClient(st.Client()),
+		queue:     st.Prefix(),
+		depth:     prometheus.NewDesc("repermit_queue_tasks", "Tasks in the asynq queue by state.", []string{"queue", "state"}, nil),
+	})
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.depth }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	// go-redis' read timeout bounds this call, so a slow Redis delays a
+	// scrape by seconds at most.
+	info, err := c.inspector.GetQueueInfo(c.queue)
+	if err != nil {
+		// No queue yet (nothing launched) or Redis away: report nothing
+		// rather than fail the whole scrape.
+		return
+	}
+	for state, n := range map[string]int{
+		"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+		"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
+	} {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), c.queue, state)
+	}
+}
