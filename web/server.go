@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -163,9 +164,11 @@ func (s *Server) routes() {
 	m.Handle("GET /admin/{$}", s.admin(s.adminCampaigns))
 	m.Handle("GET /admin/campaigns", s.admin(s.adminCampaigns))
 	m.Handle("GET /admin/campaigns/{id}", s.admin(s.adminCampaign))
-	// Any other admin path, any method: 401 before 404, so that the
-	// admin namespace reveals nothing without the token.
-	m.Handle("/admin/", s.admin(s.notFound))
+	// Any other admin path: 401 before 404, so that the admin namespace
+	// reveals nothing without the token.
+	m.Handle("GET /admin/", s.admin(s.notFound))
+	// Registered so that the mux does not redirect /admin to /admin/.
+	m.Handle("GET /admin", s.admin(s.notFound))
 	m.HandleFunc("GET /", s.notFound)
 	s.mux = m
 }
@@ -183,7 +186,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// recipient's page to another. The stylesheet overrides this.
 	h.Set("Cache-Control", "no-store")
 	sw := &statusWriter{ResponseWriter: w}
-	s.mux.ServeHTTP(sw, r)
+	if !cleanPath(r.URL.Path) {
+		// The mux would redirect to the cleaned path; nothing here
+		// redirects, and no link of ours has such a path.
+		s.notFound(sw, r)
+	} else {
+		s.mux.ServeHTTP(sw, r)
+	}
 	route := r.Pattern
 	if route == "" {
 		route = "none"
@@ -248,6 +257,19 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// cleanPath reports whether p is in the form path.Clean leaves it, up to
+// a trailing slash.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // root is the relative path from a request's path to the site root, so that
