@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,25 +11,37 @@ import (
 	"time"
 )
 
-// loadResult is what one load run measured.
+// loadResult is what one load run measured. Rates and latencies count
+// only the answers with the wanted status: a fast error page is no page.
 type loadResult struct {
-	requests int
+	requests int // answered with the wanted status
+	failed   int // answered with another status
 	elapsed  time.Duration
 	p50, p99 time.Duration
+	// firstFailure describes the first answer with another status.
+	firstFailure string
 }
 
 func (r loadResult) rps() float64 { return rate(r.requests, r.elapsed) }
 
 // load sends up to count requests from workers goroutines over one
-// keep-alive client, stopping early when maxTime has passed, and fails on
-// the first answer whose status is not want. newReq builds request i.
+// keep-alive client, stopping early when maxTime has passed. An answer with
+// another status than want is counted as failed; a transport error ends
+// the run with that error. newReq builds request i.
 func load(ctx context.Context, client *http.Client, workers, count int, maxTime time.Duration, want int, newReq func(ctx context.Context, i int) (*http.Request, error)) (loadResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deadline := time.Now().Add(maxTime)
-	var next atomic.Int64
+	var next, failed atomic.Int64
+	var firstFailure atomic.Pointer[string]
 	lat := make([][]time.Duration, workers)
-	errs := make([]error, workers)
+	var firstErr atomic.Pointer[error]
+	fail := func(err error) {
+		// Only the first error is the cause; the others are the
+		// cancellation it triggers.
+		firstErr.CompareAndSwap(nil, &err)
+		cancel()
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range workers {
@@ -44,51 +55,56 @@ func load(ctx context.Context, client *http.Client, workers, count int, maxTime 
 				}
 				req, err := newReq(ctx, i)
 				if err != nil {
-					errs[w] = err
-					cancel()
+					fail(err)
 					return
 				}
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
-					errs[w] = fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
-					cancel()
+					fail(fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err))
 					return
 				}
 				// Read to the end so the connection is reused.
 				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				ds = append(ds, time.Since(t0))
+				d := time.Since(t0)
 				if err != nil {
-					errs[w] = fmt.Errorf("%s %s: read body: %w", req.Method, req.URL.Path, err)
-					cancel()
+					fail(fmt.Errorf("%s %s: read body: %w", req.Method, req.URL.Path, err))
 					return
 				}
 				if resp.StatusCode != want {
-					errs[w] = fmt.Errorf("%s %s: status %d, want %d", req.Method, req.URL.Path, resp.StatusCode, want)
-					cancel()
-					return
+					failed.Add(1)
+					msg := fmt.Sprintf("%s %s: status %d, want %d", req.Method, req.URL.Path, resp.StatusCode, want)
+					firstFailure.CompareAndSwap(nil, &msg)
+					continue
 				}
+				ds = append(ds, d)
 			}
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
-		return loadResult{}, err
+	if err := firstErr.Load(); err != nil {
+		return loadResult{}, *err
 	}
 	var all []time.Duration
 	for _, ds := range lat {
 		all = append(all, ds...)
 	}
+	r := loadResult{failed: int(failed.Load())}
+	if f := firstFailure.Load(); f != nil {
+		r.firstFailure = *f
+	}
 	if len(all) == 0 {
-		return loadResult{}, fmt.Errorf("no request finished within %s", maxTime)
+		return r, fmt.Errorf("no request succeeded within %s (%d failed, first: %s)", maxTime, r.failed, r.firstFailure)
 	}
 	return loadResult{
-		requests: len(all),
-		elapsed:  elapsed,
-		p50:      percentile(all, 50),
-		p99:      percentile(all, 99),
+		failed:       r.failed,
+		firstFailure: r.firstFailure,
+		requests:     len(all),
+		elapsed:      elapsed,
+		p50:          percentile(all, 50),
+		p99:          percentile(all, 99),
 	}, nil
 }
 

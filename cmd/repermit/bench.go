@@ -32,11 +32,11 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		profile := fs.String("cpuprofile", "", "write a CPU profile of the engine phase to `FILE`")
 		run = func(ctx context.Context, t bench.Target) (any, error) {
 			opt := bench.SendOptions{Recipients: *n, Connections: *c, Timeout: *timeout}
-			if *profile != "" {
-				f, err := os.Create(*profile)
-				if err != nil {
-					return nil, usageError("bench send: --cpuprofile: %v", err)
-				}
+			f, err := createProfile("bench send", *profile)
+			if err != nil {
+				return nil, err
+			}
+			if f != nil {
 				defer f.Close()
 				opt.CPUProfile = f
 			}
@@ -52,8 +52,18 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		c := fs.Int("concurrency", 16, "client workers")
 		n := fs.Int("requests", 20000, "requests per phase (and recipients to confirm)")
 		maxTime := fs.Duration("max-time", 20*time.Second, "bound of each phase")
+		profile := fs.String("cpuprofile", "", "write a CPU profile of the confirm phase to `FILE`")
 		run = func(ctx context.Context, t bench.Target) (any, error) {
-			return bench.Web(ctx, t, bench.WebOptions{Concurrency: *c, Requests: *n, MaxTime: *maxTime})
+			opt := bench.WebOptions{Concurrency: *c, Requests: *n, MaxTime: *maxTime}
+			f, err := createProfile("bench web", *profile)
+			if err != nil {
+				return nil, err
+			}
+			if f != nil {
+				defer f.Close()
+				opt.CPUProfile = f
+			}
+			return bench.Web(ctx, t, opt)
 		}
 	default:
 		return usageError("bench: unknown benchmark %q; want send, import, expire or web", sub)
@@ -76,6 +86,18 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return json.NewEncoder(env.Stdout).Encode(res)
 	}
 	return printBench(env, sub, res)
+}
+
+// createProfile creates the --cpuprofile file, or returns nil without one.
+func createProfile(cmd, path string) (*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, usageError("%s: --cpuprofile: %v", cmd, err)
+	}
+	return f, nil
 }
 
 // benchRedis connects to REPERMIT_REDIS_URL, or starts an in-process
@@ -123,6 +145,9 @@ func printBench(env Env, sub string, res any) error {
 		fmt.Fprintf(w, "  plain net/http hello      %8.0f req/s  p99 %.2f ms\n", r.PlainRPS, r.PlainP99)
 		fmt.Fprintf(w, "  GET /c/TOKEN landing      %8.0f req/s  p99 %.2f ms  ratio %.3f\n", r.LandingRPS, r.LandingP99, r.LandingRatio)
 		fmt.Fprintf(w, "  POST /c/TOKEN confirm     %8.0f req/s  p99 %.2f ms  ratio %.3f\n", r.ConfirmRPS, r.ConfirmP99, r.ConfirmRatio)
+		if r.LandingFailed+r.ConfirmFailed > 0 {
+			fmt.Fprintf(w, "  FAILED: %d landing, %d confirm requests; first: %s\n", r.LandingFailed, r.ConfirmFailed, r.FirstFailure)
+		}
 	default:
 		return fmt.Errorf("bench %s: no printer for %T", sub, res)
 	}
