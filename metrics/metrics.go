@@ -3,7 +3,6 @@
 package metrics
 
 import (
-
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
