@@ -37,14 +37,16 @@ func (s *Server) getConfirm(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusOK, c.TemplatesDir, pageResult, t.locale, &data)
 		return
 	}
-	if rec.State == repermit.StateConfirmed {
-		data.Answer = answered(rec)
-	}
 	switch a := r.URL.Query().Get("answer"); a {
 	case "yes", "no":
 		data.Preselect = a
 	}
-	s.page(w, r, http.StatusOK, c.TemplatesDir, pageLanding, t.locale, &data)
+	if rec.State == repermit.StateConfirmed {
+		data.Answer = answered(rec)
+		s.page(w, r, http.StatusOK, c.TemplatesDir, pageLanding, t.locale, &data)
+		return
+	}
+	s.staticPage(w, r, c, pageLanding, t.locale, data)
 }
 
 // postConfirm records an answer. A replay, or an answer the state does not

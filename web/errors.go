@@ -95,6 +95,17 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, code int, dir, pag
 	w.Write(buf.Bytes())
 }
 
+// staticPage writes a page from the static cache.
+func (s *Server) staticPage(w http.ResponseWriter, r *http.Request, c *repermit.Campaign, page, locale string, data PageData) {
+	sp, err := s.pages.static(c, page, locale, data)
+	if err != nil {
+		s.fail(w, r, locale, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(sp.body)
+}
+
 // acceptLanguage picks the first language the browser asks for; the page
 // set falls back to English for anything it lacks. Quality values are
 // ignored: browsers list languages in order of preference anyway.

@@ -83,7 +83,7 @@ type pageSet struct {
 
 	mu      sync.RWMutex
 	tmpls   map[pageKey]*pageTmpl
-	wording map[wordingKey]string
+	statics map[staticKey]staticPage
 
 	bufs sync.Pool
 }
@@ -95,11 +95,20 @@ type pageTmpl struct {
 	lang string
 }
 
-type wordingKey struct {
-	campaign string
-	seq      uint32
-	page     string
-	locale   string
+// staticKey names a page that is the same for every recipient of a
+// campaign who has not answered: the landing and unsubscribe forms.
+type staticKey struct {
+	campaign  string
+	seq       uint32
+	page      string
+	locale    string
+	preselect string
+	root      string
+}
+
+type staticPage struct {
+	body []byte
+	sum  string // hex SHA-256 of body
 }
 
 func newPageSet(defaults fs.FS, log *slog.Logger) (*pageSet, error) {
@@ -108,7 +117,7 @@ func newPageSet(defaults fs.FS, log *slog.Logger) (*pageSet, error) {
 		log:      log,
 		funcs:    template.FuncMap{"join": strings.Join},
 		tmpls:    make(map[pageKey]*pageTmpl),
-		wording:  make(map[wordingKey]string),
+		statics:  make(map[staticKey]staticPage),
 	}
 	p.bufs.New = func() any { return new(bytes.Buffer) }
 	// Parse every default now: a broken default fails at start, not on a
@@ -248,30 +257,40 @@ func (p *pageSet) release(buf *bytes.Buffer) {
 	}
 }
 
-// wordingHash returns the hex SHA-256 of a page exactly as a recipient
-// without a recorded answer sees it on GET without ?answer: the words the
-// consent was given to. Preselection changes only which button is focused,
-// so it is left out. data must hold the campaign's fields only.
-func (p *pageSet) wordingHash(c *repermit.Campaign, page, locale string, data PageData) (string, error) {
-	key := wordingKey{c.ID, c.Seq, page, locale}
+// static returns a page that depends on the campaign and the request's
+// locale, preselection and path depth only, rendered once and kept: it
+// saves the template work on every GET of an unanswered link. data must
+// hold campaignData and Preselect only. The body must not be modified.
+func (p *pageSet) static(c *repermit.Campaign, page, locale string, data PageData) (staticPage, error) {
+	key := staticKey{c.ID, c.Seq, page, locale, data.Preselect, data.Root}
 	p.mu.RLock()
-	h, ok := p.wording[key]
+	sp, ok := p.statics[key]
 	p.mu.RUnlock()
 	if ok {
-		return h, nil
+		return sp, nil
 	}
-	data.Preselect, data.Answer, data.Changed = "", nil, false
 	buf, err := p.render(c.TemplatesDir, page, locale, &data)
 	if err != nil {
-		return "", err
+		return staticPage{}, err
 	}
-	sum := sha256.Sum256(buf.Bytes())
+	sp.body = bytes.Clone(buf.Bytes())
 	p.release(buf)
-	h = hex.EncodeToString(sum[:])
+	sum := sha256.Sum256(sp.body)
+	sp.sum = hex.EncodeToString(sum[:])
 	p.mu.Lock()
-	if len(p.wording) < maxCached {
-		p.wording[key] = h
+	if len(p.statics) < maxCached {
+		p.statics[key] = sp
 	}
 	p.mu.Unlock()
-	return h, nil
+	return sp, nil
+}
+
+// wordingHash returns the hex SHA-256 of a page exactly as a recipient
+// without a recorded answer sees it on GET without ?answer: the words the
+// answer was given to. Preselection changes only which button is focused
+// and emphasised, never a word, so it is left out.
+func (p *pageSet) wordingHash(c *repermit.Campaign, page, locale string, data PageData) (string, error) {
+	data.Preselect = ""
+	sp, err := p.static(c, page, locale, data)
+	return sp.sum, err
 }

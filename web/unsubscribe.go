@@ -23,7 +23,7 @@ func (s *Server) getUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	switch rec.State {
 	case repermit.StatePending, repermit.StateSent, repermit.StateConfirmed:
 		data.Topics = nil
-		s.page(w, r, http.StatusOK, c.TemplatesDir, pageUnsubscribe, t.locale, &data)
+		s.staticPage(w, r, c, pageUnsubscribe, t.locale, data)
 	case repermit.StateExpired:
 		s.fail(w, r, t.locale, errGone)
 	default:
