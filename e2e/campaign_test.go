@@ -220,10 +220,16 @@ func TestCampaignEndToEnd(t *testing.T) {
 
 	ledger := w.run("export", id, "--what", "ledger")
 	lines := strings.Split(strings.TrimSpace(ledger), "\n")
+	var records []string
+	for _, l := range lines {
+		if strings.Contains(l, `"seq"`) {
+			records = append(records, l)
+		}
+	}
 	// confirm 0, confirm 1 (the replay writes nothing), decline 2,
-	// unsubscribe 3, confirm 4, unsubscribe 4, confirm 6.
-	if len(lines) != 7 {
-		t.Errorf("ledger has %d records, want 7:\n%s", len(lines), ledger)
+	// unsubscribe 3, confirm 4, unsubscribe 4, confirm 6; then the trailer.
+	if len(records) != 7 || len(lines) != 8 {
+		t.Errorf("ledger export has %d records in %d lines, want 7 and a trailer:\n%s", len(records), len(lines), ledger)
 	}
 	lpath := filepath.Join(w.dir, "ledger.jsonl")
 	if err := os.WriteFile(lpath, []byte(ledger), 0o644); err != nil {
@@ -237,8 +243,8 @@ func TestCampaignEndToEnd(t *testing.T) {
 		if err := os.WriteFile(tpath, []byte(tampered), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, code, stderr := w.runCode("verify-ledger", tpath); code == 0 {
-			t.Errorf("verify-ledger accepts a reordered ledger")
+		if _, code, stderr := w.runCode("verify-ledger", tpath); code != 2 {
+			t.Errorf("verify-ledger on a reordered ledger: exit %d, want 2", code)
 		} else {
 			t.Logf("verify-ledger on a reordered ledger: exit %d: %s", code, strings.TrimSpace(stderr))
 		}
