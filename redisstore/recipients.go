@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -218,17 +219,61 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 	if reason != "" {
 		entry = suppressEntry(cur.Email, reason, a.At, a.Campaign)
 	}
-	topics := strings.Join(a.Topics, ",")
-	meta := s.metaKey(a.Campaign)
-	// Optimistic chaining: read the head, hash the record against it, and
-	// let the script refuse if another answer got in between.
-	for attempt := 0; attempt < 50; attempt++ {
-		vals, err := s.rdb.HMGet(ctx, meta, fLedgerHead, fLedgerSeq).Result()
+	// Answers of one campaign chain onto one ledger head; within this
+	// process they take turns, so they do not race each other for it.
+	unlock := s.ledgerLocks.lock(a.Campaign)
+	rec, applied, err := s.appendAnswer(ctx, a, o, b, slot, entry, strings.Join(a.Topics, ","))
+	unlock()
+	if err != nil {
+		return AnswerResult{}, err
+	}
+	if !applied {
+		after, err := s.Recipient(ctx, a.Campaign, a.Index)
 		if err != nil {
-			return AnswerResult{}, unavailable("answer "+a.Campaign, err)
+			return AnswerResult{}, err
 		}
-		head, _ := vals[0].(string)
-		seq, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+		if after.State == repermit.StateExpired {
+			return AnswerResult{Recipient: after}, repermit.Errorf(repermit.EGONE, "recipient %d of %s has expired", a.Index, a.Campaign)
+		}
+		return AnswerResult{Recipient: after}, nil
+	}
+	if entry != "" {
+		if err := s.DrainSuppression(ctx, a.Campaign); err != nil {
+			return AnswerResult{}, err
+		}
+	}
+	// The script applied exactly this change, so the result is known
+	// without reading it back.
+	after := *cur
+	after.State, after.Step, after.AnsweredAt, after.Topics = a.State, 0, rec.At, nil
+	if a.State == repermit.StateConfirmed {
+		after.Topics = a.Topics
+	} else {
+		after.Email, after.Name, after.Locale, after.Extra = "", "", "", nil
+	}
+	return AnswerResult{Recipient: &after, Changed: true, Record: rec}, nil
+}
+
+// appendAnswer runs the answer's transition with its consent record
+// chained onto the ledger head. The caller holds the campaign's ledger
+// lock, so within this process the cached head is current; another web
+// process may still have moved it, and then the script refuses and hands
+// back the new head to retry on.
+func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string) (*repermit.ConsentRecord, bool, error) {
+	head, seq, ok := s.ledgerLocks.head(a.Campaign)
+	if !ok {
+		vals, err := s.rdb.HMGet(ctx, s.metaKey(a.Campaign), fLedgerHead, fLedgerSeq).Result()
+		if err != nil {
+			return nil, false, unavailable("answer "+a.Campaign, err)
+		}
+		head, _ = vals[0].(string)
+		seq, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+	}
+	for attempt := 0; attempt < 50; attempt++ {
+		if attempt > 0 {
+			// Jitter spreads processes that keep colliding.
+			time.Sleep(time.Duration(rand.Int64N(int64(attempt)*int64(time.Millisecond) + 1)))
+		}
 		rec := repermit.ConsentRecord{
 			Seq: seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
 			Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
@@ -237,40 +282,28 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 		rec.Hash = rec.ComputeHash()
 		js, err := json.Marshal(rec)
 		if err != nil {
-			return AnswerResult{}, fmt.Errorf("answer %s: %w", a.Campaign, err)
+			return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
 		}
 		out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{
 			answer: topics, ledgerPrev: head, ledgerHash: rec.Hash, ledgerJSON: string(js),
 		}, []slotChange{{slot: slot, suppress: entry}})
 		var moved *errLedgerMoved
 		if errors.As(err, &moved) {
+			head, seq = moved.head, moved.seq
+			s.ledgerLocks.setHead(a.Campaign, head, seq)
 			continue
 		}
 		if err != nil {
-			return AnswerResult{}, err
+			s.ledgerLocks.forgetHead(a.Campaign)
+			return nil, false, err
 		}
 		if !out[0].applied {
-			after, err := s.Recipient(ctx, a.Campaign, a.Index)
-			if err != nil {
-				return AnswerResult{}, err
-			}
-			if after.State == repermit.StateExpired {
-				return AnswerResult{Recipient: after}, repermit.Errorf(repermit.EGONE, "recipient %d of %s has expired", a.Index, a.Campaign)
-			}
-			return AnswerResult{Recipient: after}, nil
+			return nil, false, nil
 		}
-		if entry != "" {
-			if err := s.DrainSuppression(ctx, a.Campaign); err != nil {
-				return AnswerResult{}, err
-			}
-		}
-		after, err := s.Recipient(ctx, a.Campaign, a.Index)
-		if err != nil {
-			return AnswerResult{}, err
-		}
-		return AnswerResult{Recipient: after, Changed: true, Record: &rec}, nil
+		s.ledgerLocks.setHead(a.Campaign, rec.Hash, rec.Seq)
+		return &rec, true, nil
 	}
-	return AnswerResult{}, repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", a.Campaign)
+	return nil, false, repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", a.Campaign)
 }
 
 // ExpireBucket expires every pending or sent recipient of bucket b: the

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,8 +56,74 @@ var (
 
 // Store is safe for concurrent use.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
+	rdb         redis.UniversalClient
+	prefix      string
+	ledgerLocks keyedMutex
+}
+
+// keyedMutex serialises work per key (a campaign's ledger appends) without
+// holding a mutex per campaign forever.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+	// heads caches each campaign's last known ledger head; the script
+	// checks it, so a stale entry costs one retry, never a broken chain.
+	heads map[string]ledgerHead
+}
+
+type ledgerHead struct {
+	hash string
+	seq  int64
+}
+
+func (k *keyedMutex) head(key string) (string, int64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	h, ok := k.heads[key]
+	return h.hash, h.seq, ok
+}
+
+func (k *keyedMutex) setHead(key, hash string, seq int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.heads == nil {
+		k.heads = make(map[string]ledgerHead)
+	}
+	k.heads[key] = ledgerHead{hash, seq}
+}
+
+func (k *keyedMutex) forgetHead(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.heads, key)
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = make(map[string]*keyedEntry)
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // New returns a store that keeps its keys under prefix (e.g. "repermit";

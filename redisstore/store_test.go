@@ -366,3 +366,41 @@ func TestPurgeKeepsCountsAndLedgerOnly(t *testing.T) {
 		t.Errorf("stats after purge = %+v, %v", st, err)
 	}
 }
+
+func TestConcurrentAnswersFromTwoProcessesKeepOneChain(t *testing.T) {
+	s1, r := newStore(t)
+	s2 := redisstore.New(r.Client, r.Prefix) // a second web process
+	ctx := context.Background()
+	const n = 200
+	launch(t, s1, "camp", n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		s := s1
+		if i%2 == 1 {
+			s = s2
+		}
+		go func(idx int64) {
+			res, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: idx, State: repermit.StateConfirmed, At: t0})
+			if err == nil && !res.Changed {
+				err = fmt.Errorf("answer %d did not change", idx)
+			}
+			errs <- err
+		}(int64(i))
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	var recs []repermit.ConsentRecord
+	if err := s1.Ledger(ctx, "camp", func(r repermit.ConsentRecord, _ string) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n {
+		t.Fatalf("ledger has %d records, want %d", len(recs), n)
+	}
+	if err := repermit.VerifyLedger(recs); err != nil {
+		t.Errorf("chain broken: %v", err)
+	}
+	assertCounts(t, s1, "camp", map[repermit.State]int64{repermit.StateConfirmed: n})
+}

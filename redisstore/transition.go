@@ -57,7 +57,8 @@ const (
 //
 // Returns one entry per slot: "ok:<old code>" when applied, "no:<old code>"
 // when the state did not allow it, "busy:<old code>" for a held lease; or a
-// single "notrunning:<status>" / "ledger:<head>" / "gone" for the whole call.
+// single "notrunning:<status>" / "ledger:<seq>:<head>" / "gone" for the
+// whole call.
 var transitionScript = redis.NewScript(`
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -76,7 +77,9 @@ if answer then
   if dl > 0 and now >= dl then return {'gone'} end
   if ARGV[8] ~= '' then
     local head = redis.call('HGET', KEYS[2], 'lhead') or ''
-    if head ~= ARGV[6] then return {'ledger:' .. head} end
+    if head ~= ARGV[6] then
+      return {'ledger:' .. (redis.call('HGET', KEYS[2], 'lseq') or '0') .. ':' .. head}
+    end
   end
 end
 
@@ -195,8 +198,12 @@ type outcome struct {
 	old     string // the state code before the call
 }
 
-// errLedgerMoved: another answer was appended since the head was read.
-type errLedgerMoved struct{ head string }
+// errLedgerMoved: another answer was appended since the head was read;
+// it carries the current head so the retry needs no read of its own.
+type errLedgerMoved struct {
+	seq  int64
+	head string
+}
 
 func (e *errLedgerMoved) Error() string { return "ledger head moved" }
 
@@ -222,7 +229,9 @@ func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, n
 		case strings.HasPrefix(r, "notrunning:"):
 			return nil, fmt.Errorf("%s %s: %w (%s)", o, id, ErrNotRunning, strings.TrimPrefix(r, "notrunning:"))
 		case strings.HasPrefix(r, "ledger:"):
-			return nil, &errLedgerMoved{head: strings.TrimPrefix(r, "ledger:")}
+			seq, head, _ := strings.Cut(strings.TrimPrefix(r, "ledger:"), ":")
+			n, _ := strconv.ParseInt(seq, 10, 64)
+			return nil, &errLedgerMoved{seq: n, head: head}
 		}
 	}
 	out := make([]outcome, len(res))
