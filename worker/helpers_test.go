@@ -269,3 +269,13 @@ func (w testWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// scaled returns n, or n/div when the race detector runs on miniredis, so
+// the suite stays within its time budget there; runs on a real Redis (CI)
+// always use n.
+func scaled(n, div int) int {
+	if raceEnabled && !redistest.Real() {
+		return n / div
+	}
+	return n
+}

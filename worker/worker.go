@@ -47,9 +47,9 @@ type Config struct {
 	// Queue is the asynq queue of every task; default Store.Prefix(), which
 	// is what launch's Scheduler uses too.
 	Queue string
-	// Concurrency is how many tasks run at once; default twice the SMTP
-	// pool size, so that one handler's Redis round trips overlap another's
-	// SMTP transaction.
+	// Concurrency is how many tasks run at once; default four times the
+	// SMTP pool size, so that handlers waiting on Redis round trips (a
+	// claim, a mark-sent per mail) leave no connection idle.
 	Concurrency int
 
 	// Pool sends the mail. When nil, New builds one from SMTP with
@@ -133,7 +133,7 @@ func (cfg *Config) setDefaults() error {
 		cfg.PoolSize = 16
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 2 * cfg.PoolSize
+		cfg.Concurrency = 4 * cfg.PoolSize
 	}
 	if cfg.SMTPTimeout <= 0 {
 		cfg.SMTPTimeout = cfg.SMTP.Timeout

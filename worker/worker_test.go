@@ -19,7 +19,7 @@ import (
 var confirmLink = regexp.MustCompile(`https://consent\.acme\.example/c/([A-Za-z0-9_-]+)`)
 
 func TestEveryRecipientGetsExactlyOneInitialMail(t *testing.T) {
-	const n = 10000
+	n := scaled(10000, 5)
 	e := newEnv(t, smtpsink.Options{})
 	c := e.launch(repermit.Campaign{}, n, nil)
 	began := time.Now()
@@ -30,9 +30,9 @@ func TestEveryRecipientGetsExactlyOneInitialMail(t *testing.T) {
 		t.Fatal(err)
 	}
 	elapsed := time.Since(began)
-	t.Logf("%d mails in %v: %.0f mails/s", n, elapsed.Round(time.Millisecond), n/elapsed.Seconds())
+	t.Logf("%d mails in %v: %.0f mails/s", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
 	e.waitFor("every recipient recorded as sent", 10*time.Second, func() bool {
-		return e.stats(c.ID).Counts[repermit.StateSent] == n
+		return e.stats(c.ID).Counts[repermit.StateSent] == int64(n)
 	})
 	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
 	if got := e.sink.Count(); got != n {
@@ -222,9 +222,9 @@ func TestSuppressedAtSendTimeIsNeverMailed(t *testing.T) {
 }
 
 func TestDuplicateTasksAndThreeWorkersSendNoDuplicates(t *testing.T) {
-	const n = 3000
+	n := int64(scaled(3000, 3))
 	e := newEnv(t, smtpsink.Options{})
-	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(500 * time.Millisecond)}, n, nil)
+	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(500 * time.Millisecond)}, int(n), nil)
 	ctx := context.Background()
 	// The same recipients enqueued again and again, as an at-least-once
 	// queue might deliver them.
@@ -248,7 +248,7 @@ func TestDuplicateTasksAndThreeWorkersSendNoDuplicates(t *testing.T) {
 		return e.stats(c.ID).Counts[repermit.StateSent] == n
 	})
 	time.Sleep(500 * time.Millisecond)
-	if got := e.sink.Count(); got != n {
+	if got := int64(e.sink.Count()); got != n {
 		t.Errorf("sink accepted %d mails, want %d", got, n)
 	}
 	e.assertNoDuplicates()
@@ -401,5 +401,63 @@ func TestScheduleTwiceDoesNotDoubleTasks(t *testing.T) {
 	}
 	if len(tasks) != 3 {
 		t.Errorf("scheduled tasks %v, want feed, one reminder and expire", ids)
+	}
+}
+
+func TestCampaignRateIsHeldAcrossWorkers(t *testing.T) {
+	const n, perSecond = 60, 20
+	e := newEnv(t, smtpsink.Options{Discard: true})
+	c := e.launch(repermit.Campaign{Rate: repermit.Rate{PerSecond: perSecond}}, n, nil)
+	began := time.Now()
+	e.start(e.config())
+	e.start(e.config())
+	e.waitFor("every recipient mailed", 15*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == n
+	})
+	elapsed := time.Since(began)
+	// A burst of one batch (perSecond/4) goes at once, the rest at the rate.
+	if min := time.Duration(float64(n-perSecond/4-1) / perSecond * float64(time.Second)); elapsed < min {
+		t.Errorf("%d mails at %d/s took %v, want at least %v", n, perSecond, elapsed, min)
+	}
+	if e.counters.ThrottledN.Load() == 0 {
+		t.Error("nothing was throttled")
+	}
+}
+
+func TestDomainRateSlowsOnlyThatDomain(t *testing.T) {
+	const n = 40
+	e := newEnv(t, smtpsink.Options{})
+	// 8 recipients at slow.example, limited to 60 a minute: a burst of 5
+	// (a twelfth of the limit), then one a second.
+	domain := func(i int) string {
+		if i%5 == 0 {
+			return "slow.example"
+		}
+		return "fast.example"
+	}
+	c := e.launch(repermit.Campaign{Rate: repermit.Rate{PerDomainPerMinute: map[string]int{"slow.example": 60}}}, n, domain)
+	began := time.Now()
+	e.start(e.config())
+	count := func(d string) int {
+		k := 0
+		for _, m := range e.sink.Messages() {
+			if strings.HasSuffix(m.To[0], "@"+d) {
+				k++
+			}
+		}
+		return k
+	}
+	e.waitFor("the fast domain mailed", 5*time.Second, func() bool { return count("fast.example") == 32 })
+	if got := count("slow.example"); got == 8 {
+		t.Errorf("the slow domain was done as fast as the other")
+	}
+	e.waitFor("every recipient mailed", 15*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateSent] == n
+	})
+	if elapsed := time.Since(began); elapsed < 2*time.Second {
+		t.Errorf("8 mails to a domain limited to 60/min with a burst of 5 took %v, want at least 2s", elapsed)
+	}
+	if e.counters.ThrottledN.Load() == 0 {
+		t.Error("nothing was throttled")
 	}
 }
