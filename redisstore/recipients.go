@@ -181,6 +181,10 @@ type Answer struct {
 	IP            string
 	UserAgent     string
 	WordingSHA256 string
+	// Current is the recipient as the caller just read it, if it did; it
+	// saves Record a round trip. The script checks the state again, so a
+	// stale Current cannot cause a wrong transition.
+	Current *repermit.Recipient
 }
 
 // AnswerResult tells what the answer did.
@@ -207,9 +211,12 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 	default:
 		return AnswerResult{}, repermit.Errorf(repermit.EINVALID, "answer %q is not one of confirmed, declined, unsubscribed", a.State)
 	}
-	cur, err := s.Recipient(ctx, a.Campaign, a.Index)
-	if err != nil {
-		return AnswerResult{}, err
+	cur := a.Current
+	if cur == nil || cur.Campaign != a.Campaign || cur.Index != a.Index {
+		var err error
+		if cur, err = s.Recipient(ctx, a.Campaign, a.Index); err != nil {
+			return AnswerResult{}, err
+		}
 	}
 	if cur.State == a.State {
 		return AnswerResult{Recipient: cur}, nil // replay: nothing to write

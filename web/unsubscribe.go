@@ -73,6 +73,7 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		IP:            recordedIP(clientAddr(r, s.cfg.TrustProxy), s.cfg.IPMode),
 		UserAgent:     userAgent(r),
 		WordingSHA256: wording,
+		Current:       t.recipient,
 	})
 	if err != nil {
 		s.fail(w, r, t.locale, err)
