@@ -20,6 +20,7 @@ const (
 	TypeRemind = "repermit:remind" // one tick of a reminder sweep
 	TypeExpire = "repermit:expire" // expire the silent at the deadline
 	TypeSweep  = "repermit:sweep"  // re-arm missing tasks and stalled chains
+	TypePurge  = "repermit:purge"  // drop per-recipient records when retention ends
 )
 
 // tickPayload drives the feed and remind chains.
@@ -87,8 +88,15 @@ func (s *Scheduler) Schedule(ctx context.Context, c repermit.Campaign) error {
 			return err
 		}
 	}
-	return s.enqueue(ctx, TypeExpire, expirePayload{Campaign: c.ID}, "expire:"+c.ID,
+	err = s.enqueue(ctx, TypeExpire, expirePayload{Campaign: c.ID}, "expire:"+c.ID,
 		asynq.ProcessAt(c.Deadline), asynq.Retention(keep), asynq.Timeout(time.Hour), asynq.MaxRetry(100))
+	if err != nil || c.Retention <= 0 {
+		return err
+	}
+	purgeAt := c.Deadline.Add(c.Retention)
+	return s.enqueue(ctx, TypePurge, expirePayload{Campaign: c.ID}, "purge:"+c.ID,
+		asynq.ProcessAt(purgeAt), asynq.Retention(max(purgeAt.Sub(now), 0)+24*time.Hour),
+		asynq.Timeout(time.Hour), asynq.MaxRetry(100))
 }
 
 // enqueue adds a task; a TaskID that exists counts as success. id "" means

@@ -247,6 +247,7 @@ func (s *Server) Mux() *asynq.ServeMux {
 	mux.HandleFunc(TypeSend, s.handleSend)
 	mux.HandleFunc(TypeExpire, s.handleExpire)
 	mux.HandleFunc(TypeSweep, s.handleSweep)
+	mux.HandleFunc(TypePurge, s.handlePurge)
 	return mux
 }
 

@@ -1,0 +1,40 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/smtpsink"
+)
+
+func TestRetentionEndPurgesRecipientsButKeepsCountsAndLedger(t *testing.T) {
+	e := newEnv(t, smtpsink.Options{Discard: true})
+	start := time.Now()
+	c := e.launch(repermit.Campaign{StartAt: start, Deadline: start.Add(2 * time.Second), Retention: time.Second}, 20, nil)
+	if _, err := e.store.Record(context.Background(), redisstore.Answer{Campaign: c.ID, Index: 3, State: repermit.StateConfirmed, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(e.config())
+	e.waitFor("campaign finished", 10*time.Second, func() bool { return e.status(c.ID) == repermit.StatusFinished })
+	buckets := func() int {
+		n := 0
+		for _, k := range e.r.Keys(t) {
+			if strings.Contains(k, "{"+c.ID+"}:b:") {
+				n++
+			}
+		}
+		return n
+	}
+	if buckets() == 0 {
+		t.Fatal("recipient records gone before the retention ended")
+	}
+	e.waitFor("retention purge", 15*time.Second, func() bool { return buckets() == 0 })
+	st := e.stats(c.ID)
+	if st.Counts[repermit.StateConfirmed] != 1 || st.Counts.Total() != 20 || st.LedgerRecords != 1 {
+		t.Errorf("after the purge: %+v", st)
+	}
+}
