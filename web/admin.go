@@ -36,7 +36,7 @@ type adminRow struct {
 	Status                                 repermit.CampaignStatus
 	Deadline                               time.Time
 	Imported, Waiting, Confirmed, Declined int64
-	Unsubscribed                           int64
+	Bounced, Unsubscribed, Expired         int64
 	Rate                                   string
 }
 
@@ -68,7 +68,9 @@ func (s *Server) adminCampaigns(w http.ResponseWriter, r *http.Request) {
 			Waiting:      st.Counts[repermit.StatePending] + st.Counts[repermit.StateSent],
 			Confirmed:    st.Counts[repermit.StateConfirmed],
 			Declined:     st.Counts[repermit.StateDeclined],
+			Bounced:      st.Counts[repermit.StateBounced],
 			Unsubscribed: st.Counts[repermit.StateUnsubscribed],
+			Expired:      st.Counts[repermit.StateExpired],
 			Rate:         percent(st.Counts[repermit.StateConfirmed], st.Imported),
 		})
 	}
@@ -95,14 +97,50 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 		s.adminFail(w, err)
 		return
 	}
+	tl, err := s.store.Timeline(ctx, id)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
 	funnel := make([]funnelRow, len(repermit.States))
 	for i, state := range repermit.States {
 		funnel[i] = funnelRow{State: state, N: st.Counts[state], Share: percent(st.Counts[state], st.Imported)}
 	}
+	act := newActivity(tl)
+	chart, err := act.SVG()
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	// A recipient enters "sent" once, with its first mail, so the timeline's
+	// sent entries count the recipients mailed; bounces on the first mail
+	// never get there.
+	var mailed int64
+	for _, n := range tl[repermit.StateSent] {
+		mailed += n
+	}
+	n := st.Counts
 	s.adminPage(w, "admin_campaign.html", map[string]any{
 		"Root": root(r.URL.Path), "Campaign": c, "Stats": st, "Funnel": funnel,
-		"Total": st.Counts.Total(), "Rate": percent(st.Counts[repermit.StateConfirmed], st.Imported),
+		"Total": st.Counts.Total(), "Rate": percent(n[repermit.StateConfirmed], st.Imported),
+		"Chart": chart,
+		"Summary": adminSummary{
+			Imported: st.Imported, Mailed: mailed,
+			Confirmed: n[repermit.StateConfirmed], Declined: n[repermit.StateDeclined],
+			Bounced: n[repermit.StateBounced], Unsubscribed: n[repermit.StateUnsubscribed],
+			Expired: n[repermit.StateExpired], Waiting: n[repermit.StatePending] + n[repermit.StateSent],
+			Rate:       percent(n[repermit.StateConfirmed], st.Imported),
+			MailedRate: percent(n[repermit.StateConfirmed], mailed),
+		},
 	})
+}
+
+// adminSummary is the row of key figures above a campaign's chart.
+type adminSummary struct {
+	Imported, Mailed, Confirmed, Declined int64
+	Bounced, Unsubscribed, Expired        int64
+	Waiting                               int64 // pending or sent: no answer yet
+	Rate, MailedRate                      string
 }
 
 func percent(n, of int64) string {
