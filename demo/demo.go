@@ -109,7 +109,9 @@ type Result struct {
 	// Mails and Reminders the simulated recipients received; Requests they
 	// made to the web server.
 	Mails, Reminders, Requests int64
-	Elapsed                    time.Duration
+	// Late counts actions refused because the deadline had passed.
+	Late    int64
+	Elapsed time.Duration
 }
 
 // CampaignID is the id of the demo campaign.
@@ -180,12 +182,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{
 		Campaign: CampaignID, Import: rep.ImportResult, Counts: final.Counts, Aimed: plan.Aimed(),
 		Mails: sim.mails.Load(), Reminders: sim.reminders.Load(), Requests: sim.requests.Load(),
-		Elapsed: time.Since(began),
+		Late: sim.late.Load(), Elapsed: time.Since(began),
 	}
 	if err != nil {
 		return res, err
 	}
 	printFunnel(w, res, final)
+	if e.mini == nil {
+		fmt.Fprintf(w, "the campaign stays in Redis under the prefix %s: REPERMIT_PREFIX=%s repermit status %s\n", e.store.Prefix(), e.store.Prefix(), CampaignID)
+	}
 	if simErr, n := sim.err(); simErr != nil {
 		return res, fmt.Errorf("demo: %d simulated recipients failed, first: %w", n, simErr)
 	}
@@ -398,6 +403,9 @@ func printFunnel(w io.Writer, r Result, st redisstore.Stats) {
 		"total", st.Counts.Total(), st.Imported, st.SkippedInvalid, st.SkippedDuplicate, st.SkippedSuppressed)
 	fmt.Fprintf(w, "%d mails read by the recipients (%d reminders), %d requests to the web server, %d consent records in the ledger\n",
 		r.Mails, r.Reminders, r.Requests, st.LedgerRecords)
+	if r.Late > 0 {
+		fmt.Fprintf(w, "%d answers came after the deadline and were refused (410)\n", r.Late)
+	}
 	fmt.Fprintf(w, "re-permission rate: %.1f%% of the list confirmed; the other addresses are erased, their hashes suppressed\n",
 		pct(st.Counts[repermit.StateConfirmed], st.Imported))
 }

@@ -45,6 +45,9 @@ func (e *engine) startEngine(ctx context.Context, ln net.Listener, smtp mailer.C
 		// Every simulated recipient posts from 127.0.0.1; the per-client
 		// limit would take them for one abusive client.
 		RatePerSecond: -1,
+		// miniredis is single-threaded; a large demo list answering at
+		// once must not run into the 2s default.
+		RequestTimeout: 10 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)

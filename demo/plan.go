@@ -48,8 +48,8 @@ func (b Behaviour) Outcome() repermit.State {
 	return repermit.StateExpired
 }
 
-// shares of the list, in per mille; the rest is Silent. Roughly what a real
-// re-permission campaign sees: a third confirms, a quarter never answers.
+// shares of the list, in per mille; the rest is Silent: about half
+// confirms, a quarter never answers.
 var shares = []struct {
 	b        Behaviour
 	perMille int
@@ -142,7 +142,7 @@ func (p *Plan) writeFiles(dir, id, baseURL string, tm campaignTimes, perSecond i
 	names := []string{"Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hugo"}
 	for i, e := range p.Emails {
 		locale := "en"
-		if i%3 == 0 {
+		if i%3 == 2 { // a third in German; the first (--keep's) in English
 			locale = "de"
 		}
 		fmt.Fprintf(&csv, "%s,%s Reader%d,%s,%d\n", e, names[i%len(names)], i, locale, 2010+i%15)

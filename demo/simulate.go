@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -111,6 +112,7 @@ type simulator struct {
 	reminders atomic.Int64
 	requests  atomic.Int64
 	failures  atomic.Int64
+	late      atomic.Int64 // actions refused with 410 after the deadline
 	firstErr  atomic.Pointer[error]
 }
 
@@ -118,7 +120,9 @@ func newSimulator(plan *Plan, src mailSource, seed uint64, maxPause time.Duratio
 	return &simulator{
 		plan: plan, src: src, browser: NewBrowser(), maxPause: maxPause,
 		rng: rand.New(rand.NewPCG(seed, 7)),
-		sem: make(chan struct{}, 32),
+		// Eight at a time: every answer appends to the one hash chain of
+		// the campaign's ledger, and more would only contend for it.
+		sem: make(chan struct{}, 8),
 	}
 }
 
@@ -193,9 +197,14 @@ func (s *simulator) react(ctx context.Context, l Links) {
 				return
 			case <-time.After(s.pause()):
 			}
-			s.sem <- struct{}{}
-			err := step(ctx)
-			<-s.sem
+			err := s.try(ctx, step)
+			var se *statusError
+			if errors.As(err, &se) && se.code == http.StatusGone {
+				// Answered after the deadline, as people do: the page
+				// says the link is no longer valid.
+				s.late.Add(1)
+				return
+			}
 			if err != nil && ctx.Err() == nil {
 				s.fail(fmt.Errorf("%s (%s): %w", l.To, b, err))
 				return
@@ -203,6 +212,32 @@ func (s *simulator) react(ctx context.Context, l Links) {
 		}
 	}()
 }
+
+// try runs one step, and again after a pause when the server asks for
+// one (503, 429), as a person would press reload.
+func (s *simulator) try(ctx context.Context, step func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		s.sem <- struct{}{}
+		err := step(ctx)
+		<-s.sem
+		var se *statusError
+		if attempt == 4 || !errors.As(err, &se) || (se.code != http.StatusServiceUnavailable && se.code != http.StatusTooManyRequests) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond << attempt):
+		}
+	}
+}
+
+type statusError struct {
+	code int
+	body string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("status %d: %.200s", e.code, e.body) }
 
 func (s *simulator) answer(link, choice string, topics []string) func(context.Context) error {
 	return func(ctx context.Context) error { return s.expect(s.browser.Answer(ctx, link, choice, topics)) }
@@ -218,7 +253,7 @@ func (s *simulator) expect(p Page, err error) error {
 		return err
 	}
 	if p.Status != http.StatusOK {
-		return fmt.Errorf("status %d: %.200s", p.Status, strings.TrimSpace(p.Body))
+		return &statusError{code: p.Status, body: strings.TrimSpace(p.Body)}
 	}
 	return nil
 }
