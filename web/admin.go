@@ -106,7 +106,13 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 	for i, state := range repermit.States {
 		funnel[i] = funnelRow{State: state, N: st.Counts[state], Share: percent(st.Counts[state], st.Imported)}
 	}
-	act := newActivity(tl)
+	// The axis runs up to now while the campaign runs, and to the deadline
+	// once it is over.
+	until := s.cfg.Now()
+	if until.After(c.Deadline) {
+		until = c.Deadline
+	}
+	act := newActivity(tl, until)
 	chart, err := act.SVG()
 	if err != nil {
 		s.adminFail(w, err)
@@ -123,7 +129,7 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 	s.adminPage(w, "admin_campaign.html", map[string]any{
 		"Root": root(r.URL.Path), "Campaign": c, "Stats": st, "Funnel": funnel,
 		"Total": st.Counts.Total(), "Rate": percent(n[repermit.StateConfirmed], st.Imported),
-		"Chart": chart,
+		"Chart": chart, "Activity": len(act.Sent) > 0,
 		"Summary": adminSummary{
 			Imported: st.Imported, Mailed: mailed,
 			Confirmed: n[repermit.StateConfirmed], Declined: n[repermit.StateDeclined],

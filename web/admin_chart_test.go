@@ -65,23 +65,28 @@ func TestActivityDownsamplingKeepsTotals(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		tl      map[repermit.State]map[time.Time]int64
+		until   time.Time
 		columns int
 		width   time.Duration
 	}{
-		{"no data", nil, 0, 0},
-		{"only expiry", timeline(repermit.StateExpired, 0, 3), 0, 0},
-		{"one point", timeline(repermit.StateSent, 5, 3), 1, time.Minute},
-		{"expiry does not stretch the axis", timeline(repermit.StateSent, 0, 3, repermit.StateExpired, 24*60, 3), 1, time.Minute},
-		{"one answer, no mail", timeline(repermit.StateConfirmed, 5, 1), 1, time.Minute},
-		{"two hours", timeline(repermit.StateSent, 0, 10, repermit.StateSent, 119, 10, repermit.StateConfirmed, 60, 4), 120, time.Minute},
+		{"no data", nil, t0, 0, 0},
+		{"only expiry", timeline(repermit.StateExpired, 0, 3), t0, 0, 0},
+		// One minute of activity is the start of a ten-minute axis.
+		{"one point", timeline(repermit.StateSent, 5, 3), time.Time{}, 10, time.Minute},
+		{"one answer, no mail", timeline(repermit.StateConfirmed, 5, 1), time.Time{}, 10, time.Minute},
+		{"expiry does not stretch the axis", timeline(repermit.StateSent, 0, 3, repermit.StateExpired, 24*60, 3), time.Time{}, 10, time.Minute},
+		{"two hours", timeline(repermit.StateSent, 0, 10, repermit.StateSent, 119, 10, repermit.StateConfirmed, 60, 4), time.Time{}, 120, time.Minute},
+		{"until before the data adds nothing", timeline(repermit.StateSent, 0, 10, repermit.StateSent, 119, 10), t0.Add(-time.Hour), 120, time.Minute},
+		// Three quiet hours up to now: 181 minutes in two-minute columns.
+		{"until extends the axis", timeline(repermit.StateSent, 0, 10), t0.Add(3*time.Hour + 30*time.Second), 91, 2 * time.Minute},
 		// 121 minutes do not fit in 120 one-minute columns.
-		{"121 minutes", timeline(repermit.StateSent, 0, 1, repermit.StateDeclined, 120, 1), 61, 2 * time.Minute},
-		{"121 minutes, unaligned", timeline(repermit.StateSent, 1, 1, repermit.StateDeclined, 121, 1), 61, 2 * time.Minute},
+		{"121 minutes", timeline(repermit.StateSent, 0, 1, repermit.StateDeclined, 120, 1), time.Time{}, 61, 2 * time.Minute},
+		{"121 minutes, unaligned", timeline(repermit.StateSent, 1, 1, repermit.StateDeclined, 121, 1), time.Time{}, 61, 2 * time.Minute},
 		// Six-hour columns aligned to 06:00 for a start at 09:00.
-		{"thirty days of minutes", month(), 121, 6 * time.Hour},
+		{"thirty days of minutes", month(), t0.Add(30 * 24 * time.Hour), 121, 6 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newActivity(tc.tl)
+			a := newActivity(tc.tl, tc.until)
 			if len(a.Sent) != tc.columns || a.Width != tc.width {
 				t.Fatalf("%d columns of %v, want %d of %v", len(a.Sent), a.Width, tc.columns, tc.width)
 			}
@@ -163,12 +168,12 @@ func TestActivityChartMarkup(t *testing.T) {
 		wantDesc  string
 	}{
 		{"no data", nil, 0, []string{"No mail sent and no answers yet."}, "No recipient has been mailed"},
-		{"one point", timeline(repermit.StateSent, 0, 7), 1, []string{"first mails sent", "confirmed", "Dec 1 09:00", "09:01", "8"}, "First mails sent: 7 in all"},
+		{"one point", timeline(repermit.StateSent, 0, 7), 1, []string{"first mails sent", "confirmed", "Dec 1 09:00", "09:10", "8"}, "First mails sent: 7 in all"},
 		{"answers without mail", timeline(repermit.StateConfirmed, 0, 2, repermit.StateDeclined, 3, 1), 0, []string{"2", "0"}, "confirmed 2, declined 1, unsubscribed 0."},
 		{"thirty days", month(), 13, []string{"Dec 7", "Dec 28", "First mails sent per 6 hours", "40k", "8k"}, "in columns of 6 hours"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			svg, err := newActivity(tc.tl).SVG()
+			svg, err := newActivity(tc.tl, time.Time{}).SVG()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,7 +196,7 @@ func TestActivityChartMarkup(t *testing.T) {
 				}
 				lines += len(g.Polylines)
 				for _, p := range g.Polylines {
-					if n := strings.Count(p.Points, ","); n != len(newActivity(tc.tl).Sent)+1 {
+					if n := strings.Count(p.Points, ","); n != len(newActivity(tc.tl, time.Time{}).Sent)+1 {
 						t.Errorf("line %s has %d points, want one per column plus the origin", p.Stroke, n)
 					}
 				}
@@ -281,8 +286,9 @@ func TestAdminCampaignPageShowsActivityChart(t *testing.T) {
 		"<dt>Confirmed</dt><dd>2</dd>",
 		"<dt>Declined</dt><dd>1</dd>",
 		"<dt>Unsubscribed</dt><dd>1</dd>",
-		"<dt>No answer yet</dt><dd>1</dd>",
-		"<dt>Re-permission rate</dt><dd>40.0 %</dd>",
+		"Waiting</dt><dd>1</dd>",
+		"<dt>Re-permitted</dt><dd>40.0 %</dd>",
+		"Of the recipients mailed, 40.0 % confirmed.",
 		"--what confirmed", // the campaign has topics: where to find them
 	} {
 		if !strings.Contains(page, want) {

@@ -53,10 +53,16 @@ type activity struct {
 	Answers [][]int64
 }
 
+// minSpan is the shortest time axis: a campaign's first minute is drawn as
+// one narrow bar at the start of ten minutes, not as a bar across the page.
+const minSpan = 10 * time.Minute
+
 // newActivity downsamples a timeline (as redisstore.Store.Timeline returns
 // it) into columns; every count lands in exactly one column, so the totals
-// stay those of the timeline.
-func newActivity(tl map[repermit.State]map[time.Time]int64) activity {
+// stay those of the timeline. The time axis runs from the first minute with
+// activity to the last one or to until, whichever is later, so that a quiet
+// spell up to now shows as such; a zero until adds nothing.
+func newActivity(tl map[repermit.State]map[time.Time]int64, until time.Time) activity {
 	var first, last time.Time
 	seen := false
 	note := func(m map[time.Time]int64) {
@@ -78,6 +84,12 @@ func newActivity(tl map[repermit.State]map[time.Time]int64) activity {
 	if !seen {
 		return a
 	}
+	// until is an end, not a minute with activity: a deadline at 09:00
+	// ends the axis with the minute 08:59.
+	if u := until.Add(-1).Truncate(time.Minute); !until.IsZero() && u.After(last) {
+		last = u
+	}
+	last = maxTime(last, first.Add(minSpan-time.Minute))
 	a.Width, a.Start = columnsFor(first.UTC(), last.UTC())
 	n := int(last.Sub(a.Start)/a.Width) + 1
 	col := func(t time.Time) int { return int(t.Sub(a.Start) / a.Width) }
@@ -96,6 +108,13 @@ func newActivity(tl map[repermit.State]map[time.Time]int64) activity {
 		a.Answers[i] = cum
 	}
 	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // columnsFor picks the narrowest column width that covers the minutes
@@ -172,6 +191,8 @@ type chartView struct {
 	W, H          int
 	Title, Desc   string
 	Empty         bool
+	FrameW        int // the empty chart's frame, inside the viewBox
+	FrameH        int
 	EmptyX        float64
 	EmptyY        float64
 	Legend        []svgLegend
@@ -192,7 +213,7 @@ var chartTemplate = template.Must(template.New("chart").Parse(`<svg xmlns="http:
 <title id="chart-title">{{.Title}}</title>
 <desc id="chart-desc">{{.Desc}}</desc>
 {{- if .Empty}}
-<rect x="0.5" y="0.5" width="{{.W}}" height="{{.H}}" fill="#f6f8fa" stroke="#d0d7de"/>
+<rect x="0.5" y="0.5" width="{{.FrameW}}" height="{{.FrameH}}" rx="6" fill="#f6f8fa" stroke="#d0d7de"/>
 <text x="{{.EmptyX}}" y="{{.EmptyY}}" text-anchor="middle" fill="#57606a" font-size="16">No mail sent and no answers yet.</text>
 {{- else}}
 <g>
@@ -261,6 +282,7 @@ func (a activity) view() chartView {
 	if len(a.Sent) == 0 {
 		v.Empty = true
 		v.H = 120
+		v.FrameW, v.FrameH = v.W-1, v.H-1
 		v.EmptyX, v.EmptyY = chartW/2, 66
 		v.Desc = "No recipient has been mailed or has answered yet."
 		return v
