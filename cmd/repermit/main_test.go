@@ -37,8 +37,13 @@ func newCLI(t *testing.T, r *redistest.Redis) *cli {
 
 func (c *cli) run(args ...string) (int, string, string) {
 	c.t.Helper()
+	return c.runContext(context.Background(), args...)
+}
+
+func (c *cli) runContext(ctx context.Context, args ...string) (int, string, string) {
+	c.t.Helper()
 	var out, errb bytes.Buffer
-	code := Run(context.Background(), args, Env{
+	code := Run(ctx, args, Env{
 		Stdout: &out, Stderr: &errb,
 		Getenv: func(k string) string { return c.env[k] },
 		Now:    func() time.Time { return c.now },

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/redistest"
+	"github.com/repermit/repermit/smtpsink"
+)
+
+// TestDeadlineErasesEveryExpiredAddressAndLaterCampaignsSkipThem runs the
+// worker command on a campaign with a 3 s deadline and then reads every key
+// the test's Redis prefix, asynq queue and rate limiter hold.
+func TestDeadlineErasesEveryExpiredAddressAndLaterCampaignsSkipThem(t *testing.T) {
+	r := redistest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sink, err := smtpsink.Start(ctx, smtpsink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	c := newCLI(t, r)
+	c.env["REPERMIT_SMTP_URL"] = sink.URL()
+
+	const n = 60
+	var rows strings.Builder
+	rows.WriteString("email,name,locale,customer_no\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&rows, "silent%d@example.com,Silent Person %d,en,C-%d\n", i, i, 1000+i)
+	}
+	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "first"), "deadline: 30d", "deadline: 3s", 1)
+	dir := writeFiles(t, map[string]string{"campaign.yaml": yaml, "recipients.csv": rows.String()})
+	if code, _, errOut := c.run("launch", filepath.Join(dir, "campaign.yaml")); code != 0 {
+		t.Fatalf("launch: exit %d: %s", code, errOut)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if code, _, errOut := c.runContext(ctx, "worker"); code != 0 {
+			t.Errorf("worker: exit %d: %s", code, errOut)
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	st := redisstore.New(r.Client, r.Prefix)
+	waitUntil(t, 5*time.Second, "the initial mails", func() bool { return sink.Count() >= n })
+	for i, state := range []repermit.State{repermit.StateConfirmed, repermit.StateConfirmed, repermit.StateDeclined} {
+		if _, err := st.Record(ctx, redisstore.Answer{Campaign: "first", Index: int64(i), State: state, Topics: []string{"yoga"}, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 15*time.Second, "the campaign to finish", func() bool {
+		camp, err := st.Campaign(ctx, "first")
+		return err == nil && camp.Status == repermit.StatusFinished
+	})
+
+	code, out, _ := c.run("status", "first", "--json")
+	var status struct{ Counts map[string]int64 }
+	if code != 0 || json.Unmarshal([]byte(out), &status) != nil {
+		t.Fatalf("status: exit %d, %q", code, out)
+	}
+	if status.Counts["expired"] != n-3 || status.Counts["confirmed"] != 2 || status.Counts["declined"] != 1 {
+		t.Errorf("final counts %v", status.Counts)
+	}
+
+	// Every value of every key of this test, whatever its type.
+	expiredOrDeclined := func(v string) bool {
+		for i := 2; i < n; i++ {
+			if strings.Contains(v, fmt.Sprintf("silent%d@example.com", i)) || strings.Contains(v, fmt.Sprintf("Silent Person %d", i)) || strings.Contains(v, fmt.Sprintf("C-%d", 1000+i)) {
+				return true
+			}
+		}
+		return false
+	}
+	scanned := 0
+	for _, pattern := range []string{r.Prefix + ":*", "asynq:{" + r.Prefix + "}*", "rate:" + r.Prefix + ":*"} {
+		iter := r.Client.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			key := iter.Val()
+			scanned++
+			for _, v := range values(ctx, t, r.Client, key) {
+				if expiredOrDeclined(key) || expiredOrDeclined(v) {
+					t.Errorf("%s still holds an erased address or its data: %.120q", key, v)
+				}
+			}
+		}
+	}
+	if scanned < 5 {
+		t.Fatalf("scanned only %d keys; the scan cannot have seen the campaign", scanned)
+	}
+
+	code, out, errOut := c.run("export", "first", "--what", "confirmed")
+	if code != 0 {
+		t.Fatalf("export: %s", errOut)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("confirmed export: %d rows, %v\n%s", len(recs), err, out)
+	}
+	for _, rec := range recs[1:] {
+		if !strings.HasPrefix(rec[0], "silent") || !strings.Contains(rec[2], `"customer_no":"C-`) {
+			t.Errorf("confirmed row %q lacks the address or the kept CSV data", rec)
+		}
+	}
+
+	// A later campaign listing the same addresses skips the expired and the
+	// declined ones as suppressed.
+	yaml2 := strings.Replace(fmt.Sprintf(campaignYAML, "second"), "deadline: 30d", "deadline: 1h", 1)
+	dir2 := writeFiles(t, map[string]string{"campaign.yaml": yaml2, "recipients.csv": rows.String()})
+	code, out, errOut = c.run("launch", filepath.Join(dir2, "campaign.yaml"), "--json")
+	var res repermit.ImportResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("second launch: exit %d %s %s", code, out, errOut)
+	}
+	if res.Imported != 2 || res.SkippedSuppressed != n-2 {
+		t.Errorf("second launch = %+v, want the 2 confirmed imported and %d suppressed", res, n-2)
+	}
+}
+
+func values(ctx context.Context, t *testing.T, rdb *redis.Client, key string) []string {
+	t.Helper()
+	switch rdb.Type(ctx, key).Val() {
+	case "string":
+		return []string{rdb.Get(ctx, key).Val()}
+	case "hash":
+		var out []string
+		for f, v := range rdb.HGetAll(ctx, key).Val() {
+			out = append(out, f, v)
+		}
+		return out
+	case "set":
+		return rdb.SMembers(ctx, key).Val()
+	case "zset":
+		return rdb.ZRange(ctx, key, 0, -1).Val()
+	case "list":
+		return rdb.LRange(ctx, key, 0, -1).Val()
+	case "stream":
+		var out []string
+		for _, m := range rdb.XRange(ctx, key, "-", "+").Val() {
+			out = append(out, fmt.Sprint(m.Values))
+		}
+		return out
+	}
+	return nil
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
