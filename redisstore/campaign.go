@@ -307,6 +307,8 @@ type Stats struct {
 	SkippedDuplicate  int64
 	SkippedSuppressed int64
 	LedgerRecords     int64
+	// Topics counts the confirmed recipients per topic they chose.
+	Topics map[string]int64
 }
 
 // Stats reads the per-state counts of a campaign in one round trip.
@@ -329,6 +331,14 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 	}
 	for _, state := range repermit.States {
 		st.Counts[state] = n(fCountPfx + string(state))
+	}
+	for f := range m {
+		if topic, ok := strings.CutPrefix(f, fTopicPfx); ok {
+			if st.Topics == nil {
+				st.Topics = make(map[string]int64)
+			}
+			st.Topics[topic] = n(f)
+		}
 	}
 	return st, nil
 }

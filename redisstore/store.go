@@ -174,6 +174,7 @@ const (
 	fLedgerSeq  = "lseq"
 	fCountPfx   = "n:"
 	fCursorPfx  = "cursor:"
+	fTopicPfx   = "topic:"
 	fPausedBy   = "pause_reason"
 	fPurged     = "purged_ms"
 )

@@ -241,13 +241,23 @@ func TestAnswersAndLedger(t *testing.T) {
 	assertCounts(t, s, "camp", map[repermit.State]int64{
 		repermit.StateConfirmed: 1, repermit.StateDeclined: 1, repermit.StateUnsubscribed: 1, repermit.StateSent: 1,
 	})
+	// Recipient 0 confirmed yoga and events; recipient 2 confirmed (all
+	// topics: none chosen) and then unsubscribed, taking nothing along.
+	if st, _ := s.Stats(ctx, "camp"); st.Topics["yoga"] != 1 || st.Topics["events"] != 1 {
+		t.Errorf("topic counts = %v", st.Topics)
+	}
+	answer(3, repermit.StateConfirmed, "yoga")
+	answer(3, repermit.StateDeclined)
+	if st, _ := s.Stats(ctx, "camp"); st.Topics["yoga"] != 1 {
+		t.Errorf("yoga after confirm and decline = %d, want 1", st.Topics["yoga"])
+	}
 
 	var recs []repermit.ConsentRecord
 	if err := s.Ledger(ctx, "camp", func(r repermit.ConsentRecord, _ string) error { recs = append(recs, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 4 {
-		t.Fatalf("ledger has %d records, want 4", len(recs))
+	if len(recs) != 6 {
+		t.Fatalf("ledger has %d records, want 6", len(recs))
 	}
 	if err := repermit.VerifyLedger(recs); err != nil {
 		t.Errorf("VerifyLedger: %v", err)

@@ -160,6 +160,20 @@ for i = 9, #ARGV, 2 do
         if ARGV[i + 1] ~= '' then redis.call('SADD', KEYS[3], ARGV[i + 1]) end
       end
       if answer then
+        -- Per-topic totals of the confirmed: a recipient who leaves the
+        -- confirmed state takes its topics along.
+        if string.sub(code, 1, 1) == 'c' then
+          local prev = redis.call('HGET', KEYS[1], 'a' .. slot) or ''
+          local topics = string.match(prev, '^[^|]*|([^|]*)') or ''
+          for t in string.gmatch(topics, '[^,]+') do
+            redis.call('HINCRBY', KEYS[2], 'topic:' .. t, -1)
+          end
+        end
+        if op == 'confirm' then
+          for t in string.gmatch(ARGV[5], '[^,]+') do
+            redis.call('HINCRBY', KEYS[2], 'topic:' .. t, 1)
+          end
+        end
         if ARGV[8] ~= '' then
           ledgerID = redis.call('XADD', KEYS[4], '*', 'rec', ARGV[8])
           redis.call('HSET', KEYS[2], 'lhead', ARGV[7])

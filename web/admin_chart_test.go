@@ -249,8 +249,12 @@ func adminActivity(t testing.TB, h *harness) {
 	t.Helper()
 	ctx := context.Background()
 	for i, st := range []repermit.State{repermit.StateConfirmed, repermit.StateConfirmed, repermit.StateDeclined, repermit.StateUnsubscribed} {
+		var topics []string
+		if st == repermit.StateConfirmed {
+			topics = []string{"yoga"}
+		}
 		_, err := h.store.Record(ctx, redisstore.Answer{
-			Campaign: h.c.ID, Index: int64(i), State: st, At: t0.Add(time.Duration(10+20*i) * time.Minute),
+			Campaign: h.c.ID, Index: int64(i), State: st, Topics: topics, At: t0.Add(time.Duration(10+20*i) * time.Minute),
 			IP: "192.0.2.0", UserAgent: "test", WordingSHA256: strings.Repeat("0", 64),
 		})
 		if err != nil {
@@ -289,7 +293,8 @@ func TestAdminCampaignPageShowsActivityChart(t *testing.T) {
 		"Waiting</dt><dd>1</dd>",
 		"<dt>Re-permitted</dt><dd>40.0 %</dd>",
 		"Of the recipients mailed, 40.0 % confirmed.",
-		"--what confirmed", // the campaign has topics: where to find them
+		`<tr><td>yoga</td><td class="num">2</td></tr>`,
+		`<tr><td>events</td><td class="num">0</td></tr>`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)

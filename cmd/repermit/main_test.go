@@ -154,6 +154,7 @@ func TestLaunchStatusControlAndExports(t *testing.T) {
 		Campaign string
 		State    string
 		Counts   map[string]int64
+		Topics   map[string]int64
 	}
 	if err := json.Unmarshal([]byte(out), &status); err != nil {
 		t.Fatalf("status --json printed %q: %v", out, err)
@@ -162,7 +163,8 @@ func TestLaunchStatusControlAndExports(t *testing.T) {
 	for _, n := range status.Counts {
 		sum += n
 	}
-	if status.State != "running" || sum != 500 || status.Counts["confirmed"] != 1 || status.Counts["declined"] != 1 || len(status.Counts) != 8 {
+	if status.State != "running" || sum != 500 || status.Counts["confirmed"] != 1 || status.Counts["declined"] != 1 || len(status.Counts) != 8 ||
+		status.Topics["yoga"] != 1 || status.Topics["events"] != 0 || len(status.Topics) != 2 {
 		t.Errorf("status = %+v (sum %d)", status, sum)
 	}
 	if code, out, _ := c.run("status", "cli-test"); code != 0 || !strings.Contains(out, "confirmed") {

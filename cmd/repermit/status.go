@@ -20,6 +20,8 @@ type statusJSON struct {
 	Counts   map[repermit.State]int64 `json:"counts"`
 	Imported int64                    `json:"imported"`
 	Skipped  map[string]int64         `json:"skipped"`
+	// Topics counts the confirmed recipients per topic they chose.
+	Topics map[string]int64 `json:"topics,omitempty"`
 }
 
 func runStatus(ctx context.Context, env Env, args []string) error {
@@ -52,6 +54,7 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 			if err := json.NewEncoder(env.Stdout).Encode(statusJSON{
 				Campaign: c.ID, State: c.Status, Counts: stats.Counts, Imported: stats.Imported,
 				Skipped: map[string]int64{"invalid": stats.SkippedInvalid, "duplicate": stats.SkippedDuplicate, "suppressed": stats.SkippedSuppressed},
+				Topics:  topicCounts(c, stats),
 			}); err != nil {
 				return err
 			}
@@ -84,6 +87,9 @@ func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline
 			bar = int(n * width / s.Imported)
 		}
 		fmt.Fprintf(w, "  %-13s %8d  %5.1f%%  %s\n", state, n, pct(n, s.Imported), strings.Repeat("█", bar))
+	}
+	for _, topic := range c.Topics {
+		fmt.Fprintf(w, "    confirmed %-16s %8d\n", topic+":", s.Topics[topic])
 	}
 	answered := s.Counts[repermit.StateConfirmed] + s.Counts[repermit.StateDeclined] + s.Counts[repermit.StateUnsubscribed]
 	// Everyone who left pending got the initial mail, except those found
@@ -130,4 +136,16 @@ func pct(a, b int64) float64 {
 		return 0
 	}
 	return float64(a) * 100 / float64(b)
+}
+
+// topicCounts lists every topic of the campaign, those nobody chose as 0.
+func topicCounts(c *repermit.Campaign, s redisstore.Stats) map[string]int64 {
+	if len(c.Topics) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(c.Topics))
+	for _, t := range c.Topics {
+		out[t] = s.Topics[t]
+	}
+	return out
 }
