@@ -240,7 +240,6 @@ func start(ctx context.Context, cfg *Config, bounce []string) (e *engine, err er
 	e.stop = stop
 
 	redisURL := cfg.RedisURL
-	e.redisDesc = "at " + redisURL
 	if redisURL == "" {
 		m := miniredis.NewMiniRedis()
 		// Without ClockTTL keys never expire in miniredis, asynq's locks
@@ -257,6 +256,9 @@ func start(ctx context.Context, cfg *Config, bounce []string) (e *engine, err er
 	opt, err := redis.ParseURL(redisURL)
 	if err != nil {
 		return e, repermit.Errorf(repermit.EINVALID, "REPERMIT_REDIS_URL: %v", err)
+	}
+	if e.mini == nil {
+		e.redisDesc = "at " + opt.Addr // not the URL, which may hold a password
 	}
 	e.rdb = redis.NewClient(opt)
 	e.closers = append(e.closers, func() { e.rdb.Close() })
@@ -276,7 +278,9 @@ func start(ctx context.Context, cfg *Config, bounce []string) (e *engine, err er
 		for _, a := range bounce {
 			perm[a] = true
 		}
-		s, err := smtpsink.Start(runCtx, smtpsink.Options{PermFail: perm})
+		// Closed after the worker (closers run last), so that the worker's
+		// QUIT finds it still listening.
+		s, err := smtpsink.Start(context.Background(), smtpsink.Options{PermFail: perm})
 		if err != nil {
 			return e, fmt.Errorf("demo: start SMTP sink: %w", err)
 		}

@@ -10,7 +10,9 @@ import (
 
 // runDemo runs the whole engine embedded on a sample campaign; with
 // REPERMIT_REDIS_URL or REPERMIT_SMTP_URL set it uses those servers instead
-// of the embedded ones (see package demo).
+// of the embedded ones (see package demo). It ignores REPERMIT_PREFIX: the
+// demo keeps its keys under a fresh prefix of its own, so that it can never
+// meet a real campaign, and prints it.
 func runDemo(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	n := fs.Int("recipients", 200, "size of the simulated list")
@@ -28,7 +30,6 @@ func runDemo(ctx context.Context, env Env, args []string) error {
 		SMTPURL:    env.Getenv("REPERMIT_SMTP_URL"),
 		Secret:     env.Getenv("REPERMIT_SECRET"),
 		HTTPAddr:   env.Getenv("REPERMIT_HTTP_ADDR"),
-		Prefix:     env.Getenv("REPERMIT_PREFIX"),
 		Out:        env.Stdout,
 		// The progress lines tell the story; the log only what went wrong.
 		Logger: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
