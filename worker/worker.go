@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -325,7 +326,17 @@ func (s *Server) stopped() bool {
 
 // retryDelay is for handler errors (Redis unreachable, a bug); SMTP
 // failures are retried per recipient by re-enqueueing, see backoff.
-func (s *Server) retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+//
+// Temporary SMTP failures never get here (send re-queues those itself), so
+// an error is mostly Redis or the network. A Redis outage is usually a
+// restart of seconds: the first retries come fast, with jitter, so a
+// campaign picks up within seconds of Redis coming back instead of waiting
+// out the SMTP backoff.
+func (s *Server) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if repermit.ErrorCode(err) == repermit.EUNAVAILABLE && n < 5 {
+		d := time.Second << n // 1s, 2s, 4s, 8s, 16s
+		return d + time.Duration(rand.Int64N(int64(d)/2+1))
+	}
 	return s.backoff(n + 1)
 }
 
