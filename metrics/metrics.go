@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,6 +20,7 @@ type WorkerObserver struct {
 	throttled  prometheus.Counter
 	suppressed prometheus.Counter
 	expired    prometheus.Counter
+	latency    prometheus.Histogram
 }
 
 // NewWorkerObserver registers the worker's metrics with reg.
@@ -43,8 +46,13 @@ func NewWorkerObserver(reg prometheus.Registerer) *WorkerObserver {
 			Name: "repermit_expired_total",
 			Help: "Recipients expired at a campaign deadline.",
 		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "repermit_smtp_send_seconds",
+			Help:    "Duration of one SMTP transaction (MAIL FROM to end of DATA), whatever its outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12), // 0.5 ms … ~30 s
+		}),
 	}
-	reg.MustRegister(o.sent, o.failed, o.throttled, o.suppressed, o.expired)
+	reg.MustRegister(o.sent, o.failed, o.throttled, o.suppressed, o.expired, o.latency)
 	return o
 }
 
@@ -82,6 +90,9 @@ func (o *WorkerObserver) Suppressed(string) { o.suppressed.Inc() }
 
 // Expired counts recipients expired at a deadline.
 func (o *WorkerObserver) Expired(_ string, n int) { o.expired.Add(float64(n)) }
+
+// SMTPDuration observes one SMTP transaction.
+func (o *WorkerObserver) SMTPDuration(d time.Duration) { o.latency.Observe(d.Seconds()) }
 
 // queueCollector reads asynq's queue sizes on each scrape.
 type queueCollector struct {

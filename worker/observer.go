@@ -2,6 +2,7 @@ package worker
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/repermit/repermit/mailer"
 )
@@ -22,6 +23,8 @@ type Observer interface {
 	Suppressed(campaign string)
 	// Expired: n recipients expired at the deadline.
 	Expired(campaign string, n int)
+	// SMTPDuration: one SMTP transaction took d, whatever its outcome.
+	SMTPDuration(d time.Duration)
 }
 
 type nopObserver struct{}
@@ -31,6 +34,7 @@ func (nopObserver) Failed(string, mailer.Class) {}
 func (nopObserver) Throttled(string, int)       {}
 func (nopObserver) Suppressed(string)           {}
 func (nopObserver) Expired(string, int)         {}
+func (nopObserver) SMTPDuration(time.Duration)  {}
 
 // Counters is an Observer that adds everything up across campaigns, for
 // tests and simple metrics.
@@ -58,3 +62,6 @@ func (c *Counters) Failed(_ string, class mailer.Class) {
 func (c *Counters) Throttled(_ string, n int) { c.ThrottledN.Add(int64(n)) }
 func (c *Counters) Suppressed(string)         { c.SuppressedN.Add(1) }
 func (c *Counters) Expired(_ string, n int)   { c.ExpiredN.Add(int64(n)) }
+
+// SMTPDuration is not counted.
+func (c *Counters) SMTPDuration(time.Duration) {}

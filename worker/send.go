@@ -176,7 +176,9 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 		b.release(ctx, []*repermit.Recipient{r})
 		return true, b.pause(ctx, fmt.Sprintf("building the mail failed: %v", err))
 	}
+	began := time.Now()
 	err = s.pool.Send(ctx, msg)
+	s.cfg.Observer.SMTPDuration(time.Since(began))
 	// From here until MarkSent below has been written, a crash (or a Redis
 	// failure that outlasts markSent's retries) leaves a mail the server
 	// accepted recorded only as claimed: when the lease runs out, a retry
