@@ -52,6 +52,14 @@ func NewWorkerObserver(reg prometheus.Registerer) *WorkerObserver {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12), // 0.5 ms … ~30 s
 		}),
 	}
+	// Every series exists from the start, so rate() works before the
+	// first event and a dashboard shows 0 rather than nothing.
+	for _, kind := range []string{"initial", "reminder"} {
+		o.sent.WithLabelValues(kind)
+	}
+	for _, c := range []mailer.Class{mailer.Temporary, mailer.RecipientRejected, mailer.MessageRejected} {
+		o.failed.WithLabelValues(className(c))
+	}
 	reg.MustRegister(o.sent, o.failed, o.throttled, o.suppressed, o.expired, o.latency)
 	return o
 }

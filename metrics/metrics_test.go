@@ -35,6 +35,7 @@ repermit_mails_sent_total{kind="initial"} 2
 repermit_mails_sent_total{kind="reminder"} 1
 # HELP repermit_mails_failed_total Failed send attempts by class: temporary (retried), recipient_rejected (bounced), message_rejected (campaign paused).
 # TYPE repermit_mails_failed_total counter
+repermit_mails_failed_total{class="message_rejected"} 0
 repermit_mails_failed_total{class="recipient_rejected"} 1
 repermit_mails_failed_total{class="temporary"} 1
 # HELP repermit_mails_throttled_total Recipients put back for later by the rate limits or a domain penalty.

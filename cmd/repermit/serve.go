@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/metrics"
 	"github.com/repermit/repermit/redisstore"
@@ -41,7 +41,9 @@ func signer(s Settings) (*token.Signer, error) {
 	}
 	secrets, err := token.ParseSecrets(s.Secret)
 	if err != nil {
-		return nil, fmt.Errorf("REPERMIT_SECRET: %w", err)
+		// The user-facing message must name the variable; ErrorMessage
+		// would otherwise show only the inner text.
+		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_SECRET: %s", repermit.ErrorMessage(err))
 	}
 	return token.NewSigner(secrets)
 }
@@ -52,7 +54,7 @@ func smtpConfig(s Settings) (mailer.Config, error) {
 	}
 	cfg, err := mailer.ParseSMTPURL(s.SMTPURL)
 	if err != nil {
-		return mailer.Config{}, fmt.Errorf("REPERMIT_SMTP_URL: %w", err)
+		return mailer.Config{}, repermit.Errorf(repermit.EINVALID, "REPERMIT_SMTP_URL: %s", repermit.ErrorMessage(err))
 	}
 	return cfg, nil
 }
@@ -110,12 +112,18 @@ func (p *parts) web(env Env) (*web.Server, error) {
 	})
 }
 
-func runWorker(ctx context.Context, env Env, args []string) error {
-	fs, f := newServerFlagSet("worker", env.settings())
+// startServer parses a server command's flags and opens what it runs on.
+func startServer(ctx context.Context, env Env, name string, args []string) (*parts, serverFlags, error) {
+	fs, f := newServerFlagSet(name, env.settings())
 	if _, err := parse(fs, args, 0); err != nil {
-		return err
+		return nil, f, err
 	}
 	p, err := openParts(ctx, env)
+	return p, f, err
+}
+
+func runWorker(ctx context.Context, env Env, args []string) error {
+	p, f, err := startServer(ctx, env, "worker", args)
 	if err != nil {
 		return err
 	}
@@ -129,11 +137,7 @@ func runWorker(ctx context.Context, env Env, args []string) error {
 }
 
 func runWeb(ctx context.Context, env Env, args []string) error {
-	fs, f := newServerFlagSet("web", env.settings())
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	p, err := openParts(ctx, env)
+	p, f, err := startServer(ctx, env, "web", args)
 	if err != nil {
 		return err
 	}
@@ -149,11 +153,7 @@ func runWeb(ctx context.Context, env Env, args []string) error {
 // runServe runs worker and web in one process; when either stops, so does
 // the other.
 func runServe(ctx context.Context, env Env, args []string) error {
-	fs, f := newServerFlagSet("serve", env.settings())
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	p, err := openParts(ctx, env)
+	p, f, err := startServer(ctx, env, "serve", args)
 	if err != nil {
 		return err
 	}
