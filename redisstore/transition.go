@@ -138,9 +138,20 @@ end
 local erase = op == 'decline' or op == 'unsub' or op == 'bounce' or op == 'suppress' or op == 'expire'
 local out = {}
 local ledgerID = ''
-for i = 9, #ARGV, 2 do
+-- Reads and writes are batched over the call: one HMGET, one HSET, one
+-- HDEL, one SADD, and count changes summed and written once per state, so
+-- a bucket of 128 expiries costs a handful of commands, not hundreds.
+local delta, entered = {}, {}
+local slots = {}
+for i = 9, #ARGV, 2 do table.insert(slots, 's' .. ARGV[i]) end
+local codes = redis.call('HMGET', KEYS[1], unpack(slots))
+local sets, dels, adds, seen = {}, {}, {}, {}
+for j = 1, #slots do
+  local i = 7 + 2 * j
   local slot = ARGV[i]
-  local code = redis.call('HGET', KEYS[1], 's' .. slot)
+  local code = codes[j]
+  if seen[slot] then code = nil end
+  seen[slot] = true
   if not code then
     table.insert(out, 'no:')
   else
@@ -148,16 +159,17 @@ for i = 9, #ARGV, 2 do
     if not new then
       table.insert(out, why .. ':' .. code)
     else
-      redis.call('HSET', KEYS[1], 's' .. slot, new)
+      table.insert(sets, 's' .. slot)
+      table.insert(sets, new)
       local from, to = public(code), public(new)
       if from ~= to then
-        redis.call('HINCRBY', KEYS[2], 'n:' .. from, -1)
-        redis.call('HINCRBY', KEYS[2], 'n:' .. to, 1)
-        redis.call('HINCRBY', KEYS[5], to .. ':' .. math.floor(now / 60000), 1)
+        delta[from] = (delta[from] or 0) - 1
+        delta[to] = (delta[to] or 0) + 1
+        entered[to] = (entered[to] or 0) + 1
       end
       if erase then
-        redis.call('HDEL', KEYS[1], 'd' .. slot)
-        if ARGV[i + 1] ~= '' then redis.call('SADD', KEYS[3], ARGV[i + 1]) end
+        table.insert(dels, 'd' .. slot)
+        if ARGV[i + 1] ~= '' then table.insert(adds, ARGV[i + 1]) end
       end
       if answer then
         -- Per-topic totals of the confirmed: a recipient who leaves the
@@ -184,6 +196,16 @@ for i = 9, #ARGV, 2 do
       table.insert(out, 'ok:' .. code)
     end
   end
+end
+if #sets > 0 then redis.call('HSET', KEYS[1], unpack(sets)) end
+if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
+if #adds > 0 then redis.call('SADD', KEYS[3], unpack(adds)) end
+for state, n in pairs(delta) do
+  if n ~= 0 then redis.call('HINCRBY', KEYS[2], 'n:' .. state, n) end
+end
+local minute = math.floor(now / 60000)
+for state, n in pairs(entered) do
+  redis.call('HINCRBY', KEYS[5], state .. ':' .. minute, n)
 end
 return out
 `)
