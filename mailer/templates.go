@@ -68,8 +68,8 @@ type Data struct {
 	Subject string
 	// UnsubscribeURL is the List-Unsubscribe target.
 	UnsubscribeURL string
-	// Deadline is the last whole day on which an answer counts, in the
-	// deadline's time zone, written for the recipient's locale.
+	// Deadline is the moment answers stop counting, in the deadline's time
+	// zone, written for the recipient's locale.
 	Deadline string
 	Topics   []string
 }
@@ -104,25 +104,27 @@ func senderName(from string) string {
 	return a.Address
 }
 
-// formatDeadline names the day before the one the deadline falls on (or the
-// day itself for a deadline at midnight), so that a recipient who answers on
-// the day the mail names is never too late. Languages without a known
-// format get an ISO date rather than English words in a foreign text.
+// formatDeadline writes the exact moment the deadline falls on, with its
+// UTC offset. A date alone would either promise more time than there is
+// (the deadline's day, which ends after the deadline) or, for a deadline
+// less than a day after the mail, name a day that has passed. Languages
+// without a known format get ISO 8601 rather than English words in a
+// foreign text.
 func formatDeadline(deadline time.Time, locale string) string {
 	if deadline.IsZero() {
 		return ""
 	}
-	day := deadline.Add(-24 * time.Hour)
+	offset := "UTC" + deadline.Format("-07:00")
 	lang, _, _ := strings.Cut(localeChain(locale)[0], "-")
 	switch lang {
 	case "en":
-		return day.Format("January 2, 2006")
+		return deadline.Format("January 2, 2006 at 15:04") + " (" + offset + ")"
 	case "de":
 		months := [...]string{"Januar", "Februar", "März", "April", "Mai", "Juni",
 			"Juli", "August", "September", "Oktober", "November", "Dezember"}
-		return fmt.Sprintf("%d. %s %d", day.Day(), months[day.Month()-1], day.Year())
+		return fmt.Sprintf("%d. %s %d um %s Uhr (%s)", deadline.Day(), months[deadline.Month()-1], deadline.Year(), deadline.Format("15:04"), offset)
 	}
-	return day.Format("2006-01-02")
+	return deadline.Format("2006-01-02 15:04") + " (" + offset + ")"
 }
 
 // localeChain returns the locales to try for a recipient, most specific

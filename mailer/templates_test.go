@@ -66,17 +66,18 @@ func TestLocaleChain(t *testing.T) {
 	}
 }
 
-func TestDeadlineNamesTheLastWholeDay(t *testing.T) {
+func TestDeadlineNamesTheExactMoment(t *testing.T) {
 	berlin := time.FixedZone("CET", 3600)
 	tests := []struct {
 		deadline time.Time
 		locale   string
 		want     string
 	}{
-		{time.Date(2026, 12, 31, 9, 0, 0, 0, berlin), "en", "December 30, 2026"},
-		{time.Date(2027, 1, 1, 0, 0, 0, 0, berlin), "en", "December 31, 2026"},
-		{time.Date(2026, 3, 2, 9, 0, 0, 0, berlin), "de-AT", "1. März 2026"},
-		{time.Date(2026, 3, 2, 9, 0, 0, 0, berlin), "fr", "2026-03-01"},
+		{time.Date(2026, 12, 31, 9, 0, 0, 0, berlin), "en", "December 31, 2026 at 09:00 (UTC+01:00)"},
+		{time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), "en", "January 1, 2027 at 00:00 (UTC+00:00)"},
+		{time.Date(2026, 3, 2, 9, 30, 0, 0, berlin), "de-AT", "2. März 2026 um 09:30 Uhr (UTC+01:00)"},
+		{time.Date(2026, 3, 2, 9, 0, 0, 0, berlin), "fr", "2026-03-02 09:00 (UTC+01:00)"},
+		{time.Time{}, "en", ""},
 	}
 	for _, tt := range tests {
 		if got := formatDeadline(tt.deadline, tt.locale); got != tt.want {
