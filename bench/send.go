@@ -216,10 +216,7 @@ func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOpt
 		return 0, fmt.Errorf("bench send: engine: %w", waitErr)
 	}
 	if runErr != nil {
-		// Not fatal: the counts below are what the figure rests on, and
-		// worker.Run reports asynq's refusal to close a shared Redis client
-		// as an error on every shutdown.
-		t.logf("send: worker stopped with: %v", runErr)
+		return 0, fmt.Errorf("bench send: worker: %w", runErr)
 	}
 	res.SinkAccepted = sink.Count()
 	stats, err := st.Stats(ctx, "bench-send")
