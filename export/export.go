@@ -1,10 +1,10 @@
 // Package export writes what marketing ops take away from a campaign:
 // the confirmed recipients with their proof, and the suppression entries.
+// Every CSV cell is neutralised against formula injection (see CSVWriter).
 package export
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,7 +39,7 @@ func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 	if err != nil {
 		return err
 	}
-	cw := csv.NewWriter(w)
+	cw := NewCSVWriter(w)
 	if err := cw.Write(ConfirmedHeader); err != nil {
 		return fmt.Errorf("export confirmed %s: %w", id, err)
 	}
@@ -77,8 +77,7 @@ func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 			return err
 		}
 	}
-	cw.Flush()
-	return cw.Error()
+	return cw.Flush()
 }
 
 // SuppressedHeader is the header of the suppressed export.
@@ -92,7 +91,7 @@ func Suppressed(ctx context.Context, w io.Writer, st *redisstore.Store, id strin
 	if err := st.DrainSuppression(ctx, id); err != nil {
 		return err
 	}
-	cw := csv.NewWriter(w)
+	cw := NewCSVWriter(w)
 	if err := cw.Write(SuppressedHeader); err != nil {
 		return fmt.Errorf("export suppressed %s: %w", id, err)
 	}
@@ -102,6 +101,5 @@ func Suppressed(ctx context.Context, w io.Writer, st *redisstore.Store, id strin
 	if err != nil {
 		return err
 	}
-	cw.Flush()
-	return cw.Error()
+	return cw.Flush()
 }

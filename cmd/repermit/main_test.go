@@ -206,7 +206,7 @@ func TestLaunchStatusControlAndExports(t *testing.T) {
 		t.Errorf("confirmed export = %q", recs)
 	}
 	code, out, _ = c.run("export", "cli-test", "--what", "suppressed")
-	if code != 0 || !strings.Contains(out, repermit.AddressHash("p4@example.com")+",declined,") {
+	if code != 0 || !strings.Contains(out, `"`+repermit.AddressHash("p4@example.com")+`","declined",`) {
 		t.Errorf("suppressed export: exit %d\n%s", code, out)
 	}
 }
