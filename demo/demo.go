@@ -253,9 +253,9 @@ func start(ctx context.Context, cfg *Config, bounce []string) (e *engine, err er
 		redisURL = "redis://" + m.Addr()
 		e.redisDesc = "embedded (miniredis " + m.Addr() + ")"
 	}
-	opt, err := redis.ParseURL(redisURL)
+	opt, err := redisstore.ParseURL(redisURL)
 	if err != nil {
-		return e, repermit.Errorf(repermit.EINVALID, "REPERMIT_REDIS_URL: %v", err)
+		return e, repermit.Errorf(repermit.EINVALID, "REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
 	}
 	if e.mini == nil {
 		e.redisDesc = "at " + opt.Addr // not the URL, which may hold a password

@@ -202,9 +202,9 @@ func openRedis(ctx context.Context, s Settings) (redis.UniversalClient, error) {
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
 	}
-	opt, err := redis.ParseURL(url)
+	opt, err := redisstore.ParseURL(url)
 	if err != nil {
-		return nil, usageError("REPERMIT_REDIS_URL: %v", err)
+		return nil, usageError("REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
 	}
 	rdb := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
