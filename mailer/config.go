@@ -5,7 +5,8 @@ package mailer
 
 import (
 	"crypto"
-	"fmt"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"net"
 	"net/url"
 	"os"
@@ -59,8 +60,10 @@ type Config struct {
 	// connections forever.
 	IdleTimeout time.Duration
 
-	// DKIM signs every mail when DKIMKey is set; DKIMDomain and DKIMSelector
-	// are then required.
+	// DKIM signs every mail when DKIMKey is set (RSA of at least 1024 bits,
+	// 2048 recommended, or Ed25519 after RFC 8463); DKIMDomain and
+	// DKIMSelector are then required. The signature is relaxed/relaxed and
+	// covers DKIMHeaders.
 	DKIMDomain   string
 	DKIMSelector string
 	DKIMKey      crypto.Signer
@@ -154,6 +157,18 @@ func (c Config) Validate() error {
 	if c.DKIMKey != nil && (c.DKIMDomain == "" || c.DKIMSelector == "") {
 		return repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key needs dkim_domain and dkim_selector")
 	}
+	if c.DKIMKey != nil {
+		switch k := c.DKIMKey.Public().(type) {
+		case ed25519.PublicKey:
+		case *rsa.PublicKey:
+			// RFC 8301: verifiers must not accept RSA keys under 1024 bits.
+			if k.N.BitLen() < 1024 {
+				return repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key: RSA key of %d bits, want at least 1024 (2048 recommended)", k.N.BitLen())
+			}
+		default:
+			return repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key: %T, want an RSA or Ed25519 key", k)
+		}
+	}
 	return nil
 }
 
@@ -216,7 +231,7 @@ func ParseSMTPURL(raw string) (Config, error) {
 // clientOptions turns the configuration into go-mail options; dial is the
 // pool's dialer, which must do the TLS handshake itself for TLSImplicit
 // because go-mail skips its own TLS dialer when given a dial function.
-func (c Config) clientOptions(dial mail.DialContextFunc) ([]mail.Option, error) {
+func (c Config) clientOptions(dial mail.DialContextFunc) []mail.Option {
 	opts := []mail.Option{
 		mail.WithPort(c.port()),
 		mail.WithTimeout(c.timeout()),
@@ -240,31 +255,5 @@ func (c Config) clientOptions(dial mail.DialContextFunc) ([]mail.Option, error) 
 		auth, _ := authType(c.Auth)
 		opts = append(opts, mail.WithSMTPAuth(auth), mail.WithUsername(c.Username), mail.WithPassword(c.Password))
 	}
-	if c.DKIMKey != nil {
-		signer, err := c.dkimSigner()
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, mail.WithAlwaysDKIMSign(signer))
-	}
-	return opts, nil
-}
-
-func (c Config) dkimSigner() (*mail.DKIMSigner, error) {
-	signer := mail.NewDKIMSigner(c.DKIMDomain, c.DKIMSelector, c.DKIMKey)
-	// go-mail's default set plus the List-Unsubscribe pair: RFC 8058
-	// section 4 requires both to be covered by a valid DKIM signature for
-	// one-click unsubscribe to be honoured.
-	signer.SignHeaders("From", "To", "Subject", "Date", "Message-ID", "Content-Type",
-		"MIME-Version", "List-Unsubscribe", "List-Unsubscribe-Post")
-	if err := signer.ValidateConfig(); err != nil {
-		return nil, repermit.Errorf(repermit.EINVALID, "DKIM: %v", err)
-	}
-	// go-mail's Signer.Sign records the key's algorithm in the signer on its
-	// first call; the pool shares one signer between connections, so that
-	// first write must happen here, before any concurrent use.
-	if _, err := signer.Sign([]byte("From: warmup@invalid\r\n"), nil); err != nil {
-		return nil, fmt.Errorf("DKIM: %w", err)
-	}
-	return signer, nil
+	return opts
 }

@@ -27,7 +27,8 @@ var ErrPoolClosed = errors.New("mailer: pool closed")
 type Pool struct {
 	cfg    Config
 	client *gomail.Client
-	err    error // a configuration error, returned by every Send
+	dkim   *dkimSigner // nil without DKIM
+	err    error       // a configuration error, returned by every Send
 
 	// slots holds one entry per connection the pool may open: nil for a
 	// slot not dialled yet or dropped, else an idle connection.
@@ -60,12 +61,14 @@ func NewPool(cfg Config, size int) *Pool {
 		p.err = err
 		return p
 	}
-	opts, err := cfg.clientOptions(p.dialNet)
-	if err != nil {
-		p.err = err
-		return p
+	var err error
+	if cfg.DKIMKey != nil {
+		if p.dkim, err = newDKIMSigner(cfg.DKIMDomain, cfg.DKIMSelector, cfg.DKIMKey); err != nil {
+			p.err = err
+			return p
+		}
 	}
-	p.client, err = gomail.NewClient(cfg.Host, opts...)
+	p.client, err = gomail.NewClient(cfg.Host, cfg.clientOptions(p.dialNet)...)
 	if err != nil {
 		p.err = fmt.Errorf("smtp client for %s: %w", cfg, err)
 	}
@@ -82,6 +85,12 @@ func NewPool(cfg Config, size int) *Pool {
 func (p *Pool) Send(ctx context.Context, m *gomail.Msg) error {
 	if p.err != nil {
 		return p.err
+	}
+	if p.dkim != nil {
+		// Signing costs CPU, not a connection: done before taking a slot.
+		if err := p.dkim.sign(m); err != nil {
+			return err
+		}
 	}
 	var c *conn
 	select {

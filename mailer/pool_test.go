@@ -2,14 +2,7 @@ package mailer
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -259,50 +252,6 @@ func TestDialErrors(t *testing.T) {
 				t.Errorf("Send = %v, want a dial error", err)
 			}
 		})
-	}
-}
-
-func TestDKIMSignsTheListUnsubscribeHeaders(t *testing.T) {
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "dkim.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := startSink(t, smtpsink.Options{})
-	cfg, err := ParseSMTPURL(s.URL() + "&dkim_domain=acme.example&dkim_selector=mail2026&dkim_key=" + url.QueryEscape(keyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := NewPool(cfg, 4)
-	defer p.Close()
-
-	// Concurrent sends share one signer; -race checks that this is safe.
-	tpl := loadTemplates(t, "")
-	var wg sync.WaitGroup
-	for _, m := range buildN(t, tpl, 8) {
-		wg.Go(func() {
-			if err := p.Send(t.Context(), m); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	msgs := s.Messages()
-	if len(msgs) != 8 {
-		t.Fatalf("sink has %d mails, want 8", len(msgs))
-	}
-	sig := strings.Join(strings.Fields(msgs[0].Header.Get("DKIM-Signature")), "")
-	for _, want := range []string{"d=acme.example;", "s=mail2026;", "a=ed25519-sha256;", "list-unsubscribe:list-unsubscribe-post"} {
-		if !strings.Contains(strings.ToLower(sig), strings.ToLower(want)) {
-			t.Errorf("DKIM-Signature lacks %q: %s", want, sig)
-		}
 	}
 }
 
