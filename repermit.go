@@ -20,7 +20,8 @@ const (
 	StateDeclined     State = "declined"     // pressed "no, thanks"
 	StateBounced      State = "bounced"      // permanent 5xx on the recipient
 	StateUnsubscribed State = "unsubscribed" // List-Unsubscribe or the /u page
-	StateExpired      State = "expired"      // silent until the deadline
+	StateExpired      State = "expired"      // mailed, then silent until the deadline
+	StateUnreached    State = "unreached"    // never got the initial mail by the deadline; kept, not suppressed
 	StateSuppressed   State = "suppressed"   // found on the suppression list at send time
 )
 
@@ -28,7 +29,7 @@ const (
 // the counts they print always add up to the number imported.
 var States = []State{
 	StatePending, StateSent, StateConfirmed, StateDeclined,
-	StateBounced, StateUnsubscribed, StateExpired, StateSuppressed,
+	StateBounced, StateUnsubscribed, StateExpired, StateUnreached, StateSuppressed,
 }
 
 // Final reports whether no further transition may leave s, except that a

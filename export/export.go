@@ -80,6 +80,55 @@ func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 	return cw.Flush()
 }
 
+// UnreachedHeader is the header of the unreached export: the columns a
+// campaign's recipients CSV reads (email, name, locale), then the extra
+// columns as JSON, so the file can go straight into a later campaign.
+var UnreachedHeader = []string{"email", "name", "locale", "attributes"}
+
+// Unreached writes one CSV row per recipient of campaign id whom the
+// initial mail never reached before the deadline: never asked, so neither
+// expired nor suppressed, and theirs to ask in a later campaign.
+func Unreached(ctx context.Context, w io.Writer, st *redisstore.Store, id string) error {
+	if _, err := st.Campaign(ctx, id); err != nil {
+		return err
+	}
+	n, err := st.Imported(ctx, id)
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(UnreachedHeader); err != nil {
+		return fmt.Errorf("export unreached %s: %w", id, err)
+	}
+	for b := int64(0); b < redisstore.Buckets(n); b++ {
+		rs, err := st.Bucket(ctx, id, b)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.State != repermit.StateUnreached {
+				continue
+			}
+			attrs := "{}"
+			if len(r.Extra) > 0 {
+				js, err := json.Marshal(r.Extra)
+				if err != nil {
+					return fmt.Errorf("export unreached %s: %w", id, err)
+				}
+				attrs = string(js)
+			}
+			if err := cw.Write([]string{r.Email, r.Name, r.Locale, attrs}); err != nil {
+				return fmt.Errorf("export unreached %s: %w", id, err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
 // SuppressedHeader is the header of the suppressed export.
 var SuppressedHeader = []string{"email_sha256", "reason", "at"}
 

@@ -313,17 +313,21 @@ func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot,
 	return nil, false, repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", a.Campaign)
 }
 
-// ExpireBucket expires every pending or sent recipient of bucket b: the
-// state becomes expired, the address is erased and its hash queued for the
-// suppression list, in one script call. It returns how many expired.
-func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.Time) (int, error) {
+// ExpireBucket ends bucket b at the deadline, in one script call: every
+// recipient mailed and still silent (sent) becomes expired, its address
+// erased and its hash queued for the suppression list; every recipient the
+// initial mail never reached (pending) becomes unreached and keeps its
+// address, unsuppressed, for a later campaign. It returns how many of each.
+func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.Time) (expired, unreached int, err error) {
 	rs, err := s.Bucket(ctx, id, b)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	changes := make([]slotChange, 0, len(rs))
 	for _, r := range rs {
 		if r.State == repermit.StatePending || r.State == repermit.StateSent {
+			// The script decides per recipient whether the entry is used:
+			// only for those it expires.
 			changes = append(changes, slotChange{
 				slot:     strconv.FormatInt(r.Index%BucketSize, 10),
 				suppress: suppressEntry(r.Email, ReasonExpired, now, id),
@@ -331,19 +335,23 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 		}
 	}
 	if len(changes) == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	out, err := s.transition(ctx, id, b, opExpire, now, transitionArgs{}, changes)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
 	for _, o := range out {
-		if o.applied {
-			n++
+		if !o.applied {
+			continue
+		}
+		if st, _ := publicState(o.old); st == repermit.StatePending {
+			unreached++
+		} else {
+			expired++
 		}
 	}
-	return n, nil
+	return expired, unreached, nil
 }
 
 // IsSuppressed reports for each address hash whether it is on the global

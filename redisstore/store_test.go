@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -278,6 +279,36 @@ func TestAnswersAndLedger(t *testing.T) {
 	}
 }
 
+// mail records the initial mail of recipients idxs through the
+// production claim path.
+func mail(t *testing.T, s *redisstore.Store, id string, idxs []int64, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	for _, step := range []func() ([]error, error){
+		func() ([]error, error) { return s.ClaimBatch(ctx, id, idxs, 1, at, time.Minute) },
+		func() ([]error, error) { return s.MarkSentBatch(ctx, id, idxs, 1, at) },
+	} {
+		errs, err := step()
+		if err == nil {
+			err = errors.Join(errs...)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func span(from, to int64) []int64 {
+	out := make([]int64, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// TestExpireBucketErasesAndSuppresses: at the deadline the mailed and
+// silent expire (erased, suppressed); the never mailed are unreached and
+// keep their address, unsuppressed.
 func TestExpireBucketErasesAndSuppresses(t *testing.T) {
 	s, r := newStore(t)
 	ctx := context.Background()
@@ -285,40 +316,51 @@ func TestExpireBucketErasesAndSuppresses(t *testing.T) {
 	if _, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 5, State: repermit.StateConfirmed, At: t0}); err != nil {
 		t.Fatal(err)
 	}
-	total := 0
+	mail(t, s, "camp", slices.DeleteFunc(span(0, 150), func(i int64) bool { return i == 5 }), t0)
+	expired, unreached := 0, 0
 	for b := int64(0); b < redisstore.Buckets(200); b++ {
-		n, err := s.ExpireBucket(ctx, "camp", b, t0.Add(2*time.Hour))
+		e, u, err := s.ExpireBucket(ctx, "camp", b, t0.Add(2*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
-		total += n
+		expired += e
+		unreached += u
 	}
-	if total != 199 {
-		t.Errorf("expired %d, want 199", total)
+	if expired != 149 || unreached != 50 {
+		t.Errorf("expired %d, unreached %d, want 149 and 50", expired, unreached)
 	}
 	if err := s.DrainSuppression(ctx, "camp"); err != nil {
 		t.Fatal(err)
 	}
-	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StateConfirmed: 1, repermit.StateExpired: 199})
-	// Only the confirmed address may remain anywhere in the campaign's keys.
+	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StateConfirmed: 1, repermit.StateExpired: 149, repermit.StateUnreached: 50})
+	// Only the confirmed and the unreached addresses may remain anywhere in
+	// the campaign's keys.
 	for _, key := range r.Keys(t) {
 		typ := r.Client.Type(ctx, key).Val()
 		if typ != "hash" {
 			continue
 		}
 		for f, v := range r.Client.HGetAll(ctx, key).Val() {
-			if strings.Contains(v, "@example.com") && v != "a5@example.com\x1fName 5\x1fde\x1fcity=Köln" {
+			if !strings.Contains(v, "@example.com") || v == "a5@example.com\x1fName 5\x1fde\x1fcity=Köln" {
+				continue
+			}
+			var i int
+			if _, err := fmt.Sscanf(v, "a%d@", &i); err != nil || i < 150 {
 				t.Errorf("%s %s still holds %q", key, f, v)
 			}
 		}
 	}
-	sup, _ := s.IsSuppressed(ctx, []string{repermit.AddressHash("a7@example.com"), repermit.AddressHash("a5@example.com")})
-	if !sup[0] || sup[1] {
-		t.Errorf("suppressed = %v, want [true false]", sup)
+	unr, err := s.Recipient(ctx, "camp", 170)
+	if err != nil || unr.State != repermit.StateUnreached || unr.Email != "a170@example.com" {
+		t.Errorf("recipient 170 = %+v, %v; want unreached with its address", unr, err)
+	}
+	sup, _ := s.IsSuppressed(ctx, []string{repermit.AddressHash("a7@example.com"), repermit.AddressHash("a5@example.com"), repermit.AddressHash("a170@example.com")})
+	if !sup[0] || sup[1] || sup[2] {
+		t.Errorf("suppressed = %v, want [true false false]", sup)
 	}
 	// Expiring again changes nothing.
-	if n, _ := s.ExpireBucket(ctx, "camp", 0, t0.Add(3*time.Hour)); n != 0 {
-		t.Errorf("second expiry changed %d", n)
+	if e, u, _ := s.ExpireBucket(ctx, "camp", 1, t0.Add(3*time.Hour)); e+u != 0 {
+		t.Errorf("second expiry changed %d", e+u)
 	}
 }
 

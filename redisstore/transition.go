@@ -20,6 +20,7 @@ import (
 //	             counts as pending for k=1 and as sent for a reminder
 //	s<k>         k mails sent (1 = initial, 2 = initial + first reminder …)
 //	c d b u e x  confirmed, declined, bounced, unsubscribed, expired, suppressed
+//	n            unreached: the deadline came before the initial mail
 //
 // The q state is what makes "one mail per step" hold under at-least-once
 // delivery: a duplicate task sees the lease and backs off, a retry after a
@@ -37,7 +38,7 @@ const (
 	opUnsubscribe op = "unsub"   // p|q|s|c -> u
 	opBounce      op = "bounce"  // q|s -> b
 	opSuppress    op = "suppress"
-	opExpire      op = "expire" // p|q|s -> e
+	opExpire      op = "expire" // s|q<k>, k>1 -> e ; p|q1 -> n (unreached: never mailed, kept, not suppressed)
 )
 
 // transitionScript is the one place that changes a recipient's state. It
@@ -97,6 +98,7 @@ local function public(code)
   if l == 'u' then return 'unsubscribed' end
   if l == 'e' then return 'expired' end
   if l == 'x' then return 'suppressed' end
+  if l == 'n' then return 'unreached' end
   return 'unknown'
 end
 
@@ -130,7 +132,10 @@ local function advance(code)
   elseif op == 'suppress' then
     if l == 'p' or l == 'q' or l == 's' then return 'x' end
   elseif op == 'expire' then
-    if l == 'p' or l == 'q' or l == 's' then return 'e' end
+    -- Only the asked can be silent: whoever never got the initial mail
+    -- (claimed but unsent included) is unreached and keeps the address.
+    if l == 'p' or (l == 'q' and k == 1) then return 'n' end
+    if l == 'q' or l == 's' then return 'e' end
   end
   return nil, 'no'
 end
@@ -167,7 +172,7 @@ for j = 1, #slots do
         delta[to] = (delta[to] or 0) + 1
         entered[to] = (entered[to] or 0) + 1
       end
-      if erase then
+      if erase and new ~= 'n' then
         table.insert(dels, 'd' .. slot)
         if ARGV[i + 1] ~= '' then table.insert(adds, ARGV[i + 1]) end
       end
@@ -314,6 +319,8 @@ func publicState(code string) (repermit.State, int) {
 		return repermit.StateExpired, 0
 	case 'x':
 		return repermit.StateSuppressed, 0
+	case 'n':
+		return repermit.StateUnreached, 0
 	}
 	return "", 0
 }

@@ -73,6 +73,12 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 // ErrNotAllowed or ErrBusy, or ENOTFOUND. The call as a whole fails with
 // ErrNotRunning when the campaign is paused, cancelled or past its deadline.
 func (s *Store) ClaimBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error) {
+	return s.batch(ctx, id, idxs, opClaim, now, transitionArgs{step: step, leaseUntil: now.Add(lease)})
+}
+
+// batch runs one transition for several recipients, one script call per
+// bucket, and returns one verdict per index.
+func (s *Store) batch(ctx context.Context, id string, idxs []int64, o op, now time.Time, a transitionArgs) ([]error, error) {
 	out := make([]error, len(idxs))
 	byBucket := make(map[int64][]int) // bucket -> positions in idxs
 	var order []int64
@@ -90,15 +96,21 @@ func (s *Store) ClaimBatch(ctx context.Context, id string, idxs []int64, step in
 			_, slot := bucketOf(idxs[i])
 			changes[j] = slotChange{slot: slot}
 		}
-		res, err := s.transition(ctx, id, b, opClaim, now, transitionArgs{step: step, leaseUntil: now.Add(lease)}, changes)
+		res, err := s.transition(ctx, id, b, o, now, a, changes)
 		if err != nil {
 			return nil, err
 		}
 		for j, i := range pos {
-			out[i] = verdict(res[j], id, idxs[i], opClaim)
+			out[i] = verdict(res[j], id, idxs[i], o)
 		}
 	}
 	return out, nil
+}
+
+// MarkSentBatch is MarkSent for several claimed recipients of one step,
+// one script call per bucket. It returns one error per index, as ClaimBatch.
+func (s *Store) MarkSentBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time) ([]error, error) {
+	return s.batch(ctx, id, idxs, opSent, now, transitionArgs{step: step})
 }
 
 // SetBeat records that the task chain name (e.g. "feed", "remind:1",

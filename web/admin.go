@@ -37,6 +37,7 @@ type adminRow struct {
 	Deadline                               time.Time
 	Imported, Waiting, Confirmed, Declined int64
 	Bounced, Unsubscribed, Expired         int64
+	Unreached                              int64
 	Rate                                   string
 }
 
@@ -71,6 +72,7 @@ func (s *Server) adminCampaigns(w http.ResponseWriter, r *http.Request) {
 			Bounced:      st.Counts[repermit.StateBounced],
 			Unsubscribed: st.Counts[repermit.StateUnsubscribed],
 			Expired:      st.Counts[repermit.StateExpired],
+			Unreached:    st.Counts[repermit.StateUnreached],
 			Rate:         percent(st.Counts[repermit.StateConfirmed], st.Imported),
 		})
 	}
@@ -134,7 +136,7 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 			Imported: st.Imported, Mailed: mailed,
 			Confirmed: n[repermit.StateConfirmed], Declined: n[repermit.StateDeclined],
 			Bounced: n[repermit.StateBounced], Unsubscribed: n[repermit.StateUnsubscribed],
-			Expired: n[repermit.StateExpired], Waiting: n[repermit.StatePending] + n[repermit.StateSent],
+			Expired: n[repermit.StateExpired], Unreached: n[repermit.StateUnreached], Waiting: n[repermit.StatePending] + n[repermit.StateSent],
 			Rate:       percent(n[repermit.StateConfirmed], st.Imported),
 			MailedRate: percent(n[repermit.StateConfirmed], mailed),
 		},
@@ -145,6 +147,7 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 type adminSummary struct {
 	Imported, Mailed, Confirmed, Declined int64
 	Bounced, Unsubscribed, Expired        int64
+	Unreached                             int64 // never mailed before the deadline
 	Waiting                               int64 // pending or sent: no answer yet
 	Rate, MailedRate                      string
 }

@@ -317,7 +317,7 @@ func TestCampaignDeadlineIsCheckedBesideTheTokens(t *testing.T) {
 
 func TestExpiredRecipientGets410(t *testing.T) {
 	h := newHarness(t)
-	if _, err := h.store.ExpireBucket(context.Background(), h.c.ID, 0, t0.Add(time.Hour)); err != nil {
+	if _, _, err := h.store.ExpireBucket(context.Background(), h.c.ID, 0, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	wantStatus(t, "GET /c", h.get(h.confirmPath(1)), http.StatusGone)

@@ -11,7 +11,7 @@ import (
 
 func TestCancelledCampaignStillExpiresAndErasesAtTheDeadline(t *testing.T) {
 	const n = 200
-	e := newEnv(t, smtpsink.Options{Discard: true})
+	e := newEnv(t, smtpsink.Options{})
 	start := time.Now()
 	c := e.launch(repermit.Campaign{StartAt: start, Deadline: start.Add(3 * time.Second), Rate: repermit.Rate{PerSecond: 50}}, n, nil)
 	e.start(e.config())
@@ -25,11 +25,15 @@ func TestCancelledCampaignStillExpiresAndErasesAtTheDeadline(t *testing.T) {
 		t.Error("a cancelled campaign expired before its deadline")
 	}
 	st := e.stats(c.ID)
-	if st.Counts[repermit.StateExpired] != n || st.Counts.Total() != n {
-		t.Errorf("counts after the deadline: %v, want all %d expired", st.Counts, n)
+	mailed := int64(len(e.initialMailed()))
+	if st.Counts[repermit.StateExpired] != mailed || st.Counts[repermit.StateUnreached] != n-mailed || st.Counts.Total() != n {
+		t.Errorf("counts after the deadline: %v, want %d expired (mailed) and %d unreached", st.Counts, mailed, n-mailed)
 	}
 	r, err := e.store.Recipient(ctx, c.ID, n-1)
-	if err != nil || r.Email != "" {
-		t.Errorf("never-mailed recipient kept its address after expiry: %+v %v", r, err)
+	if err != nil || r.State != repermit.StateUnreached || r.Email != addr(n-1, nil) {
+		t.Errorf("never-mailed recipient after the deadline: %+v %v; want unreached with its address", r, err)
+	}
+	if sup, err := e.store.IsSuppressed(ctx, []string{repermit.AddressHash(addr(n-1, nil))}); err != nil || sup[0] {
+		t.Errorf("never-mailed recipient suppressed: %v %v", sup, err)
 	}
 }

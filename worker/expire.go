@@ -20,9 +20,10 @@ const cursorExpire = "expire"
 // a crash repeats at most one window, which ExpireBucket makes harmless.
 const expireWindow = 256
 
-// handleExpire runs at the deadline: every recipient still pending or sent
-// becomes expired, its address erased and its hash put on the suppression
-// list; then the campaign is finished. It runs for paused and cancelled
+// handleExpire runs at the deadline: every recipient still sent becomes
+// expired, its address erased and its hash put on the suppression list;
+// every one still pending (never mailed) becomes unreached and keeps its
+// address; then the campaign is finished. It runs for paused and cancelled
 // campaigns too, is idempotent, and resumes where a crashed run stopped.
 func (s *Server) handleExpire(ctx context.Context, t *asynq.Task) error {
 	var p expirePayload
@@ -51,7 +52,7 @@ func (s *Server) handleExpire(ctx context.Context, t *asynq.Task) error {
 		case <-time.After(wait):
 		}
 	}
-	n, err := s.expire(ctx, c)
+	n, unreached, err := s.expire(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -63,47 +64,51 @@ func (s *Server) handleExpire(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("campaign finished", "campaign", c.ID, "expired", n)
+	s.log.Info("campaign finished", "campaign", c.ID, "expired", n, "unreached", unreached)
+	if unreached > 0 {
+		s.log.Warn("recipients never got the initial mail before the deadline; they are kept as unreached (repermit export "+c.ID+" --what unreached)",
+			"campaign", c.ID, "unreached", unreached)
+	}
 	return nil
 }
 
 // expire walks the buckets from the expire cursor, several at once, and
-// returns how many recipients it expired.
-func (s *Server) expire(ctx context.Context, c *repermit.Campaign) (int64, error) {
+// returns how many recipients it expired and how many were unreached.
+func (s *Server) expire(ctx context.Context, c *repermit.Campaign) (int64, int64, error) {
 	imported, err := s.store.Imported(ctx, c.ID)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	buckets := redisstore.Buckets(imported)
 	cur, err := s.store.Cursor(ctx, c.ID, cursorExpire)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var total atomic.Int64
+	var total, unreached atomic.Int64
 	for cur < buckets {
 		if err := s.store.SetBeat(ctx, c.ID, cursorExpire, s.cfg.Now()); err != nil {
-			return total.Load(), err
+			return total.Load(), unreached.Load(), err
 		}
 		end := min(cur+expireWindow, buckets)
-		if err := s.expireWindow(ctx, c.ID, cur, end, &total); err != nil {
-			return total.Load(), err
+		if err := s.expireWindow(ctx, c.ID, cur, end, &total, &unreached); err != nil {
+			return total.Load(), unreached.Load(), err
 		}
 		moved, err := s.store.AdvanceCursor(ctx, c.ID, cursorExpire, cur, end)
 		if err != nil {
-			return total.Load(), err
+			return total.Load(), unreached.Load(), err
 		}
 		if !moved {
 			// Another run got ahead; continue from where it stands.
 			if end, err = s.store.Cursor(ctx, c.ID, cursorExpire); err != nil {
-				return total.Load(), err
+				return total.Load(), unreached.Load(), err
 			}
 		}
 		cur = end
 	}
-	return total.Load(), nil
+	return total.Load(), unreached.Load(), nil
 }
 
-func (s *Server) expireWindow(ctx context.Context, id string, from, to int64, total *atomic.Int64) error {
+func (s *Server) expireWindow(ctx context.Context, id string, from, to int64, total, unreached *atomic.Int64) error {
 	next := make(chan int64)
 	errs := make(chan error, s.cfg.ExpireConcurrency)
 	ctx, cancel := context.WithCancel(ctx)
@@ -114,12 +119,13 @@ func (s *Server) expireWindow(ctx context.Context, id string, from, to int64, to
 		go func() {
 			defer wg.Done()
 			for b := range next {
-				n, err := s.store.ExpireBucket(ctx, id, b, s.cfg.Now())
+				n, u, err := s.store.ExpireBucket(ctx, id, b, s.cfg.Now())
 				if err != nil {
 					errs <- fmt.Errorf("expire %s bucket %d: %w", id, b, err)
 					cancel()
 					return
 				}
+				unreached.Add(int64(u))
 				if n > 0 {
 					total.Add(int64(n))
 					s.cfg.Observer.Expired(id, n)

@@ -198,6 +198,20 @@ func (e *env) perRecipient() map[string]int {
 	return out
 }
 
+// initialMailed is the set of addresses the sink accepted an initial mail
+// for.
+func (e *env) initialMailed() map[string]bool {
+	out := make(map[string]bool)
+	for _, m := range e.sink.Messages() {
+		if kindOf(m) == "initial" {
+			for _, to := range m.To {
+				out[to] = true
+			}
+		}
+	}
+	return out
+}
+
 func kindOf(m smtpsink.Message) string {
 	id := m.Header.Get("Message-Id")
 	switch {

@@ -169,3 +169,103 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestACampaignPausedUntilTheDeadlineKeepsTheUnmailedUnreached: a campaign
+// forced to run short (paused after a few mails until its deadline) expires
+// only whom it mailed; the rest end unreached, none suppressed, every one
+// in export --what unreached, and the counts add up.
+func TestACampaignPausedUntilTheDeadlineKeepsTheUnmailedUnreached(t *testing.T) {
+	r := redistest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sink, err := smtpsink.Start(ctx, smtpsink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	c := newCLI(t, r)
+	c.env["REPERMIT_SMTP_URL"] = sink.URL()
+
+	const n = 200
+	var rows strings.Builder
+	rows.WriteString("email,name,locale,customer_no\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&rows, "p%d@example.com,Person %d,de,C-%d\n", i, i, i)
+	}
+	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "short"), "deadline: 30d", "deadline: 4s\nrate: {per_second: 20}", 1)
+	dir := writeFiles(t, map[string]string{"campaign.yaml": yaml, "recipients.csv": rows.String()})
+	if code, _, errOut := c.run("launch", filepath.Join(dir, "campaign.yaml")); code != 0 {
+		t.Fatalf("launch: exit %d: %s", code, errOut)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if code, _, errOut := c.runContext(ctx, "worker"); code != 0 {
+			t.Errorf("worker: exit %d: %s", code, errOut)
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	waitUntil(t, 5*time.Second, "some mails", func() bool { return sink.Count() >= 10 })
+	if code, _, errOut := c.run("pause", "short"); code != 0 {
+		t.Fatalf("pause: exit %d: %s", code, errOut)
+	}
+	st := redisstore.New(r.Client, r.Prefix)
+	waitUntil(t, 15*time.Second, "the campaign to finish", func() bool {
+		camp, err := st.Campaign(ctx, "short")
+		return err == nil && camp.Status == repermit.StatusFinished
+	})
+	mailed := make(map[string]bool)
+	for _, m := range sink.Messages() {
+		for _, to := range m.To {
+			mailed[to] = true
+		}
+	}
+
+	code, out, _ := c.run("status", "short", "--json")
+	var status struct{ Counts map[string]int64 }
+	if code != 0 || json.Unmarshal([]byte(out), &status) != nil {
+		t.Fatalf("status: exit %d, %q", code, out)
+	}
+	var total int64
+	for _, v := range status.Counts {
+		total += v
+	}
+	if m := int64(len(mailed)); status.Counts["expired"] != m || status.Counts["unreached"] != n-m || total != n || m >= n {
+		t.Errorf("counts %v after %d mailed, want %d expired and %d unreached, %d in all", status.Counts, m, m, n-m, n)
+	}
+
+	code, out, errOut := c.run("export", "short", "--what", "unreached")
+	if code != 0 {
+		t.Fatalf("export unreached: exit %d: %s", code, errOut)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(recs) != n-len(mailed)+1 {
+		t.Fatalf("unreached export: %d rows (want %d), %v\n%s", len(recs), n-len(mailed)+1, err, out)
+	}
+	if strings.Join(recs[0], ",") != "email,name,locale,attributes" {
+		t.Errorf("unreached header %q", recs[0])
+	}
+	hashes := make(map[string]bool)
+	for _, rec := range recs[1:] {
+		if mailed[rec[0]] || !strings.HasPrefix(rec[1], "Person ") || rec[2] != "de" || !strings.Contains(rec[3], `"customer_no":"C-`) {
+			t.Errorf("unreached row %q: mailed or lacking its data", rec)
+		}
+		hashes[repermit.AddressHash(rec[0])] = true
+	}
+	code, out, _ = c.run("export", "short", "--what", "suppressed")
+	if code != 0 {
+		t.Fatal("export suppressed failed")
+	}
+	supp, _ := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if len(supp) != len(mailed)+1 {
+		t.Errorf("%d suppressed, want the %d mailed", len(supp)-1, len(mailed))
+	}
+	for _, rec := range supp[1:] {
+		if hashes[rec[0]] {
+			t.Errorf("unreached recipient %s suppressed", rec[0])
+		}
+	}
+}

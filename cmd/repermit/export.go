@@ -14,7 +14,7 @@ import (
 
 func runExport(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	what := fs.String("what", "", "confirmed, suppressed or ledger")
+	what := fs.String("what", "", "confirmed, suppressed, unreached or ledger")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -30,10 +30,12 @@ func runExport(ctx context.Context, env Env, args []string) error {
 		err = export.Confirmed(ctx, w, st, pos[0])
 	case "suppressed":
 		err = export.Suppressed(ctx, w, st, pos[0])
+	case "unreached":
+		err = export.Unreached(ctx, w, st, pos[0])
 	case "ledger":
 		err = ledgerio.Export(ctx, w, st, pos[0])
 	default:
-		return usageError("export: --what must be confirmed, suppressed or ledger, not %q", *what)
+		return usageError("export: --what must be confirmed, suppressed, unreached or ledger, not %q", *what)
 	}
 	if err != nil {
 		return err

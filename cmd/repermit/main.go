@@ -91,7 +91,7 @@ func commands() []command {
 		{"pause", "ID", "stop sending until resumed", runControl(repermit.StatusPaused, repermit.StatusRunning)},
 		{"resume", "ID", "continue a paused campaign", runControl(repermit.StatusRunning, repermit.StatusPaused)},
 		{"cancel", "ID", "stop sending for good (the deadline still expires)", runControl(repermit.StatusCancelled, repermit.StatusRunning, repermit.StatusPaused)},
-		{"export", "ID --what confirmed|suppressed|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
+		{"export", "ID --what confirmed|suppressed|unreached|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
 		{"verify-ledger", "FILE", "check an exported ledger's hash chain", runVerifyLedger},
 		{"bench", "send|import|expire|web [--json]", "measure against a baseline in the same run", runBench},
 	}
