@@ -96,7 +96,7 @@ func Unreached(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 	if err != nil {
 		return err
 	}
-	cw := csv.NewWriter(w)
+	cw := NewCSVWriter(w)
 	if err := cw.Write(UnreachedHeader); err != nil {
 		return fmt.Errorf("export unreached %s: %w", id, err)
 	}
@@ -125,8 +125,7 @@ func Unreached(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 			return err
 		}
 	}
-	cw.Flush()
-	return cw.Error()
+	return cw.Flush()
 }
 
 // SuppressedHeader is the header of the suppressed export.
