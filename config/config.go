@@ -238,7 +238,7 @@ func (l *loader) load(path string, now time.Time) *File {
 }
 
 func readLimited(path string) ([]byte, error) {
-	fh, err := os.Open(path)
+	fh, err := repermit.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read campaign file: %w", unwrapPathError(err))
 	}
@@ -323,7 +323,7 @@ func (l *loader) path(key string, n *yaml.Node, dir bool) string {
 		return p
 	}
 	if !dir {
-		fh, err := os.Open(p)
+		fh, err := repermit.OpenFile(p)
 		if err != nil {
 			l.addf(n.Line, "%s: cannot read %q: %v", key, v, unwrapPathError(err))
 			return p

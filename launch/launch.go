@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/repermit/repermit"
@@ -100,7 +99,7 @@ func loadSuppression(f *config.File) (map[string]struct{}, error) {
 // duplicate and file-suppressed rows, and hands every other row to fn with
 // the SHA-256 of its address.
 func scan(ctx context.Context, f *config.File, supp map[string]struct{}, progress Progress, rep *Report, fn func(recipients.Row, [32]byte) error) error {
-	in, err := os.Open(f.RecipientsPath)
+	in, err := repermit.OpenFile(f.RecipientsPath)
 	if err != nil {
 		return repermit.Errorf(repermit.EINVALID, "%s: cannot open recipients file: %v", f.RecipientsPath, errors.Unwrap(err))
 	}

@@ -20,7 +20,7 @@ import (
 // is silently read in part would let the campaign mail people who must not
 // be mailed.
 func LoadSuppression(path string) (map[string]struct{}, error) {
-	f, err := os.Open(path)
+	f, err := repermit.OpenFile(path)
 	if err != nil {
 		return nil, repermit.Errorf(repermit.EINVALID, "%s: cannot open suppression file: %v", path, unwrapPathError(err))
 	}

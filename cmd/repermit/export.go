@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/export"
@@ -49,7 +48,7 @@ func runVerifyLedger(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(pos[0])
+	f, err := repermit.OpenFile(pos[0])
 	if err != nil {
 		return repermit.Errorf(repermit.EINVALID, "%s: %v", pos[0], err)
 	}

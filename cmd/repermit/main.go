@@ -27,6 +27,13 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C or SIGTERM cancels ctx and every command winds down;
+	// after it the signals get their default action back, so a second one
+	// ends a process that is stuck anyway.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := Run(ctx, os.Args[1:], Env{
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,

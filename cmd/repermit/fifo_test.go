@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit/redistest"
+)
+
+// mkfifo makes a named pipe at path. Opening it for reading blocks until a
+// writer comes; the cleanup opens and closes a writer, so a test that hung
+// on it does not hang the test binary.
+func mkfifo(t *testing.T, path string) {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+}
+
+// TestCommandsRefuseFilesThatAreNotRegular gives validate, launch and
+// verify-ledger a FIFO where a file belongs: each must refuse at once with
+// exit 2 and name the file, not wait for a writer that never comes.
+func TestCommandsRefuseFilesThatAreNotRegular(t *testing.T) {
+	for _, tc := range []struct {
+		name, fifo string
+		args       func(dir string) []string
+	}{
+		{"validate campaign", "campaign.yaml", func(dir string) []string { return []string{"validate", filepath.Join(dir, "campaign.yaml")} }},
+		{"validate recipients", "recipients.csv", func(dir string) []string { return []string{"validate", filepath.Join(dir, "campaign.yaml")} }},
+		{"validate suppression", "suppression.csv", func(dir string) []string { return []string{"validate", filepath.Join(dir, "campaign.yaml")} }},
+		{"launch recipients", "recipients.csv", func(dir string) []string { return []string{"launch", filepath.Join(dir, "campaign.yaml")} }},
+		{"verify-ledger", "ledger.jsonl", func(dir string) []string { return []string{"verify-ledger", filepath.Join(dir, "ledger.jsonl")} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{
+				"campaign.yaml":   fmt.Sprintf(campaignYAML, "fifo") + "suppression: suppression.csv\n",
+				"recipients.csv":  "email\na@example.com\n",
+				"suppression.csv": "email\nb@example.com\n",
+			}
+			delete(files, tc.fifo)
+			dir := writeFiles(t, files)
+			mkfifo(t, filepath.Join(dir, tc.fifo))
+			c := newCLI(t, redistest.New(t))
+			type result struct {
+				code        int
+				out, errOut string
+			}
+			done := make(chan result, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				code, out, errOut := c.runContext(ctx, tc.args(dir)...)
+				done <- result{code, out, errOut}
+			}()
+			select {
+			case r := <-done:
+				if r.code != 2 || !strings.Contains(r.errOut, tc.fifo) || !strings.Contains(r.errOut, "not a regular file") {
+					t.Errorf("exit %d, stderr %q; want 2 naming %s as not a regular file", r.code, r.errOut, tc.fifo)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%v still waits on the FIFO after 5 s", tc.args(dir))
+			}
+		})
+	}
+}
