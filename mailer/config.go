@@ -67,6 +67,13 @@ type Config struct {
 	DKIMDomain   string
 	DKIMSelector string
 	DKIMKey      crypto.Signer
+
+	// BounceDomain, when set, gives every mail its own Return-Path (VERP):
+	// bounces+TOKEN@BounceDomain, TOKEN a signed token naming campaign and
+	// recipient (token.Signer.BounceAddress). Mail to that domain must
+	// reach the bounce mailbox (REPERMIT_BOUNCE_IMAP_URL). Unset, the
+	// envelope sender is the From address.
+	BounceDomain string
 }
 
 // Addr returns host:port.
@@ -157,6 +164,9 @@ func (c Config) Validate() error {
 	if c.DKIMKey != nil && (c.DKIMDomain == "" || c.DKIMSelector == "") {
 		return repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key needs dkim_domain and dkim_selector")
 	}
+	if d := c.BounceDomain; d != "" && !validDomain(d) {
+		return repermit.Errorf(repermit.EINVALID, "SMTP URL: bounce_domain=%q is not a domain name", d)
+	}
 	if c.DKIMKey != nil {
 		switch k := c.DKIMKey.Public().(type) {
 		case ed25519.PublicKey:
@@ -174,7 +184,8 @@ func (c Config) Validate() error {
 
 // ParseSMTPURL parses smtp://user:pass@host:port?tls=none|starttls|tls.
 // Optional query parameters: auth (see Config.Auth), helo, timeout and
-// idle_timeout (Go durations), and dkim_domain, dkim_selector, dkim_key (path
+// idle_timeout (Go durations), bounce_domain (see Config.BounceDomain), and
+// dkim_domain, dkim_selector, dkim_key (path
 // to a PEM file with an RSA or Ed25519 private key, read here). Errors are
 // EINVALID and never repeat the password.
 func ParseSMTPURL(raw string) (Config, error) {
@@ -210,6 +221,7 @@ func ParseSMTPURL(raw string) (Config, error) {
 			*dst = d
 		}
 	}
+	c.BounceDomain = strings.ToLower(q.Get("bounce_domain"))
 	c.DKIMDomain = q.Get("dkim_domain")
 	c.DKIMSelector = q.Get("dkim_selector")
 	if path := q.Get("dkim_key"); path != "" {
@@ -256,4 +268,24 @@ func (c Config) clientOptions(dial mail.DialContextFunc) []mail.Option {
 		opts = append(opts, mail.WithSMTPAuth(auth), mail.WithUsername(c.Username), mail.WithPassword(c.Password))
 	}
 	return opts
+}
+
+// validDomain reports whether d is a domain name of at least two labels of
+// letters, digits and hyphens (an IDN in its xn-- form).
+func validDomain(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(d) > 253 || len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -19,6 +19,7 @@ func TestParseSMTPURL(t *testing.T) {
 			Config{Host: "mail.example.com", Port: 2525, TLS: TLSStartTLS, Username: "u@x", Password: "p:ss",
 				Auth: "login", HELO: "me.example", Timeout: 30 * time.Second, IdleTimeout: -time.Second}},
 		{"smtp://[::1]:25?tls=TLS", Config{Host: "::1", Port: 25, TLS: TLSImplicit}},
+		{"smtp://h?bounce_domain=Bounce.ACME.example", Config{Host: "h", BounceDomain: "bounce.acme.example"}},
 	}
 	for _, tt := range tests {
 		got, err := ParseSMTPURL(tt.raw)
@@ -47,6 +48,10 @@ func TestParseSMTPURLErrors(t *testing.T) {
 		{"smtp://h?dkim_key=/nonexistent/key.pem&dkim_domain=d&dkim_selector=s", "dkim_key"},
 		{"smtp://h?dkim_key=testdata/override/initial.en.txt", "dkim_key"},
 		{"smtp://user:s3cret@h:x", "cannot parse"},
+		{"smtp://h?bounce_domain=localhost", "bounce_domain"},
+		{"smtp://h?bounce_domain=bounces%40acme.example", "bounce_domain"},
+		{"smtp://h?bounce_domain=-x.example", "bounce_domain"},
+		{"smtp://h?bounce_domain=a..example", "bounce_domain"},
 	}
 	for _, tt := range tests {
 		_, err := ParseSMTPURL(tt.raw)

@@ -75,6 +75,10 @@ func NewPool(cfg Config, size int) *Pool {
 	return p
 }
 
+// BounceDomain is the domain of the per-recipient Return-Path, "" without
+// VERP.
+func (p *Pool) BounceDomain() string { return p.cfg.BounceDomain }
+
 // Send delivers m on a pooled connection. It returns nil once the server
 // has accepted the mail, even if a later step on the connection failed (a
 // failed RSET after DATA would otherwise look like a failed mail and be sent

@@ -233,7 +233,19 @@ func (b *sendBatch) build(r *repermit.Recipient) (*gomail.Msg, error) {
 	if b.p.Step > 1 {
 		kind = mailer.Reminder(b.p.Step - 1)
 	}
-	return b.e.tpl.Build(mailer.NewData(c, r, confirm, unsub), kind)
+	msg, err := b.e.tpl.Build(mailer.NewData(c, r, confirm, unsub), kind)
+	if err != nil {
+		return nil, err
+	}
+	if domain := b.s.pool.BounceDomain(); domain != "" {
+		// VERP: a bounce to this address names the recipient by a signed
+		// token, so it is matched without reading the bounce's text and a
+		// forged one can bounce nobody.
+		if err := msg.EnvelopeFrom(signer.BounceAddress(claims, domain)); err != nil {
+			return nil, fmt.Errorf("return path: %w", err)
+		}
+	}
+	return msg, nil
 }
 
 // markSent records an accepted mail, retrying a failing Redis for a while
