@@ -213,7 +213,7 @@ func TestValidateDoesNotNeedRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Campaign.ID != "check" || rep.SkippedInvalid != int64(invalid) || rep.SkippedDuplicate != int64(dup) || rep.Imported != 0 {
+	if f.Campaign.ID != "check" || rep.SkippedInvalid != int64(invalid) || rep.SkippedDuplicate != int64(dup) || rep.Imported != int64(1000-invalid-dup) {
 		t.Errorf("report %+v", rep.ImportResult)
 	}
 }

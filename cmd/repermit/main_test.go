@@ -210,3 +210,64 @@ func TestLaunchStatusControlAndExports(t *testing.T) {
 		t.Errorf("suppressed export: exit %d\n%s", code, out)
 	}
 }
+
+// TestValidateCountsTheRowsLaunchWouldImport checks that validate reports
+// the same figures launch then imports, on a file with good, invalid,
+// duplicate and suppressed rows.
+func TestValidateCountsTheRowsLaunchWouldImport(t *testing.T) {
+	for _, tc := range []struct {
+		name                           string
+		good, invalid, dup, suppressed int
+	}{
+		{"good rows only", 3, 0, 0, 0},
+		{"every kind of row", 40, 2, 3, 1},
+		{"nothing launchable", 0, 1, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rows strings.Builder
+			rows.WriteString("email,name\n")
+			for i := 0; i < tc.good; i++ {
+				fmt.Fprintf(&rows, "v%d@example.com,V %d\n", i, i)
+			}
+			for i := 0; i < tc.invalid; i++ {
+				fmt.Fprintf(&rows, "not-an-address-%d,X\n", i)
+			}
+			for i := 0; i < tc.dup; i++ {
+				rows.WriteString("v0@example.com,Again\n")
+			}
+			var supp strings.Builder
+			supp.WriteString("email\n")
+			for i := 0; i < tc.suppressed; i++ {
+				fmt.Fprintf(&rows, "s%d@example.com,S\n", i)
+				fmt.Fprintf(&supp, "s%d@example.com\n", i)
+			}
+			dir := writeFiles(t, map[string]string{
+				"campaign.yaml":   fmt.Sprintf(campaignYAML, "counted") + "suppression: suppression.csv\n",
+				"recipients.csv":  rows.String(),
+				"suppression.csv": supp.String(),
+			})
+			path := filepath.Join(dir, "campaign.yaml")
+			r := redistest.New(t)
+			c := newCLI(t, r)
+			code, out, errOut := c.run("validate", path)
+			if code != 0 {
+				t.Fatalf("validate: exit %d: %s", code, errOut)
+			}
+			want := fmt.Sprintf("launchable: %d recipients, %d invalid, %d duplicate, %d suppressed rows skipped", tc.good, tc.invalid, tc.dup, tc.suppressed)
+			if !strings.Contains(out, want) {
+				t.Errorf("validate says %q, want %q", out, want)
+			}
+			code, out, errOut = c.run("launch", path, "--json")
+			if code != 0 {
+				t.Fatalf("launch: exit %d: %s", code, errOut)
+			}
+			var res repermit.ImportResult
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Imported != int64(tc.good) {
+				t.Errorf("launch imported %d, validate promised %d", res.Imported, tc.good)
+			}
+		})
+	}
+}
