@@ -220,43 +220,95 @@ func parseMs(s string) time.Time {
 	return time.UnixMilli(n)
 }
 
-// encodeData packs a recipient's personal data into one value, fields
-// separated by the ASCII unit separator, which is replaced where a field
-// holds one.
+// encodeData packs a recipient's personal data into one value: email,
+// name, locale, then key=value per extra column, separated by the ASCII
+// unit separator (0x1f). Any text round-trips: inside a field the record
+// separator (0x1e) escapes the unit separator ("\x1e_"), itself
+// ("\x1e\x1e") and, in a column name, '=' ("\x1e-"), so a column named
+// "utm=source" stays one column. Text without those characters is stored
+// as it is, so the value stays short (see the listpack note in DESIGN.md).
 func encodeData(email, name, locale string, extra map[string]string) string {
-	name = strings.ReplaceAll(name, "\x1f", " ")
 	var b strings.Builder
-	b.WriteString(email)
+	b.WriteString(escapeField(email, false))
 	if name == "" && locale == "" && len(extra) == 0 {
 		return b.String()
 	}
 	b.WriteByte(0x1f)
-	b.WriteString(name)
+	b.WriteString(escapeField(name, false))
 	b.WriteByte(0x1f)
-	b.WriteString(locale)
+	b.WriteString(escapeField(locale, false))
 	for k, v := range extra {
 		b.WriteByte(0x1f)
-		b.WriteString(strings.ReplaceAll(k, "\x1f", " "))
+		b.WriteString(escapeField(k, true))
 		b.WriteByte('=')
-		b.WriteString(strings.ReplaceAll(v, "\x1f", " "))
+		b.WriteString(escapeField(v, false))
+	}
+	return b.String()
+}
+
+// escapeField escapes the separators of encodeData in s; in a column name
+// (key) also '='.
+func escapeField(s string, key bool) string {
+	special := "\x1e\x1f"
+	if key {
+		special += "="
+	}
+	if !strings.ContainsAny(s, special) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == 0x1e:
+			b.WriteString("\x1e\x1e")
+		case c == 0x1f:
+			b.WriteString("\x1e_")
+		case c == '=' && key:
+			b.WriteString("\x1e-")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unescaped maps the byte after an escape to the byte it stands for.
+var unescaped = map[byte]byte{0x1e: 0x1e, '_': 0x1f, '-': '='}
+
+// unescapeField undoes escapeField.
+func unescapeField(s string) string {
+	if !strings.Contains(s, "\x1e") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == 0x1e && i+1 < len(s) {
+			if u, ok := unescaped[s[i+1]]; ok {
+				c = u
+				i++
+			}
+		}
+		b.WriteByte(c)
 	}
 	return b.String()
 }
 
 func decodeData(r *repermit.Recipient, v string) {
 	parts := strings.Split(v, "\x1f")
-	r.Email = parts[0]
+	r.Email = unescapeField(parts[0])
 	if len(parts) > 1 {
-		r.Name = parts[1]
+		r.Name = unescapeField(parts[1])
 	}
 	if len(parts) > 2 {
-		r.Locale = parts[2]
+		r.Locale = unescapeField(parts[2])
 	}
 	for _, kv := range parts[min(3, len(parts)):] {
+		// An escaped column name holds no '=': the first one ends it.
 		k, v, _ := strings.Cut(kv, "=")
 		if r.Extra == nil {
 			r.Extra = make(map[string]string)
 		}
-		r.Extra[k] = v
+		r.Extra[unescapeField(k)] = unescapeField(v)
 	}
 }

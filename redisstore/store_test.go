@@ -456,3 +456,53 @@ func TestConcurrentAnswersFromTwoProcessesKeepOneChain(t *testing.T) {
 	}
 	assertCounts(t, s1, "camp", map[repermit.State]int64{repermit.StateConfirmed: n})
 }
+
+// TestEveryColumnNameAndValueRoundTrips imports recipients whose extra
+// columns have names and values with the characters the packed encoding
+// uses ('=', the unit separator, its escape) and reads them back unchanged.
+func TestEveryColumnNameAndValueRoundTrips(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rname string
+		extra map[string]string
+	}{
+		{"plain", "Anna", map[string]string{"city": "Köln"}},
+		{"= in a column name", "Anna", map[string]string{"utm=source": "mail", "a==b": "=c="}},
+		{"= in a value", "Anna", map[string]string{"formula": "=1+1", "kv": "x=y=z"}},
+		{"unit separator", "An\x1fna", map[string]string{"a\x1fb": "c\x1fd"}},
+		{"the escape byte", "An\x1ena", map[string]string{"a\x1e": "\x1e", "\x1e=": "=\x1e\x1f"}},
+		{"empty name and value", "", map[string]string{"": "", "k": ""}},
+		{"no name, only extra", "", map[string]string{"only": "one"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newStore(t)
+			ctx := context.Background()
+			c := repermit.Campaign{ID: "cols", From: "news@acme.example", Subject: "s", StartAt: t0, Deadline: t0.Add(time.Hour)}
+			imp, err := s.BeginImport(ctx, c, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := imp.Add(ctx, "a@example.com", tc.rname, "de", tc.extra); err != nil {
+				t.Fatal(err)
+			}
+			if err := imp.Commit(ctx, repermit.ImportResult{Campaign: "cols", Imported: 1}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Recipient(ctx, "cols", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Email != "a@example.com" || r.Name != tc.rname || r.Locale != "de" {
+				t.Errorf("recipient = %q %q %q, want a@example.com %q de", r.Email, r.Name, r.Locale, tc.rname)
+			}
+			if len(r.Extra) != len(tc.extra) {
+				t.Errorf("extra = %q, want %q", r.Extra, tc.extra)
+			}
+			for k, v := range tc.extra {
+				if got, ok := r.Extra[k]; !ok || got != v {
+					t.Errorf("column %q = %q (present %v), want %q; all: %q", k, got, ok, v, r.Extra)
+				}
+			}
+		})
+	}
+}
