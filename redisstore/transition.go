@@ -33,6 +33,7 @@ const (
 	opClaim       op = "claim"   // p|s<k-1> -> q<k> (or an expired q<k> lease) ; campaign must be running
 	opSent        op = "sent"    // q<k> -> s<k>
 	opRelease     op = "release" // q<k>:<ms> -> q<k>:0 so a retry may claim at once
+	opRenew       op = "renew"   // q<k>:<ms>, ms > 0 -> q<k>:<new lease end>: the claimer is alive
 	opConfirm     op = "confirm" // p|q|s -> c
 	opDecline     op = "decline" // p|q|s|c -> d
 	opUnsubscribe op = "unsub"   // p|q|s|c -> u
@@ -51,7 +52,7 @@ const (
 // outbox set, KEYS[4] ledger stream, KEYS[5] timeline hash (changes per
 // state and minute, for rates and charts).
 // ARGV[1] op, ARGV[2] now (unix ms), ARGV[3] mail step k (claim, sent,
-// release), ARGV[4] lease end in unix ms (claim), ARGV[5] answer value
+// release, renew), ARGV[4] lease end in unix ms (claim, renew), ARGV[5] answer value
 // (topics, comma-separated), ARGV[6] ledger head the record was chained to,
 // ARGV[7] record hash, ARGV[8] record JSON, then pairs from ARGV[9]:
 // slot, suppression entry ("" for none).
@@ -120,6 +121,11 @@ local function advance(code)
     return nil, 'no'
   elseif op == 'release' then
     if l == 'q' and k == step then return 'q' .. step .. ':0' end
+    return nil, 'no'
+  elseif op == 'renew' then
+    if l == 'q' and k == step and tonumber(string.match(code, ':(%d+)$') or '0') > 0 then
+      return 'q' .. step .. ':' .. ARGV[4]
+    end
     return nil, 'no'
   elseif op == 'confirm' then
     if l == 'p' or l == 'q' or l == 's' then return 'c' end

@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -113,6 +115,15 @@ func (s *Store) MarkSentBatch(ctx context.Context, id string, idxs []int64, step
 	return s.batch(ctx, id, idxs, opSent, now, transitionArgs{step: step})
 }
 
+// RenewBatch extends the leases of claimed recipients of step to now+lease;
+// the claimer calls it while it is alive, so that its claims never run out
+// under a slow SMTP server, and a killed claimer's run out within one
+// lease. A recipient marked sent or released meanwhile is left alone (its
+// error wraps ErrNotAllowed).
+func (s *Store) RenewBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error) {
+	return s.batch(ctx, id, idxs, opRenew, now, transitionArgs{step: step, leaseUntil: now.Add(lease)})
+}
+
 // SetBeat records that the task chain name (e.g. "feed", "remind:1",
 // "expire") of a campaign ran at now; a sweep re-arms chains whose beat
 // grows old.
@@ -182,4 +193,72 @@ func (s *Store) DomainPenalties(ctx context.Context, domains []string) ([]time.D
 		}
 	}
 	return out, nil
+}
+
+// Unmailed returns the recipients below index limit, in buckets from to
+// to-1, that wait for mail step with no live claim: for the initial mail
+// (step 1) the pending ones and those whose claim ran out or was released;
+// for a reminder those whose claim of that step ran out or was released
+// (whom a reminder sweep passed by is not its to repeat). It also returns
+// the first bucket that still holds such a recipient or a live claim of
+// step; buckets before it can hold none later, so the next call may start
+// there. It only reads: whoever mails them claims first.
+func (s *Store) Unmailed(ctx context.Context, id string, from, to, limit int64, step int, now time.Time) ([]int64, int64, error) {
+	fields := make([]string, BucketSize)
+	for i := range fields {
+		fields[i] = "s" + strconv.Itoa(i)
+	}
+	nowMs := now.UnixMilli()
+	var out []int64
+	open := to
+	const perRound = 64
+	for lo := from; lo < to; lo += perRound {
+		hi := min(lo+perRound, to)
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, 0, hi-lo)
+		for b := lo; b < hi; b++ {
+			cmds = append(cmds, pipe.HMGet(ctx, s.bucketKey(id, b), fields...))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, 0, unavailable("unmailed "+id, err)
+		}
+		for j, cmd := range cmds {
+			b := lo + int64(j)
+			for slot, v := range cmd.Val() {
+				idx := b*BucketSize + int64(slot)
+				code, _ := v.(string)
+				if code == "" || idx >= limit {
+					continue
+				}
+				waiting, live := waitsFor(code, step, nowMs)
+				if waiting || live {
+					open = min(open, b)
+				}
+				if waiting {
+					out = append(out, idx)
+				}
+			}
+		}
+	}
+	return out, open, nil
+}
+
+// waitsFor reads a state code: whether it waits for mail step with no live
+// claim, and whether a live claim of step holds it.
+func waitsFor(code string, step int, nowMs int64) (waiting, live bool) {
+	if code == "p" {
+		return step == 1, false
+	}
+	if code[0] != 'q' {
+		return false, false
+	}
+	k, lease, _ := strings.Cut(code[1:], ":")
+	if n, _ := strconv.Atoi(k); n != step {
+		return false, false
+	}
+	until, _ := strconv.ParseInt(lease, 10, 64)
+	if until > nowMs {
+		return false, true
+	}
+	return true, false
 }

@@ -20,9 +20,8 @@ import (
 )
 
 // claimChunk is how many recipients are claimed in one script call, just
-// before they are mailed. Small chunks keep the lease short: it must cover
-// the chunk's SMTP transactions, and it is how long a crashed worker's
-// recipients wait before a retry may take them over.
+// before they are mailed. The claims are renewed while the chunk is sent
+// (keepClaims), so the lease need not cover the chunk's SMTP transactions.
 const claimChunk = 8
 
 // handleSend mails one step to the recipients of a send task: it reads
@@ -104,7 +103,7 @@ type sendBatch struct {
 
 func (b *sendBatch) run(ctx context.Context, todo []*repermit.Recipient) error {
 	s, id, step := b.s, b.p.Campaign, b.p.Step
-	lease := claimChunk*s.cfg.SMTPTimeout + 30*time.Second
+	lease := s.lease()
 	for len(todo) > 0 {
 		if s.stopped() || ctx.Err() != nil {
 			// Shutdown: the rest waits for the next worker.
@@ -119,7 +118,7 @@ func (b *sendBatch) run(ctx context.Context, todo []*repermit.Recipient) error {
 			return b.stop(ctx, slices.Concat(chunk, todo), nil)
 		}
 		if err != nil {
-			b.flush(ctx)
+			// asynq retries the whole task, which names everyone.
 			return fmt.Errorf("send %s: %w (%d recipients left to retry)", id, err, len(chunk)+len(todo))
 		}
 		claimed := chunk[:0:0]
@@ -132,37 +131,79 @@ func (b *sendBatch) run(ctx context.Context, todo []*repermit.Recipient) error {
 			}
 			// ErrNotAllowed: mailed already or answered meanwhile.
 		}
-		suppressed, err := s.store.IsSuppressed(ctx, hashes(claimed))
-		if err != nil {
-			b.release(ctx, claimed)
-			b.flush(ctx)
-			return fmt.Errorf("send %s: %w", id, err)
-		}
-		for i, r := range claimed {
-			if suppressed[i] {
-				if err := s.store.Suppress(ctx, r, s.cfg.Now()); err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
-					b.release(ctx, claimed[i:])
-					b.flush(ctx)
-					return err
-				}
-				s.cfg.Observer.Suppressed(id)
-				continue
-			}
-			if dom := domainOf(r.Email); b.slowed[dom] {
-				b.release(ctx, []*repermit.Recipient{r})
-				b.deferred = append(b.deferred, r.Index)
-				continue
-			}
-			if stop, err := b.sendOne(ctx, r); stop {
-				// r itself was released by sendOne.
-				b.release(ctx, claimed[i+1:])
-				return b.stop(ctx, slices.Concat(claimed[i:], todo), err)
-			}
+		if stop, err := b.sendChunk(ctx, claimed, todo); stop || err != nil {
+			return err
 		}
 	}
-	b.flush(ctx)
-	return nil
+	return b.flush(ctx)
 }
+
+// sendChunk mails the claimed recipients of one chunk, renewing their
+// claims meanwhile. It reports stop when the task ended early (err then
+// says how it ended).
+func (b *sendBatch) sendChunk(ctx context.Context, claimed, todo []*repermit.Recipient) (bool, error) {
+	s, id := b.s, b.p.Campaign
+	renewing := b.keepClaims(ctx, claimed)
+	defer renewing()
+	suppressed, err := s.store.IsSuppressed(ctx, hashes(claimed))
+	if err != nil {
+		b.release(ctx, claimed)
+		return true, fmt.Errorf("send %s: %w", id, err)
+	}
+	for i, r := range claimed {
+		if suppressed[i] {
+			if err := s.store.Suppress(ctx, r, s.cfg.Now()); err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
+				b.release(ctx, claimed[i:])
+				return true, err
+			}
+			s.cfg.Observer.Suppressed(id)
+			continue
+		}
+		if dom := domainOf(r.Email); b.slowed[dom] {
+			b.release(ctx, []*repermit.Recipient{r})
+			b.deferred = append(b.deferred, r.Index)
+			continue
+		}
+		if stop, err := b.sendOne(ctx, r); stop {
+			// r itself was released by sendOne.
+			b.release(ctx, claimed[i+1:])
+			return true, b.stop(ctx, slices.Concat(claimed[i:], todo), err)
+		}
+	}
+	return false, nil
+}
+
+// keepClaims renews the claims on rs every quarter ClaimLease until the
+// returned function is called. A renewal that fails is logged: the lease
+// still holds for the rest of its time, and the next renewal may succeed.
+func (b *sendBatch) keepClaims(ctx context.Context, rs []*repermit.Recipient) (stop func()) {
+	if len(rs) == 0 {
+		return func() {}
+	}
+	s, lease := b.s, b.s.lease()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	idxs := indexes(rs)
+	go func() {
+		defer close(done)
+		t := time.NewTicker(lease / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := s.store.RenewBatch(ctx, b.p.Campaign, idxs, b.p.Step, s.cfg.Now(), lease); err != nil && ctx.Err() == nil {
+				s.log.Warn("claims not renewed", "campaign", b.p.Campaign, "recipients", idxs, "err", err)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// lease is how long a claim holds without renewal.
+func (s *Server) lease() time.Duration { return s.cfg.ClaimLease }
 
 // sendOne mails one claimed recipient and records the outcome. It reports
 // stop when the whole campaign must stop (the message itself was refused).
@@ -282,24 +323,43 @@ func (b *sendBatch) release(ctx context.Context, rs []*repermit.Recipient) {
 	}
 }
 
-// stop ends the task early because the campaign stopped sending (err nil:
-// paused, cancelled or at the deadline) or must stop (err: the message was
-// refused and the campaign paused). Unmailed recipients go back to the queue
-// when the campaign may resume.
+// stop ends the task early because the campaign stopped sending (cause
+// nil: paused, cancelled or at the deadline) or must stop (cause: the
+// message was refused and the campaign paused). Whatever the task did not
+// finish goes back to the queue unless the campaign is cancelled, finished
+// or past its deadline: nobody is left behind a task that ended.
 func (b *sendBatch) stop(ctx context.Context, rest []*repermit.Recipient, cause error) error {
 	s := b.s
 	b.deferred = append(b.deferred, indexes(rest)...)
 	c, err := s.store.Campaign(ctx, b.p.Campaign)
-	if err != nil && repermit.ErrorCode(err) != repermit.ENOTFOUND {
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
 		// asynq retries the whole task; claims skip whoever was mailed.
 		return err
 	}
-	if err == nil && c.Status == repermit.StatusPaused && s.cfg.Now().Before(c.Deadline) {
-		all := append(append(b.retry, b.busy...), b.deferred...)
+	if c.Status == repermit.StatusCancelled || c.Status == repermit.StatusFinished || !s.cfg.Now().Before(c.Deadline) {
 		b.retry, b.busy, b.deferred = nil, nil, nil
-		if err := s.requeue(ctx, b.p, all, s.cfg.PauseRecheck); err != nil {
-			return err
+		if cause != nil {
+			return fmt.Errorf("send %s: %w: %w", b.p.Campaign, cause, asynq.SkipRetry)
 		}
+		return nil
+	}
+	if cause != nil && c.Status != repermit.StatusPaused {
+		// The pause could not be written (Redis failed). asynq retries the
+		// whole task: claims skip whoever was mailed, the refused message
+		// is tried once more and pauses the campaign then.
+		return fmt.Errorf("send %s: %w (the campaign could not be paused)", b.p.Campaign, cause)
+	}
+	delay := time.Duration(0) // running again already: a resume came in between
+	if c.Status == repermit.StatusPaused {
+		delay = s.cfg.PauseRecheck
+	}
+	all := slices.Concat(b.retry, b.busy, b.deferred)
+	b.retry, b.busy, b.deferred = nil, nil, nil
+	if err := s.requeue(ctx, b.p, all, delay); err != nil {
+		return fmt.Errorf("send %s: %w (%d recipients to retry)", b.p.Campaign, err, len(all))
 	}
 	if cause != nil {
 		// Archived, not retried: asynqmon shows why the campaign paused.
@@ -320,24 +380,30 @@ func (b *sendBatch) pause(ctx context.Context, reason string) error {
 }
 
 // flush puts the recipients this task could not finish back in the queue.
-func (b *sendBatch) flush(ctx context.Context) {
+// A recipient that keeps failing temporarily is tried again, at most
+// RetryMax apart, until the deadline ends the campaign; if it never got the
+// mail, the deadline keeps it as unreached. When a requeue fails, flush
+// returns the error, so that asynq retries the whole task rather than
+// leave anyone behind.
+func (b *sendBatch) flush(ctx context.Context) error {
 	s := b.s
+	var errs []error
 	if len(b.retry) > 0 {
 		p := b.p
 		p.Attempt++
-		if p.Attempt >= s.cfg.MaxAttempts {
-			s.log.Warn("giving up on recipients after repeated temporary failures; the deadline expires them",
+		if p.Attempt == s.cfg.MaxAttempts {
+			s.log.Warn("recipients keep failing temporarily; still retrying, at most RetryMax apart, until the deadline",
 				"campaign", p.Campaign, "recipients", b.retry, "attempts", p.Attempt)
-		} else if err := s.requeue(ctx, p, b.retry, s.backoff(p.Attempt)); err != nil {
-			s.log.Error("requeue after temporary failure", "campaign", p.Campaign, "err", err)
+		}
+		if err := s.requeue(ctx, p, b.retry, s.backoff(p.Attempt)); err != nil {
+			errs = append(errs, fmt.Errorf("requeue after temporary failure: %w", err))
 		}
 	}
 	if len(b.busy) > 0 {
 		// Another worker holds these, or held them and crashed: look again
 		// once its lease has run out.
-		lease := claimChunk*s.cfg.SMTPTimeout + 30*time.Second
-		if err := s.requeue(ctx, b.p, b.busy, lease); err != nil {
-			s.log.Error("requeue busy recipients", "campaign", b.p.Campaign, "err", err)
+		if err := s.requeue(ctx, b.p, b.busy, s.lease()); err != nil {
+			errs = append(errs, fmt.Errorf("requeue busy recipients: %w", err))
 		}
 	}
 	if len(b.deferred) > 0 {
@@ -346,10 +412,14 @@ func (b *sendBatch) flush(ctx context.Context) {
 			delay = 0
 		}
 		if err := s.requeue(ctx, b.p, b.deferred, delay); err != nil {
-			s.log.Error("requeue deferred recipients", "campaign", b.p.Campaign, "err", err)
+			errs = append(errs, fmt.Errorf("requeue deferred recipients: %w", err))
 		}
 	}
 	b.retry, b.busy, b.deferred = nil, nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("send %s: %w", b.p.Campaign, err)
+	}
+	return nil
 }
 
 // requeue enqueues a fresh send task for idxs after delay.

@@ -35,7 +35,8 @@ func (s *Server) sweepLoop(ctx context.Context) {
 // every unfinished campaign (a launch that crashed after its import, a task
 // deleted by hand) and chains whose heartbeat went stale (a worker killed
 // between a tick's cursor write and its successor's enqueue, or every
-// worker down for longer than StaleAfter). Scheduled tasks themselves wait
+// worker down for longer than StaleAfter), and recipients that no queued
+// task will mail any more (see reconcile). Scheduled tasks themselves wait
 // in Redis while no worker runs, and run when one starts.
 func (s *Server) handleSweep(ctx context.Context, _ *asynq.Task) error {
 	ids, err := s.store.Campaigns(ctx)
@@ -121,7 +122,7 @@ func (s *Server) repair(ctx context.Context, c *repermit.Campaign) error {
 			return err
 		}
 	}
-	return nil
+	return s.reconcile(ctx, c)
 }
 
 // stale reports whether chain name of campaign id has not ticked for

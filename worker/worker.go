@@ -61,10 +61,15 @@ type Config struct {
 	// PoolSize is the number of SMTP connections of a pool New builds;
 	// default 16.
 	PoolSize int
-	// SMTPTimeout bounds one SMTP transaction; it sizes recipient leases and
-	// the shutdown grace period. Default SMTP.Timeout, or
-	// mailer.DefaultTimeout.
+	// SMTPTimeout bounds one SMTP transaction; it sizes the shutdown grace
+	// period. Default SMTP.Timeout, or mailer.DefaultTimeout.
 	SMTPTimeout time.Duration
+	// ClaimLease is how long a claim on a recipient's mail holds without
+	// word from its worker. A live worker renews its claims every quarter
+	// lease, however slow the SMTP server; a killed worker's claims run out
+	// within one lease, and the sweep's reconcile re-feeds its recipients.
+	// Default 20s.
+	ClaimLease time.Duration
 
 	// Signer signs the confirm and unsubscribe links.
 	Signer *token.Signer
@@ -87,7 +92,9 @@ type Config struct {
 	// 1s would make pacing lumpy).
 	PollInterval time.Duration
 	// SweepInterval is how often some worker checks every campaign for
-	// missing tasks and stalled chains; default 30s.
+	// missing tasks, stalled chains and recipients no task will mail (see
+	// reconcile); default 15s. With asynq's 30 s task lease it bounds the
+	// take-over of a killed worker's recipients: 30 s + SweepInterval.
 	SweepInterval time.Duration
 	// StaleAfter is how long a chain may go without a tick before the sweep
 	// re-arms it; default max(10 TickIntervals, 30s).
@@ -100,8 +107,9 @@ type Config struct {
 	// jitter, up to RetryMax. Defaults 30s and 1h.
 	RetryBase time.Duration
 	RetryMax  time.Duration
-	// MaxAttempts is how often a recipient is tried before it is left to
-	// the deadline; default 12.
+	// MaxAttempts is how many temporary failures of a recipient pass before
+	// a warning is logged; it is still retried, RetryMax apart, until the
+	// deadline. Default 12.
 	MaxAttempts int
 	// DomainPenalty is how long mail to a domain is held back after its
 	// server answered 421, asked for less (4.7.x), or refused
@@ -154,7 +162,8 @@ func (cfg *Config) setDefaults() error {
 	setDefault(&cfg.BatchSize, 32)
 	setDefault(&cfg.TickInterval, time.Second)
 	setDefault(&cfg.PollInterval, 250*time.Millisecond)
-	setDefault(&cfg.SweepInterval, 30*time.Second)
+	setDefault(&cfg.SweepInterval, 15*time.Second)
+	setDefault(&cfg.ClaimLease, 20*time.Second)
 	setDefault(&cfg.StaleAfter, max(10*cfg.TickInterval, 30*time.Second))
 	setDefault(&cfg.PauseRecheck, 2*time.Second)
 	setDefault(&cfg.RetryBase, 30*time.Second)

@@ -1,0 +1,145 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+)
+
+// reconcile re-feeds whom the queue lost. A recipient behind a chain's
+// cursor (fed, or passed by a reminder sweep) that still waits for its mail
+// step with no live claim, and that no send task in the queue names, was
+// dropped: a send task deleted by hand, a queue lost with its Redis keys, a
+// killed worker's orphaned task. "Everyone is asked" thus rests on the
+// recipient states, not on the queue surviving. Re-feeding is harmless
+// even when the check races a task: claims decide who is mailed.
+//
+// Each chain keeps a reconcile cursor, the first bucket that still held a
+// waiting or claimed recipient; the buckets before it are done for that
+// step and are not read again.
+func (s *Server) reconcile(ctx context.Context, c *repermit.Campaign) error {
+	now := s.cfg.Now()
+	if c.Status != repermit.StatusRunning || !now.Before(c.Deadline) {
+		return nil
+	}
+	type chain struct {
+		step  int
+		limit int64 // recipients below this index are behind the cursor
+	}
+	fed, err := s.store.Cursor(ctx, c.ID, cursorFeed)
+	if err != nil {
+		return err
+	}
+	chains := []chain{{step: 1, limit: fed}}
+	for k := range c.Reminders {
+		if now.Before(c.ReminderAt(k + 1)) {
+			continue
+		}
+		swept, err := s.store.Cursor(ctx, c.ID, cursorRemind(k+1))
+		if err != nil {
+			return err
+		}
+		chains = append(chains, chain{step: k + 2, limit: swept * redisstore.BucketSize})
+	}
+	var queued map[int64]bool
+	for _, ch := range chains {
+		if ch.limit == 0 {
+			continue
+		}
+		name := "reconcile:" + strconv.Itoa(ch.step)
+		from, err := s.store.Cursor(ctx, c.ID, name)
+		if err != nil {
+			return err
+		}
+		waiting, open, err := s.store.Unmailed(ctx, c.ID, from, redisstore.Buckets(ch.limit), ch.limit, ch.step, now)
+		if err != nil {
+			return err
+		}
+		if open > from {
+			if _, err := s.store.AdvanceCursor(ctx, c.ID, name, from, open); err != nil {
+				return err
+			}
+		}
+		if len(waiting) == 0 {
+			continue
+		}
+		if queued == nil {
+			if queued, err = s.queuedSends(c.ID); err != nil {
+				return err
+			}
+		}
+		lost := slices.DeleteFunc(waiting, func(i int64) bool { return queued[sendKey(ch.step, i)] })
+		if len(lost) == 0 {
+			continue
+		}
+		s.log.Warn("re-feeding recipients no queued task names", "campaign", c.ID, "step", ch.step, "recipients", len(lost))
+		batch := s.batchSize(c)
+		for len(lost) > 0 {
+			// One bucket per task, as the feeder does.
+			n := 1
+			for n < len(lost) && n < batch && lost[n]/redisstore.BucketSize == lost[0]/redisstore.BucketSize {
+				n++
+			}
+			if err := s.sched.send(ctx, sendPayload{Campaign: c.ID, Step: ch.step, Indexes: lost[:n]}, 0, ""); err != nil {
+				return err
+			}
+			lost = lost[n:]
+		}
+	}
+	return nil
+}
+
+// sendKey names one recipient's mail step in the set queuedSends builds.
+func sendKey(step int, idx int64) int64 { return idx<<8 | int64(step&0xff) }
+
+// queuedSends returns the recipients and steps that a send task of
+// campaign id names, in any state asynq keeps a task that will still run:
+// pending, scheduled, retry, and active unless its worker is gone.
+func (s *Server) queuedSends(id string) (map[int64]bool, error) {
+	out := make(map[int64]bool)
+	add := func(ts []*asynq.TaskInfo) {
+		for _, t := range ts {
+			if t.Type != TypeSend || t.IsOrphaned {
+				continue
+			}
+			var p sendPayload
+			if json.Unmarshal(t.Payload, &p) != nil || p.Campaign != id {
+				continue
+			}
+			for _, i := range p.Indexes {
+				out[sendKey(p.Step, i)] = true
+			}
+		}
+	}
+	// Listed in the order tasks move (scheduled or retry, then pending,
+	// then active), so that a task moving on while they are listed is
+	// found in its next place.
+	lists := []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+		s.inspect.ListScheduledTasks, s.inspect.ListRetryTasks, s.inspect.ListPendingTasks, s.inspect.ListActiveTasks,
+	}
+	const pageSize = 1000
+	for _, list := range lists {
+		for page := 1; ; page++ {
+			ts, err := list(s.cfg.Queue, asynq.PageSize(pageSize), asynq.Page(page))
+			if errors.Is(err, asynq.ErrQueueNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("list queued tasks: %w", err)
+			}
+			add(ts)
+			if len(ts) < pageSize {
+				break
+			}
+		}
+	}
+	return out, nil
+}
