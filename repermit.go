@@ -5,7 +5,13 @@
 package repermit
 
 import (
+	"net/mail"
+	"strings"
+	"sync"
 	"time"
+
+	// Campaign time zones must load on machines without tzdata.
+	_ "time/tzdata"
 )
 
 // State is where a recipient stands in a campaign. Every imported recipient
@@ -93,10 +99,115 @@ type Campaign struct {
 	// UnsubscribeMailto adds a mailto: List-Unsubscribe target when set.
 	UnsubscribeMailto string `json:"unsubscribe_mailto,omitempty"`
 
+	// ListName is what the recipients would keep getting ("ACME News"),
+	// per locale; empty means the display name of From.
+	ListName Text `json:"list_name,omitempty"`
+	// Subjects is the initial mail's subject per locale; Subject holds the
+	// default locale's, for operators' views.
+	Subjects Text `json:"subjects,omitempty"`
+	// ReminderSubjects is the reminders' subject per locale; empty means
+	// "Reminder: " and the subject, in the recipient's language.
+	ReminderSubjects Text `json:"reminder_subjects,omitempty"`
+	// DefaultLocale is the language of recipients without a known locale;
+	// empty means "en".
+	DefaultLocale string `json:"default_locale,omitempty"`
+	// TimeZone is the IANA zone in which mails and pages write dates;
+	// empty means the deadline's own offset.
+	TimeZone string `json:"timezone,omitempty"`
+	// TopicText holds each topic's label and description by topic id.
+	TopicText map[string]TopicText `json:"topic_text,omitempty"`
+	// Controller is who is responsible for the data (GDPR Art. 13), shown
+	// in every mail and page.
+	Controller Controller `json:"controller"`
+
 	// Set by launch.
 	Seq       uint32         `json:"seq,omitempty"` // short numeric id carried inside tokens
 	Status    CampaignStatus `json:"status,omitempty"`
 	CreatedAt time.Time      `json:"created_at,omitempty"`
+}
+
+// Text is a wording of a campaign file per locale (lower-case BCP 47, as
+// the locale package writes them). The key "" holds a wording given as one
+// string, which serves every locale.
+type Text map[string]string
+
+// In returns the wording for the first of locales that has one, else the
+// one for every locale, else "".
+func (t Text) In(locales ...string) string {
+	for _, l := range locales {
+		if v, ok := t[l]; ok {
+			return v
+		}
+	}
+	return t[""]
+}
+
+// Covers reports whether In finds a wording for one of locales.
+func (t Text) Covers(locales ...string) bool {
+	if len(t) == 0 {
+		return true
+	}
+	if _, ok := t[""]; ok {
+		return true
+	}
+	for _, l := range locales {
+		if _, ok := t[l]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// TopicText is what a topic is called and brings, per locale.
+type TopicText struct {
+	Label       Text `json:"label,omitempty"`
+	Description Text `json:"description,omitempty"`
+}
+
+// Controller is the controller of the recipients' data in the sense of
+// GDPR Art. 4(7): who asks for consent and answers for it.
+type Controller struct {
+	Name       string `json:"name"`
+	Address    string `json:"address"`       // postal address
+	Contact    string `json:"contact"`       // e-mail address or https URL
+	PrivacyURL string `json:"privacy_url"`   // the privacy policy
+	DPO        string `json:"dpo,omitempty"` // data-protection officer, optional
+}
+
+// ContactURL returns Contact as a link: mailto: for an address.
+func (c Controller) ContactURL() string { return link(c.Contact) }
+
+// DPOURL returns DPO as a link, or "" if it is neither an address nor a URL.
+func (c Controller) DPOURL() string { return link(c.DPO) }
+
+func link(v string) string {
+	switch {
+	case v == "":
+		return ""
+	case strings.HasPrefix(v, "https://"), strings.HasPrefix(v, "http://"):
+		return v
+	}
+	if a, err := mail.ParseAddress(v); err == nil {
+		return "mailto:" + a.Address
+	}
+	return ""
+}
+
+var zones sync.Map // name -> *time.Location
+
+// Location returns the campaign's time zone: TimeZone, or the deadline's
+// own location when TimeZone is empty or unknown here.
+func (c *Campaign) Location() *time.Location {
+	if c.TimeZone != "" {
+		if l, ok := zones.Load(c.TimeZone); ok {
+			return l.(*time.Location)
+		}
+		if l, err := time.LoadLocation(c.TimeZone); err == nil {
+			zones.Store(c.TimeZone, l)
+			return l
+		}
+	}
+	return c.Deadline.Location()
 }
 
 // ReminderAt returns when reminder step k (1-based) is due.

@@ -181,6 +181,11 @@ subject: "Do you still want Bench News?"
 recipients: recipients.csv
 confirm_base_url: https://consent.bench.example.com
 deadline: %s
+controller:
+  name: Bench Ltd
+  address: "1 Bench Street, Benchtown"
+  contact: privacy@bench.example.com
+  privacy_url: https://bench.example.com/privacy
 `, id, deadline)
 	path := filepath.Join(dir, "campaign.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {

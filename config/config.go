@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/locale"
 	"github.com/repermit/repermit/recipients"
 )
 
@@ -33,6 +34,19 @@ type File struct {
 	Campaign        repermit.Campaign
 	RecipientsPath  string // absolute
 	SuppressionPath string // absolute, or "" if none
+	// Warnings are problems that do not stop a launch, such as a locale
+	// no language file exists for.
+	Warnings Problems
+	// texts names each per-locale wording by its key ("list_name",
+	// "topics.yoga.label") with the line it is on, for CheckLocales.
+	texts []namedText
+}
+
+type namedText struct {
+	key      string
+	line     int
+	text     repermit.Text
+	optional bool // a missing translation is a warning, not an error
 }
 
 // Limits of a campaign file.
@@ -48,9 +62,14 @@ var keys = []string{
 	"id", "from", "subject", "recipients", "suppression", "confirm_base_url",
 	"start_at", "deadline", "reminders", "rate", "topics", "templates",
 	"retention", "list_unsubscribe_mailto",
+	"list_name", "reminder_subject", "default_locale", "timezone", "controller",
 }
 
-var required = []string{"id", "from", "subject", "recipients", "confirm_base_url", "deadline"}
+var required = []string{"id", "from", "subject", "recipients", "confirm_base_url", "deadline", "controller"}
+
+var controllerKeys = []string{"name", "address", "contact", "privacy_url", "dpo"}
+
+var topicKeys = []string{"id", "label", "description"}
 
 var rateKeys = []string{"per_second", "per_domain_per_minute"}
 
@@ -65,6 +84,7 @@ func Load(path string, now time.Time) (*File, error) {
 		slices.SortStableFunc(l.problems, func(a, b Problem) int { return a.Line - b.Line })
 		return nil, l.problems
 	}
+	f.Warnings = l.warnings
 	return f, nil
 }
 
@@ -73,6 +93,12 @@ type loader struct {
 	file     string
 	dir      string // absolute directory of the file
 	problems Problems
+	warnings Problems
+	texts    []namedText
+}
+
+func (l *loader) warnf(line int, format string, args ...any) {
+	l.warnings = append(l.warnings, Problem{File: l.file, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (l *loader) addf(line int, format string, args ...any) {
@@ -169,12 +195,28 @@ func (l *loader) load(path string, now time.Time) *File {
 				c.From = strings.TrimSpace(v)
 			}
 		case "subject":
+			c.Subjects = l.text(k, n, true, false)
+		case "reminder_subject":
+			c.ReminderSubjects = l.text(k, n, true, false)
+		case "list_name":
+			c.ListName = l.text(k, n, true, false)
+		case "default_locale":
 			if v, ok := l.str(k, n); ok {
-				if strings.ContainsAny(v, "\r\n") {
-					l.addf(n.Line, "subject: must be one line")
+				loc := locale.Normalize(v)
+				if !locale.Default().Has(loc) {
+					l.addf(n.Line, "default_locale: %q is not a language repermit has (%s)", v, strings.Join(locale.Default().Locales(), ", "))
 				}
-				c.Subject = strings.TrimSpace(v)
+				c.DefaultLocale = loc
 			}
+		case "timezone":
+			if v, ok := l.str(k, n); ok {
+				if _, err := time.LoadLocation(strings.TrimSpace(v)); err != nil || strings.TrimSpace(v) == "Local" {
+					l.addf(n.Line, "timezone: %q is not an IANA time zone like Europe/Copenhagen", v)
+				}
+				c.TimeZone = strings.TrimSpace(v)
+			}
+		case "controller":
+			c.Controller = l.controller(n)
 		case "recipients":
 			f.RecipientsPath = l.path(k, n, false)
 		case "suppression":
@@ -202,7 +244,7 @@ func (l *loader) load(path string, now time.Time) *File {
 		case "rate":
 			c.Rate = l.rate(n)
 		case "topics":
-			c.Topics = l.topics(n)
+			c.Topics, c.TopicText = l.topics(n)
 		case "retention":
 			if v, ok := l.str(k, n); ok {
 				d, err := ParseDuration(v)
@@ -224,6 +266,20 @@ func (l *loader) load(path string, now time.Time) *File {
 			}
 		}
 	}
+	if c.DefaultLocale == "" {
+		c.DefaultLocale = locale.Fallback
+	}
+	c.Subject = c.Subjects.In(locale.Prefixes(c.DefaultLocale)...)
+	// Recipients whose locale has no language file get the default
+	// locale, so every wording must have it.
+	if locale.Default().Has(c.DefaultLocale) {
+		for _, t := range l.texts {
+			if !t.optional && !t.text.Covers(locale.Prefixes(c.DefaultLocale)...) {
+				l.addf(t.line, "%s: no wording for the default locale %s (default_locale)", t.key, c.DefaultLocale)
+			}
+		}
+	}
+	f.texts = l.texts
 	c.StartAt = startAt
 	// The deadline and the reminders are relative to the start; with a bad
 	// start_at only their own syntax is checked, as comparing them with a
@@ -525,36 +581,209 @@ func (l *loader) count(key string, n *yaml.Node) (int, bool) {
 	return c, true
 }
 
-func (l *loader) topics(n *yaml.Node) []string {
+// topics reads the topic list: plain ids ([yoga, events]) or mappings
+// with an id, a label and a description per locale, in any mix.
+func (l *loader) topics(n *yaml.Node) ([]string, map[string]repermit.TopicText) {
 	if n.Kind != yaml.SequenceNode {
 		if !isNull(n) {
 			l.addf(n.Line, "topics: must be a list like [yoga, events], not %s", kindName(n))
 		}
-		return nil
+		return nil, nil
 	}
 	if len(n.Content) > maxTopics {
 		l.addf(n.Line, "topics: %d topics, at most %d are allowed", len(n.Content), maxTopics)
 	}
 	var out []string
+	var texts map[string]repermit.TopicText
 	firstLine := make(map[string]int)
 	for _, item := range n.Content {
 		item = deref(item)
-		v, ok := l.str("topics", item)
+		idNode := item
+		var tt repermit.TopicText
+		if item.Kind == yaml.MappingNode {
+			seen := l.mapping(item, "topics[].", topicKeys)
+			var ok bool
+			if idNode, ok = seen["id"]; !ok {
+				l.addf(item.Line, "topics: a topic written as a mapping needs an id")
+				continue
+			}
+			id := idNode.Value
+			if v, ok := seen["label"]; ok {
+				tt.Label = l.text("topics."+id+".label", v, true, false)
+			}
+			if v, ok := seen["description"]; ok {
+				tt.Description = l.text("topics."+id+".description", v, false, true)
+			}
+		}
+		v, ok := l.str("topics", idNode)
 		if !ok {
 			continue
 		}
 		if !nameRE.MatchString(v) {
-			l.addf(item.Line, "topics: %q may only contain a-z, 0-9 and '-', 1 to 64 characters", v)
+			l.addf(idNode.Line, "topics: %q may only contain a-z, 0-9 and '-', 1 to 64 characters", v)
 			continue
 		}
 		if first, dup := firstLine[v]; dup {
-			l.addf(item.Line, "topics: %q is listed twice (first at line %d)", v, first)
+			l.addf(idNode.Line, "topics: %q is listed twice (first at line %d)", v, first)
 			continue
 		}
-		firstLine[v] = item.Line
+		firstLine[v] = idNode.Line
 		out = append(out, v)
+		if tt.Label != nil || tt.Description != nil {
+			if texts == nil {
+				texts = make(map[string]repermit.TopicText)
+			}
+			texts[v] = tt
+		}
 	}
-	return out
+	return out, texts
+}
+
+// text reads a wording given as one string or as a mapping of locale to
+// string ({en: …, de: …}). A locale no language file exists for is a
+// warning: its wording can never be shown. oneLine refuses line breaks
+// (subjects, names); optional wordings may lack a used locale.
+func (l *loader) text(key string, n *yaml.Node, oneLine, optional bool) repermit.Text {
+	check := func(line int, k, v string) bool {
+		if oneLine && strings.ContainsAny(strings.TrimSpace(v), "\r\n") {
+			l.addf(line, "%s: must be one line", k)
+			return false
+		}
+		return true
+	}
+	if n.Kind == yaml.ScalarNode {
+		v, ok := l.str(key, n)
+		if !ok || !check(n.Line, key, v) {
+			return nil
+		}
+		t := repermit.Text{"": strings.TrimSpace(v)}
+		l.texts = append(l.texts, namedText{key, n.Line, t, optional})
+		return t
+	}
+	if n.Kind != yaml.MappingNode {
+		l.addf(n.Line, "%s: must be a text or a mapping of locale to text like {en: …, de: …}, not %s", key, kindName(n))
+		return nil
+	}
+	t := make(repermit.Text)
+	firstLine := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := deref(n.Content[i]), deref(n.Content[i+1])
+		loc := locale.Normalize(kn.Value)
+		if kn.Kind != yaml.ScalarNode || loc == "" {
+			l.addf(kn.Line, "%s: %q is not a locale like en, de or de-AT", key, kn.Value)
+			continue
+		}
+		if first, dup := firstLine[loc]; dup {
+			l.addf(kn.Line, "%s: locale %s is there twice (first at line %d)", key, kn.Value, first)
+			continue
+		}
+		firstLine[loc] = kn.Line
+		if !locale.Default().Known(loc) {
+			l.warnf(kn.Line, "%s: no language file for locale %q (repermit speaks %s); this wording is never shown", key, kn.Value, strings.Join(locale.Default().Locales(), ", "))
+		}
+		v, ok := l.str(key+"."+kn.Value, vn)
+		if !ok || !check(vn.Line, key+"."+kn.Value, v) {
+			continue
+		}
+		t[loc] = strings.TrimSpace(v)
+	}
+	if len(t) == 0 {
+		if len(n.Content) == 0 {
+			l.addf(n.Line, "%s: must not be empty", key)
+		}
+		return nil
+	}
+	l.texts = append(l.texts, namedText{key, n.Line, t, optional})
+	return t
+}
+
+// controller reads the controller block (GDPR Art. 13): who is asking,
+// where to reach them and where their privacy policy is.
+func (l *loader) controller(n *yaml.Node) repermit.Controller {
+	var c repermit.Controller
+	if n.Kind != yaml.MappingNode {
+		l.addf(n.Line, "controller: must be a mapping (name, address, contact, privacy_url, optional dpo), not %s", kindName(n))
+		return c
+	}
+	seen := l.mapping(n, "controller.", controllerKeys)
+	for _, k := range []string{"name", "address", "contact", "privacy_url"} {
+		if _, ok := seen[k]; !ok {
+			l.addf(n.Line, "controller: missing %s (GDPR Art. 13: recipients must be told who asks, how to reach them and where the privacy policy is)", k)
+		}
+	}
+	oneLine := func(k string) string {
+		v, ok := l.str("controller."+k, seen[k])
+		if !ok {
+			return ""
+		}
+		v = strings.Join(strings.Fields(v), " ")
+		return v
+	}
+	if _, ok := seen["name"]; ok {
+		c.Name = oneLine("name")
+	}
+	if _, ok := seen["address"]; ok {
+		c.Address = oneLine("address")
+	}
+	for _, k := range []string{"contact", "dpo"} {
+		vn, ok := seen[k]
+		if !ok {
+			continue
+		}
+		v := oneLine(k)
+		if v != "" && !isMailOrURL(v) {
+			l.addf(vn.Line, "controller.%s: %q is neither an e-mail address nor an https URL", k, v)
+		}
+		if k == "contact" {
+			c.Contact = v
+		} else {
+			c.DPO = v
+		}
+	}
+	if vn, ok := seen["privacy_url"]; ok {
+		v := oneLine("privacy_url")
+		if u, err := url.Parse(v); v != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http")) {
+			l.addf(vn.Line, "controller.privacy_url: %q is not an absolute URL like https://acme.example/privacy", v)
+		}
+		c.PrivacyURL = v
+	}
+	return c
+}
+
+func isMailOrURL(v string) bool {
+	if u, err := url.Parse(v); err == nil && u.Host != "" && (u.Scheme == "https" || u.Scheme == "http") {
+		return true
+	}
+	_, err := mail.ParseAddress(v)
+	return err == nil
+}
+
+// CheckLocales reports, for each locale recipients will read, every
+// wording of the file that has none for it, at the wording's line:
+// a campaign must not launch to Danish readers with a German subject.
+// used maps each locale to its number of recipients. Missing optional
+// wordings (topic descriptions) are returned as warnings.
+func (f *File) CheckLocales(used map[string]int64) (errs, warns Problems) {
+	locs := make([]string, 0, len(used))
+	for l := range used {
+		locs = append(locs, l)
+	}
+	slices.Sort(locs)
+	for _, t := range f.texts {
+		for _, loc := range locs {
+			if t.text.Covers(locale.Prefixes(loc)...) {
+				continue
+			}
+			p := Problem{File: f.Path, Line: t.line, Msg: fmt.Sprintf("%s: no wording for %s, which %d recipients read", t.key, loc, used[loc])}
+			if t.optional {
+				p.Msg += "; they see none"
+				warns = append(warns, p)
+			} else {
+				errs = append(errs, p)
+			}
+		}
+	}
+	return errs, warns
 }
 
 // deref follows YAML aliases (*anchor) to the node they stand for.

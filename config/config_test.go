@@ -32,7 +32,7 @@ func TestLoadProblems(t *testing.T) {
 		{"missing-file.yaml", []want{{0, "cannot read campaign file: open: no such file or directory"}}},
 		{"list.yaml", []want{{1, "a campaign file is a mapping of keys"}}},
 		{"syntax.yaml", []want{{3, "YAML syntax: "}}},
-		{"two_docs.yaml", []want{{7, "a second YAML document"}}},
+		{"two_docs.yaml", []want{{12, "a second YAML document"}}},
 		{"duplicate.yaml", []want{{7, `duplicate key "subject" (first at line 3)`}}},
 		{"unknown_key.yaml", []want{
 			{1, `missing required key "subject"`},
@@ -142,6 +142,12 @@ func TestLoadGood(t *testing.T) {
 			TemplatesDir:      filepath.Join(dir, "tpl"),
 			Retention:         90 * day,
 			UnsubscribeMailto: "unsubscribe@acme.example",
+			Subjects:          repermit.Text{"": "Do you still want ACME News?"},
+			DefaultLocale:     "en",
+			Controller: repermit.Controller{
+				Name: "ACME Handels GmbH", Address: "Hauptstraße 1, 10115 Berlin, Germany",
+				Contact: "privacy@acme.example", PrivacyURL: "https://acme.example/privacy",
+			},
 		},
 		RecipientsPath:  filepath.Join(dir, "sub", "people.csv"),
 		SuppressionPath: filepath.Join(dir, "suppression.csv"),
@@ -151,6 +157,7 @@ func TestLoadGood(t *testing.T) {
 	}
 	// Times compared above with Equal; their locations may differ in form.
 	f.Campaign.StartAt, f.Campaign.Deadline = want.Campaign.StartAt, want.Campaign.Deadline
+	f.texts = nil
 	if !reflect.DeepEqual(f, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", f, want)
 	}

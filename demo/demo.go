@@ -35,6 +35,7 @@ import (
 	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/smtpsink"
 	"github.com/repermit/repermit/token"
+	"github.com/repermit/repermit/web"
 )
 
 // Config configures a demo run. Zero values give the README's demo.
@@ -200,12 +201,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-func checkTemplates(dir string) error {
-	t, err := mailer.LoadTemplates(dir)
+func checkTemplates(c *repermit.Campaign, locales []string) error {
+	t, err := mailer.LoadTemplates(c.TemplatesDir)
 	if err != nil {
 		return err
 	}
-	return t.Check()
+	if err := t.CheckCampaign(c, locales); err != nil {
+		return err
+	}
+	return web.CheckPages(c, locales)
 }
 
 // engine is everything the demo runs.

@@ -174,6 +174,11 @@ rate:
   per_domain_per_minute: {default: %d}
 topics: [%s]
 list_unsubscribe_mailto: unsubscribe@acme.example
+controller:
+  name: ACME Handels GmbH
+  address: "Hauptstraße 1, 10115 Berlin, Germany"
+  contact: privacy@acme.example
+  privacy_url: https://acme.example/privacy
 `, id, baseURL, tm.StartAt.Format(time.RFC3339Nano), seconds(tm.Deadline), seconds(tm.Reminder),
 			perSecond, perSecond*60, strings.Join(p.Topics, ", ")),
 	}

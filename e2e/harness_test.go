@@ -306,6 +306,7 @@ func (w *world) writeCampaign(s campaignSpec) string {
 		fmt.Fprintf(&y, "suppression: suppression.csv\n")
 	}
 	fmt.Fprintf(&y, "confirm_base_url: %s\n", w.baseURL())
+	fmt.Fprintf(&y, "controller: {name: ACME Handels GmbH, address: \"Hauptstraße 1, 10115 Berlin\", contact: privacy@acme.example, privacy_url: https://acme.example/privacy}\n")
 	fmt.Fprintf(&y, "deadline: %s\n", s.Deadline)
 	if len(s.Reminders) > 0 {
 		fmt.Fprintf(&y, "reminders: [%s]\n", strings.Join(s.Reminders, ", "))

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/config"
+	"github.com/repermit/repermit/locale"
 	"github.com/repermit/repermit/recipients"
 	"github.com/repermit/repermit/redisstore"
 )
@@ -25,8 +27,10 @@ type Scheduler interface {
 }
 
 // TemplateChecker refuses campaign templates that cannot be sent, such as
-// a text part without the confirm link. The mailer implements it.
-type TemplateChecker func(dir string) error
+// a text part without the confirm link or a page override that does not
+// render: it renders the mails and pages of campaign c once in each locale
+// its recipients read. The mailer and web packages implement it.
+type TemplateChecker func(c *repermit.Campaign, locales []string) error
 
 // Report is the outcome of validating or importing a recipients file.
 type Report struct {
@@ -35,6 +39,9 @@ type Report struct {
 	// MaxWarnings of them; Omitted counts the rest.
 	Warnings []string
 	Omitted  int
+	// Locales counts the recipients (not skipped) by the language their
+	// mail is written in.
+	Locales map[string]int64
 }
 
 // MaxWarnings bounds the warnings kept in a Report, so a million bad rows
@@ -74,23 +81,61 @@ func Validate(ctx context.Context, path string, opt Options) (*config.File, Repo
 	if err != nil {
 		return nil, Report{}, err
 	}
-	if opt.CheckTemplates != nil {
-		if err := opt.CheckTemplates(f.Campaign.TemplatesDir); err != nil {
-			return nil, Report{}, err
-		}
-	}
 	supp, err := loadSuppression(f)
 	if err != nil {
 		return nil, Report{}, err
 	}
-	rep := Report{ImportResult: repermit.ImportResult{Campaign: f.Campaign.ID}}
-	// Validate does not touch Redis: a row counts as launchable here even if
-	// its address is on the global suppression list, which launch checks.
-	err = scan(ctx, f, supp, opt.Progress, &rep, func(recipients.Row, [32]byte) error {
+	rep := Report{ImportResult: repermit.ImportResult{Campaign: f.Campaign.ID}, Locales: make(map[string]int64)}
+	for _, w := range f.Warnings {
+		rep.warn("%s", w)
+	}
+	// Each distinct CSV locale is resolved once: a million rows share a
+	// handful of them.
+	cat := locale.Default()
+	def := f.Campaign.DefaultLocale
+	resolved := make(map[string]string)
+	err = scan(ctx, f, supp, opt.Progress, &rep, func(row recipients.Row, _ [32]byte) error {
+		loc, ok := resolved[row.Locale]
+		if !ok {
+			loc = cat.Resolve(row.Locale, def)
+			if len(resolved) < 10000 {
+				resolved[row.Locale] = loc
+			}
+			if row.Locale != "" && !cat.Known(row.Locale) {
+				rep.warn("%s:%d: no language file for locale %q; this recipient and any other with it read %s (default_locale)", f.RecipientsPath, row.Line, row.Locale, loc)
+			}
+		}
+		rep.Locales[loc]++
+		// Validate does not touch Redis: a row counts as launchable here
+		// even if its address is on the global suppression list, which
+		// launch checks.
 		rep.Imported++
 		return nil
 	})
-	return f, rep, err
+	if err != nil {
+		return f, rep, err
+	}
+	errs, warns := f.CheckLocales(rep.Locales)
+	for _, w := range warns {
+		rep.warn("%s", w)
+	}
+	if len(errs) > 0 {
+		return nil, rep, errs
+	}
+	if opt.CheckTemplates != nil {
+		locs := make([]string, 0, len(rep.Locales)+1)
+		for l := range rep.Locales {
+			locs = append(locs, l)
+		}
+		if len(locs) == 0 {
+			locs = append(locs, def)
+		}
+		slices.Sort(locs)
+		if err := opt.CheckTemplates(&f.Campaign, locs); err != nil {
+			return nil, rep, err
+		}
+	}
+	return f, rep, nil
 }
 
 func loadSuppression(f *config.File) (map[string]struct{}, error) {

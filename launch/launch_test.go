@@ -31,6 +31,11 @@ subject: "Do you still want ACME News?"
 recipients: recipients.csv
 confirm_base_url: https://consent.acme.example
 deadline: 30d
+controller:
+  name: ACME Handels GmbH
+  address: "Hauptstraße 1, 10115 Berlin, Germany"
+  contact: privacy@acme.example
+  privacy_url: https://acme.example/privacy
 %s`, id, yamlExtra)
 	path := filepath.Join(dir, "campaign.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
@@ -136,7 +141,7 @@ func TestBrokenCampaignFileReportsEveryLineAndTouchesNothing(t *testing.T) {
 		t.Fatalf("err = %v, want EINVALID", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"campaign.yaml:7:", "campaign.yaml:8:", "campaign.yaml:10:"} {
+	for _, want := range []string{"campaign.yaml:12:", "campaign.yaml:13:", "campaign.yaml:15:"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("errors lack %q:\n%s", want, msg)
 		}

@@ -23,6 +23,16 @@ func testCampaign() *repermit.Campaign {
 		StartAt:           time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC),
 		Deadline:          time.Date(2026, 12, 31, 9, 0, 0, 0, time.UTC),
 		UnsubscribeMailto: "unsubscribe@acme.example",
+		Subjects: repermit.Text{
+			"en": "Do you still want ACME News?",
+			"de": "Möchten Sie ACME-Nachrichten weiter erhalten?",
+			"da": "Vil du fortsat modtage ACME Nyheder?",
+		},
+		ListName: repermit.Text{"en": "ACME News", "de": "ACME-Nachrichten", "da": "ACME Nyheder"},
+		Controller: repermit.Controller{
+			Name: "ACME Handels GmbH", Address: "Hauptstraße 1, 10115 Berlin, Germany",
+			Contact: "privacy@acme.example", PrivacyURL: "https://acme.example/privacy",
+		},
 	}
 }
 

@@ -18,7 +18,7 @@ func TestMailHasTextAndHTMLWithTheConfirmLinks(t *testing.T) {
 		if !ok {
 			t.Fatalf("no %s part; parts: %v", ct, keys(got.parts))
 		}
-		for _, want := range []string{d.ConfirmYesURL, d.ConfirmNoURL, "December 31, 2026 at 09:00 (UTC", "ACME News"} {
+		for _, want := range []string{d.ConfirmYesURL, d.ConfirmNoURL, "31 December 2026 at 09:00 (UTC)", "ACME News", d.UnsubscribeURL} {
 			if !strings.Contains(body, want) {
 				t.Errorf("%s part lacks %q:\n%s", ct, want, body)
 			}

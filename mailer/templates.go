@@ -2,6 +2,7 @@ package mailer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
@@ -13,14 +14,12 @@ import (
 	"strings"
 	texttemplate "text/template"
 	"time"
+	"unicode/utf8"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/locale"
 	"github.com/repermit/repermit/templates"
 )
-
-// DefaultLocale is the last fallback of every recipient locale; the embedded
-// templates always provide it.
-const DefaultLocale = "en"
 
 // Kind is which mail of a campaign a recipient gets: the initial ask or a
 // numbered reminder.
@@ -55,9 +54,15 @@ func (k Kind) template() string {
 type Data struct {
 	Campaign  *repermit.Campaign
 	Recipient *repermit.Recipient
+	// Lang is the locale the mail is written in, for <html lang>; set while
+	// rendering.
+	Lang string
 	// Sender is the display name of Campaign.From, or its address if it has
 	// none.
 	Sender string
+	// ListName is what the recipient would keep getting, in their language;
+	// set while rendering.
+	ListName string
 	// ConfirmURL leads to the landing page; ConfirmYesURL and ConfirmNoURL
 	// preselect an answer there. None of them changes anything on GET.
 	ConfirmURL    string
@@ -68,10 +73,35 @@ type Data struct {
 	Subject string
 	// UnsubscribeURL is the List-Unsubscribe target.
 	UnsubscribeURL string
-	// Deadline is the moment answers stop counting, in the deadline's time
-	// zone, written for the recipient's locale.
+	// Deadline is the moment answers stop counting, in the campaign's time
+	// zone, written for the recipient's locale; set while rendering.
 	Deadline string
-	Topics   []string
+	// Topics are the campaign's topic labels in the recipient's language
+	// (the ids where the campaign gives none); TopicDetails adds what each
+	// brings. Both are set while rendering.
+	Topics       []string
+	TopicDetails []locale.Topic
+	// Controller is who is responsible for the recipient's data.
+	Controller repermit.Controller
+
+	words *locale.Words
+}
+
+// T returns the message key of the mail's language with the campaign's
+// values and the name/value pairs of args filled in; see locale.Words.T.
+func (d Data) T(key string, args ...any) (string, error) {
+	if d.words == nil {
+		return "", fmt.Errorf("message %q: no language chosen", key)
+	}
+	return d.words.T(key, args...)
+}
+
+// Time writes a moment in the mail's language and the campaign's time zone.
+func (d Data) Time(t time.Time) string {
+	if d.words == nil {
+		return t.Format(time.RFC3339)
+	}
+	return d.words.Time(t)
 }
 
 // NewData fills Data for one recipient from the links the caller signed.
@@ -88,8 +118,20 @@ func NewData(c *repermit.Campaign, r *repermit.Recipient, confirmURL, unsubscrib
 		ConfirmYesURL:  confirmURL + sep + "answer=yes",
 		ConfirmNoURL:   confirmURL + sep + "answer=no",
 		UnsubscribeURL: unsubscribeURL,
-		Deadline:       formatDeadline(c.Deadline, r.Locale),
-		Topics:         c.Topics,
+		Controller:     c.Controller,
+	}
+}
+
+// localize fills the fields of d that depend on the language.
+func (d *Data) localize(w *locale.Words) {
+	d.words = w
+	d.Lang = w.Locale
+	d.ListName = w.Var("list")
+	d.Deadline = w.Var("deadline")
+	d.TopicDetails = w.Topics()
+	d.Topics = make([]string, len(d.TopicDetails))
+	for i, t := range d.TopicDetails {
+		d.Topics[i] = t.Label
 	}
 }
 
@@ -104,56 +146,21 @@ func senderName(from string) string {
 	return a.Address
 }
 
-// formatDeadline writes the exact moment the deadline falls on, with its
-// UTC offset. A date alone would either promise more time than there is
-// (the deadline's day, which ends after the deadline) or, for a deadline
-// less than a day after the mail, name a day that has passed. Languages
-// without a known format get ISO 8601 rather than English words in a
-// foreign text.
-func formatDeadline(deadline time.Time, locale string) string {
-	if deadline.IsZero() {
-		return ""
-	}
-	offset := "UTC" + deadline.Format("-07:00")
-	lang, _, _ := strings.Cut(localeChain(locale)[0], "-")
-	switch lang {
-	case "en":
-		return deadline.Format("January 2, 2006 at 15:04") + " (" + offset + ")"
-	case "de":
-		months := [...]string{"Januar", "Februar", "März", "April", "Mai", "Juni",
-			"Juli", "August", "September", "Oktober", "November", "Dezember"}
-		return fmt.Sprintf("%d. %s %d um %s Uhr (%s)", deadline.Day(), months[deadline.Month()-1], deadline.Year(), deadline.Format("15:04"), offset)
-	}
-	return deadline.Format("2006-01-02 15:04") + " (" + offset + ")"
-}
+// templateName matches KIND.txt|html (the language-neutral form, which
+// takes its words from the language files) and KIND.LOCALE.txt|html (one
+// language, written out).
+var templateName = regexp.MustCompile(`^(initial|reminder)(?:\.([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*))?\.(txt|html)$`)
 
-// localeChain returns the locales to try for a recipient, most specific
-// first: "de-AT" gives de-at, de, en.
-func localeChain(locale string) []string {
-	l := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(locale), "_", "-"))
-	var chain []string
-	for l != "" {
-		chain = append(chain, l)
-		i := strings.LastIndexByte(l, '-')
-		if i < 0 {
-			break
-		}
-		l = l[:i]
-	}
-	if !slices.Contains(chain, DefaultLocale) {
-		chain = append(chain, DefaultLocale)
-	}
-	return chain
-}
-
-// templateName matches KIND.LOCALE.EXT.
-var templateName = regexp.MustCompile(`^(initial|reminder)\.([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)\.(txt|html)$`)
+// partialName matches the pieces the default templates share ({{template
+// "ask" .}}); overrides may use them too.
+var partialName = regexp.MustCompile(`^[a-z]+\.(txt|html)$`)
 
 // Templates holds the parsed mail templates of one campaign. It is safe for
 // concurrent use.
 type Templates struct {
-	text map[string]*texttemplate.Template // key "initial.de"
+	text map[string]*texttemplate.Template // key "initial" (any language) or "initial.de"
 	html map[string]*htmltemplate.Template
+	cat  *locale.Catalog
 }
 
 func templateFuncs() map[string]any {
@@ -163,11 +170,15 @@ func templateFuncs() map[string]any {
 // LoadTemplates parses the embedded default templates, overridden file by
 // file by those in dir; dir "" means the defaults alone. Other files in dir
 // are ignored, except *.txt and *.html whose names do not follow
-// KIND.LOCALE.txt|html, which are refused so that a misspelt file does not go
-// unnoticed.
+// KIND.txt|html or KIND.LOCALE.txt|html, which are refused so that a
+// misspelt file does not go unnoticed.
 func LoadTemplates(dir string) (*Templates, error) {
-	sources := make(map[string]string) // file name -> display path
-	contents := make(map[string][]byte)
+	type source struct {
+		name string // display path, part of every error message
+		b    []byte
+	}
+	sources := make(map[string]source) // file name -> source
+	partials := make(map[string][]source)
 	defaults := templates.Mail()
 	entries, err := fs.ReadDir(defaults, ".")
 	if err != nil {
@@ -178,8 +189,12 @@ func LoadTemplates(dir string) (*Templates, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read default mail template %s: %w", e.Name(), err)
 		}
-		sources[e.Name()] = "default " + e.Name()
-		contents[e.Name()] = b
+		src := source{"default mail/" + e.Name(), b}
+		if templateName.MatchString(e.Name()) {
+			sources[e.Name()] = src
+		} else if m := partialName.FindStringSubmatch(e.Name()); m != nil {
+			partials[m[1]] = append(partials[m[1]], src)
+		}
 	}
 	if dir != "" {
 		entries, err := os.ReadDir(dir)
@@ -195,84 +210,130 @@ func LoadTemplates(dir string) (*Templates, error) {
 			path := filepath.Join(dir, name)
 			if !templateName.MatchString(name) {
 				return nil, repermit.Errorf(repermit.EINVALID,
-					"%s: unexpected template name; want KIND.LOCALE%s with KIND initial or reminder", path, ext)
+					"%s: unexpected template name; want KIND.LOCALE%s or KIND%s with KIND initial or reminder", path, ext, ext)
 			}
 			b, err := os.ReadFile(path)
 			if err != nil {
 				return nil, repermit.Errorf(repermit.EINVALID, "templates: %v", err)
 			}
-			sources[name] = path
-			contents[name] = b
+			sources[name] = source{path, b}
 		}
 	}
 
 	t := &Templates{
 		text: make(map[string]*texttemplate.Template),
 		html: make(map[string]*htmltemplate.Template),
+		cat:  locale.Default(),
 	}
-	for name, b := range contents {
+	for name, src := range sources {
 		m := templateName.FindStringSubmatch(name)
-		if m == nil {
-			continue
+		key := m[1]
+		if m[2] != "" {
+			key += "." + locale.Normalize(m[2])
 		}
-		key := m[1] + "." + localeChain(m[2])[0]
 		// The template is named after its path so that parse and execution
 		// errors point at the file a user has to fix.
-		src := sources[name]
 		switch m[3] {
 		case "txt":
-			tt, err := texttemplate.New(src).Funcs(templateFuncs()).Option("missingkey=zero").Parse(string(b))
+			tt, err := texttemplate.New(src.name).Funcs(templateFuncs()).Option("missingkey=zero").Parse(string(src.b))
 			if err != nil {
-				return nil, repermit.Errorf(repermit.EINVALID, "%v", err)
+				return nil, templateError(err)
+			}
+			for _, p := range partials["txt"] {
+				if tt.Lookup(p.name) == nil {
+					if _, err := tt.New(p.name).Parse(string(p.b)); err != nil {
+						return nil, templateError(err)
+					}
+				}
 			}
 			t.text[key] = tt
 		case "html":
-			ht, err := htmltemplate.New(src).Funcs(templateFuncs()).Option("missingkey=zero").Parse(string(b))
+			ht, err := htmltemplate.New(src.name).Funcs(templateFuncs()).Option("missingkey=zero").Parse(string(src.b))
 			if err != nil {
-				return nil, repermit.Errorf(repermit.EINVALID, "%v", err)
+				return nil, templateError(err)
+			}
+			for _, p := range partials["html"] {
+				if _, err := ht.New(p.name).Parse(string(p.b)); err != nil {
+					return nil, templateError(err)
+				}
 			}
 			t.html[key] = ht
 		}
 	}
 	for _, kind := range []string{"initial", "reminder"} {
-		if t.text[kind+"."+DefaultLocale] == nil {
-			return nil, fmt.Errorf("load templates: no %s.%s.txt among the defaults", kind, DefaultLocale)
+		if t.text[kind] == nil {
+			return nil, fmt.Errorf("load templates: no %s.txt among the defaults", kind)
 		}
 	}
 	return t, nil
 }
 
-// Check renders every template with sample data and fails, naming the file,
-// if an HTML template has no text part beside it, a template does not render,
-// or its output lacks the confirm link.
+// templateErrorRE matches the position text/template and html/template
+// put in their errors: "template: NAME:LINE:COL: message" or "template:
+// NAME:LINE: message".
+var templateErrorRE = regexp.MustCompile(`^(?:html/)?template: (.+?):(\d+):(?:\d+:)? (.*)$`)
+
+// templateError rewrites a template error as "FILE:LINE: message", the
+// form editors jump to, with the EINVALID code of bad input.
+func templateError(err error) error {
+	msg := err.Error()
+	if m := templateErrorRE.FindStringSubmatch(msg); m != nil {
+		msg = m[1] + ":" + m[2] + ": " + m[3]
+	}
+	return repermit.Errorf(repermit.EINVALID, "%s", msg)
+}
+
+// Check renders every template with sample data in every language the
+// catalog and the overrides have, and fails, naming the file, if an HTML
+// template has no text part beside it, a template does not render, or its
+// output lacks the confirm link.
 func (t *Templates) Check() error {
+	c := sampleCampaign()
+	locales := t.cat.Locales()
+	for key := range t.text {
+		if _, loc, ok := strings.Cut(key, "."); ok && !slices.Contains(locales, loc) {
+			locales = append(locales, loc)
+		}
+	}
+	slices.Sort(locales)
+	return t.CheckCampaign(c, locales)
+}
+
+// CheckCampaign renders the initial mail and a reminder of campaign c for
+// a sample recipient of each locale, as validate does before a launch.
+func (t *Templates) CheckCampaign(c *repermit.Campaign, locales []string) error {
 	for _, key := range sortedKeys(t.html) {
 		if t.text[key] == nil {
 			return repermit.Errorf(repermit.EINVALID, "%s: no text part; add %s.txt", t.html[key].Name(), key)
 		}
 	}
-	for _, key := range sortedKeys(t.text) {
-		kind, locale, _ := strings.Cut(key, ".")
-		d := sampleData(locale)
-		k := Initial
-		if kind == "reminder" {
-			k = Reminder(1)
-		}
-		parts, err := t.render(d, k)
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(parts.text, d.ConfirmURL) {
-			return repermit.Errorf(repermit.EINVALID, "%s: no confirm link; use {{.ConfirmYesURL}} or {{.ConfirmURL}}", t.text[key].Name())
-		}
-		if ht := t.html[key]; ht != nil && !strings.Contains(parts.html, d.ConfirmURL) {
-			return repermit.Errorf(repermit.EINVALID, "%s: no confirm link; use {{.ConfirmYesURL}} or {{.ConfirmURL}}", ht.Name())
-		}
-		if strings.TrimSpace(parts.subject) == "" {
-			return repermit.Errorf(repermit.EINVALID, "%s: the subject renders empty", t.text[key].Name())
+	for _, loc := range locales {
+		for _, k := range []Kind{Initial, Reminder(1)} {
+			d := sampleData(c, loc)
+			parts, err := t.render(d, k)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(parts.text, d.ConfirmURL) {
+				return repermit.Errorf(repermit.EINVALID, "%s: no confirm link; use {{.ConfirmYesURL}} or {{.ConfirmURL}}", parts.textName)
+			}
+			if parts.html != "" && !strings.Contains(parts.html, d.ConfirmURL) {
+				return repermit.Errorf(repermit.EINVALID, "%s: no confirm link; use {{.ConfirmYesURL}} or {{.ConfirmURL}}", parts.htmlName)
+			}
+			if strings.TrimSpace(parts.subject) == "" {
+				return repermit.Errorf(repermit.EINVALID, "%s: the subject renders empty", parts.textName)
+			}
 		}
 	}
 	return nil
+}
+
+// Render renders the mail of the given kind as the recipient would get
+// it, for previews: subject, text part and HTML part ("" if none), and the
+// locale it is written in.
+func (t *Templates) Render(d Data, kind Kind) (subject, text, html, lang string, err error) {
+	r, err := t.render(d, kind)
+	return r.subject, r.text, r.html, r.locale, err
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -284,60 +345,93 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func sampleData(locale string) Data {
-	c := &repermit.Campaign{
+func sampleCampaign() *repermit.Campaign {
+	return &repermit.Campaign{
 		ID:             "sample",
 		From:           "Sample Sender <news@sample.invalid>",
 		Subject:        "Do you still want our mail?",
 		ConfirmBaseURL: "https://consent.sample.invalid",
 		Deadline:       time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
 		Topics:         []string{"news", "events"},
+		Controller: repermit.Controller{
+			Name: "Sample Ltd", Address: "1 Sample Street, Sampleton", Contact: "privacy@sample.invalid",
+			PrivacyURL: "https://sample.invalid/privacy", DPO: "dpo@sample.invalid",
+		},
 	}
+}
+
+// SampleData returns the data of a made-up recipient of campaign c in
+// locale loc, with links to token SAMPLETOKEN: what validate and preview
+// render.
+func SampleData(c *repermit.Campaign, loc string) Data { return sampleData(c, loc) }
+
+func sampleData(c *repermit.Campaign, loc string) Data {
 	r := &repermit.Recipient{
-		Campaign: c.ID, Email: "someone@sample.invalid", Name: "Sam Sample", Locale: locale,
+		Campaign: c.ID, Email: "someone@sample.invalid", Name: "Sam Sample", Locale: loc,
 		Extra: map[string]string{},
 	}
-	return NewData(c, r, c.ConfirmBaseURL+"/c/SAMPLETOKEN", c.ConfirmBaseURL+"/u/SAMPLETOKEN")
+	base := c.ConfirmBaseURL
+	if base == "" {
+		base = "https://consent.sample.invalid"
+	}
+	return NewData(c, r, base+"/c/SAMPLETOKEN", base+"/u/SAMPLETOKEN")
 }
 
 // rendered is a mail's text before it becomes MIME.
 type rendered struct {
-	subject string
-	text    string
-	html    string // empty when the locale has no HTML template
-	locale  string
+	subject  string
+	text     string
+	html     string // empty when the locale has no HTML template
+	locale   string
+	textName string // the files rendered, for messages
+	htmlName string
 }
 
-// render picks the most specific locale that has a text template for the
-// kind and renders subject, text and, if present, HTML from that locale, so
-// that the parts of one mail never mix languages.
-func (t *Templates) render(d Data, kind Kind) (rendered, error) {
-	locale := ""
+// pick returns the template key and the locale to write in: for each
+// locale of the recipient's chain (de-AT, de, the campaign's default, en),
+// a campaign's template written out in that locale, else the
+// language-neutral template if the catalog has the language. The text and
+// HTML parts of one mail come from the same locale, so that they never
+// mix languages.
+func (t *Templates) pick(d Data, kind Kind) (key, loc string) {
+	recipient, def := "", ""
 	if d.Recipient != nil {
-		locale = d.Recipient.Locale
+		recipient = d.Recipient.Locale
 	}
-	var out rendered
-	var tt *texttemplate.Template
-	for _, l := range localeChain(locale) {
-		if tt = t.text[kind.template()+"."+l]; tt != nil {
-			out.locale = l
-			break
+	if d.Campaign != nil {
+		def = d.Campaign.DefaultLocale
+	}
+	for _, l := range locale.Chain(recipient, def) {
+		if t.text[kind.template()+"."+l] != nil {
+			return kind.template() + "." + l, l
+		}
+		if t.cat.Has(l) {
+			return kind.template(), l
 		}
 	}
-	if tt == nil {
-		return out, fmt.Errorf("render %s: no template", kind)
+	return kind.template(), locale.Fallback
+}
+
+// render renders subject, text and, if present, HTML in the locale pick
+// chooses.
+func (t *Templates) render(d Data, kind Kind) (rendered, error) {
+	var out rendered
+	if d.Campaign == nil {
+		return out, errors.New("render: no campaign")
 	}
+	key, loc := t.pick(d, kind)
+	out.locale = loc
+	d.localize(t.cat.Words(d.Campaign, loc))
+	tt := t.text[key]
+	out.textName = tt.Name()
 	var buf bytes.Buffer
 	if st := tt.Lookup("subject"); st != nil {
 		if err := st.Execute(&buf, d); err != nil {
-			return out, repermit.Errorf(repermit.EINVALID, "%v", err)
+			return out, templateError(err)
 		}
 		out.subject = buf.String()
-	} else if d.Campaign != nil {
-		out.subject = d.Campaign.Subject
-		if kind > Initial {
-			out.subject = "Reminder: " + out.subject
-		}
+	} else {
+		out.subject = d.words.Subject(kind > Initial)
 	}
 	// A subject from a template may span lines; a header may not.
 	out.subject = strings.Join(strings.Fields(out.subject), " ")
@@ -345,16 +439,65 @@ func (t *Templates) render(d Data, kind Kind) (rendered, error) {
 
 	buf.Reset()
 	if err := tt.Execute(&buf, d); err != nil {
-		return out, repermit.Errorf(repermit.EINVALID, "%v", err)
+		return out, templateError(err)
 	}
-	out.text = buf.String()
+	out.text = Wrap(buf.String(), wrapWidth)
 
-	if ht := t.html[kind.template()+"."+out.locale]; ht != nil {
+	ht := t.html[key]
+	if ht == nil && key != kind.template() && t.cat.Has(loc) {
+		// A campaign's text part for a language we speak keeps our HTML.
+		ht = t.html[kind.template()]
+	}
+	if ht != nil {
+		out.htmlName = ht.Name()
 		buf.Reset()
 		if err := ht.Execute(&buf, d); err != nil {
-			return out, repermit.Errorf(repermit.EINVALID, "%v", err)
+			return out, templateError(err)
 		}
 		out.html = buf.String()
 	}
 	return out, nil
+}
+
+// wrapWidth is where text parts are wrapped: under the 78 characters RFC
+// 5322 recommends, with room for a reply's "> ".
+const wrapWidth = 76
+
+// Wrap breaks every line of s longer than width at its last space before
+// width, indenting the continuation as the line ("  - " items hang under
+// their text). A word longer than width, such as a link, stays whole on a
+// line of its own.
+func Wrap(s string, width int) string {
+	lines := strings.Split(s, "\n")
+	out := make([]string, 0, len(lines))
+	for _, line := range lines {
+		if line == "-- " {
+			out = append(out, line) // the signature separator keeps its space
+			continue
+		}
+		line = strings.TrimRight(line, " \t")
+		if utf8.RuneCountInString(line) <= width {
+			out = append(out, line)
+			continue
+		}
+		indent := line[:len(line)-len(strings.TrimLeft(line, " "))]
+		hang := indent
+		if strings.HasPrefix(line[len(indent):], "- ") {
+			hang += "  "
+		}
+		cur, n := indent, 0 // n: words on cur
+		for _, w := range strings.Fields(line) {
+			if n > 0 && utf8.RuneCountInString(cur)+1+utf8.RuneCountInString(w) > width {
+				out = append(out, cur)
+				cur, n = hang, 0
+			}
+			if n > 0 {
+				cur += " "
+			}
+			cur += w
+			n++
+		}
+		out = append(out, cur)
+	}
+	return strings.Join(out, "\n")
 }

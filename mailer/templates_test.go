@@ -3,43 +3,48 @@ package mailer
 import (
 	"strings"
 	"testing"
-	"time"
+	"unicode/utf8"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/locale"
 )
 
 func TestLocaleSelection(t *testing.T) {
 	tpl := loadTemplates(t, "")
 	tests := []struct {
-		locale      string
+		locale, def string
 		kind        Kind
 		wantText    string
 		wantSubject string
-		german      bool
+		wantLang    string
 	}{
-		{"en", Initial, "Do you want to stay on our list?", "Do you still want ACME News?", false},
-		{"", Initial, "Do you want to stay on our list?", "Do you still want ACME News?", false},
-		{"fr", Initial, "Do you want to stay on our list?", "Do you still want ACME News?", false},
-		{"de", Initial, "Möchten Sie auf unserer Liste bleiben?", "Do you still want ACME News?", true},
-		{"de-AT", Initial, "Möchten Sie auf unserer Liste bleiben?", "Do you still want ACME News?", true},
-		{"DE_ch", Reminder(1), "Bisher haben wir keine Antwort", "Erinnerung: Do you still want ACME News?", true},
-		{"en-GB", Reminder(3), "We have not heard from you yet", "Reminder: Do you still want ACME News?", false},
+		{"en", "", Initial, "Do you want to stay on the list?", "Do you still want ACME News?", "en"},
+		{"", "", Initial, "Do you want to stay on the list?", "Do you still want ACME News?", "en"},
+		{"", "da", Initial, "Vil du blive på listen?", "Vil du fortsat modtage ACME Nyheder?", "da"},
+		{"pt-BR", "da", Initial, "Vil du blive på listen?", "Vil du fortsat modtage ACME Nyheder?", "da"},
+		{"de", "", Initial, "Möchten Sie auf der Liste bleiben?", "Möchten Sie ACME-Nachrichten weiter erhalten?", "de"},
+		{"de-AT", "da", Initial, "Möchten Sie auf der Liste bleiben?", "Möchten Sie ACME-Nachrichten weiter erhalten?", "de"},
+		{"DE_ch", "", Reminder(1), "Bisher haben wir keine Antwort", "Erinnerung: Möchten Sie ACME-Nachrichten weiter erhalten?", "de"},
+		{"da", "", Reminder(1), "Vi har endnu ikke hørt fra dig", "Påmindelse: Vil du fortsat modtage ACME Nyheder?", "da"},
+		{"en-GB", "", Reminder(3), "We have not heard from you yet", "Reminder: Do you still want ACME News?", "en"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.locale+"/"+tt.kind.String(), func(t *testing.T) {
-			r, err := tpl.render(testData(testCampaign(), testRecipient(1, tt.locale)), tt.kind)
+		t.Run(tt.locale+"/"+tt.def+"/"+tt.kind.String(), func(t *testing.T) {
+			c := testCampaign()
+			c.DefaultLocale = tt.def
+			r, err := tpl.render(testData(c, testRecipient(1, tt.locale)), tt.kind)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(r.text, tt.wantText) {
-				t.Errorf("text lacks %q:\n%s", tt.wantText, r.text)
+			if !strings.Contains(r.text, tt.wantText) || !strings.Contains(r.html, tt.wantText) {
+				t.Errorf("text or HTML lacks %q:\n%s", tt.wantText, r.text)
 			}
 			if r.subject != tt.wantSubject {
 				t.Errorf("subject %q, want %q", r.subject, tt.wantSubject)
 			}
 			// Both parts come from one locale.
-			if strings.Contains(r.html, `lang="de"`) != tt.german {
-				t.Errorf("HTML is not in the language of the text:\n%s", r.html)
+			if !strings.Contains(r.html, `<html lang="`+tt.wantLang+`">`) {
+				t.Errorf("HTML is not in %s:\n%s", tt.wantLang, r.html)
 			}
 			if !strings.Contains(r.html, "<title>"+tt.wantSubject+"</title>") {
 				t.Errorf("HTML title is not the subject %q", tt.wantSubject)
@@ -48,41 +53,68 @@ func TestLocaleSelection(t *testing.T) {
 	}
 }
 
-func TestLocaleChain(t *testing.T) {
-	tests := []struct {
-		in   string
-		want string
-	}{
-		{"de-AT", "de-at de en"},
-		{"de_AT", "de-at de en"},
-		{"en", "en"},
-		{"", "en"},
-		{" zh-Hant-TW ", "zh-hant-tw zh-hant zh en"},
-	}
-	for _, tt := range tests {
-		if got := strings.Join(localeChain(tt.in), " "); got != tt.want {
-			t.Errorf("localeChain(%q) = %q, want %q", tt.in, got, tt.want)
+func TestReminderSubjectFromTheCampaign(t *testing.T) {
+	tpl := loadTemplates(t, "")
+	c := testCampaign()
+	c.ReminderSubjects = repermit.Text{"en": "Last call: ACME News", "da": "Sidste chance: ACME Nyheder"}
+	for loc, want := range map[string]string{"en": "Last call: ACME News", "da": "Sidste chance: ACME Nyheder"} {
+		r, err := tpl.render(testData(c, testRecipient(1, loc)), Reminder(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.subject != want {
+			t.Errorf("%s reminder subject %q, want %q", loc, r.subject, want)
 		}
 	}
 }
 
-func TestDeadlineNamesTheExactMoment(t *testing.T) {
-	berlin := time.FixedZone("CET", 3600)
+func TestTextPartsAreWrappedAndCarryTheController(t *testing.T) {
+	tpl := loadTemplates(t, "")
+	c := testCampaign()
+	c.Topics = []string{"yoga", "events"}
+	c.TopicText = map[string]repermit.TopicText{"yoga": {
+		Label:       repermit.Text{"": "Yoga"},
+		Description: repermit.Text{"": "Dates of new classes and retreats, and now and then a longer text about practice at home"},
+	}}
+	for _, loc := range locale.Default().Locales() {
+		for _, kind := range []Kind{Initial, Reminder(1)} {
+			r, err := tpl.render(testData(c, testRecipient(1, loc)), kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, line := range strings.Split(r.text, "\n") {
+				if n := utf8.RuneCountInString(line); n > 78 && strings.Contains(strings.TrimSpace(line), " ") {
+					t.Errorf("%s %s line %d has %d characters: %q", loc, kind, i+1, n, line)
+				}
+			}
+			for _, want := range []string{c.Controller.Name, c.Controller.Address, c.Controller.Contact, c.Controller.PrivacyURL, "/u/TOKEN"} {
+				if !strings.Contains(strings.Join(strings.Fields(r.text), " "), want) || !strings.Contains(r.html, want) {
+					t.Errorf("%s %s lacks %q", loc, kind, want)
+				}
+			}
+		}
+	}
+}
+
+func TestWrap(t *testing.T) {
+	long := strings.Repeat("word ", 30)
 	tests := []struct {
-		deadline time.Time
-		locale   string
-		want     string
+		name, in string
+		want     []string
 	}{
-		{time.Date(2026, 12, 31, 9, 0, 0, 0, berlin), "en", "December 31, 2026 at 09:00 (UTC+01:00)"},
-		{time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), "en", "January 1, 2027 at 00:00 (UTC+00:00)"},
-		{time.Date(2026, 3, 2, 9, 30, 0, 0, berlin), "de-AT", "2. März 2026 um 09:30 Uhr (UTC+01:00)"},
-		{time.Date(2026, 3, 2, 9, 0, 0, 0, berlin), "fr", "2026-03-02 09:00 (UTC+01:00)"},
-		{time.Time{}, "en", ""},
+		{"short lines stay", "a b\n\nc", []string{"a b", "", "c"}},
+		{"prose wraps", long, []string{strings.Repeat("word ", 15)[:74], strings.Repeat("word ", 15)[:74]}},
+		{"items hang", "  - " + long, []string{"  - " + strings.Repeat("word ", 14)[:69], "    " + strings.Repeat("word ", 14)[:69], "    word word"}},
+		{"a link stays whole", "  https://example.com/" + strings.Repeat("x", 90), []string{"  https://example.com/" + strings.Repeat("x", 90)}},
+		{"signature separator keeps its space", "-- \nACME", []string{"-- ", "ACME"}},
 	}
 	for _, tt := range tests {
-		if got := formatDeadline(tt.deadline, tt.locale); got != tt.want {
-			t.Errorf("formatDeadline(%v, %q) = %q, want %q", tt.deadline, tt.locale, got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Split(Wrap(tt.in, 76), "\n")
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("Wrap =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -176,7 +208,7 @@ func TestNewDataLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.text, "yoga, events") || !strings.Contains(r.html, "yoga, events") {
-		t.Errorf("topics missing from the mail")
+	if !strings.Contains(r.text, "  - yoga\n  - events") || !strings.Contains(r.html, "<strong>events</strong>") {
+		t.Errorf("topics missing from the mail:\n%s", r.text)
 	}
 }

@@ -96,22 +96,3 @@ func TestLimitKeyGroupsAnIPv6Subnet(t *testing.T) {
 		t.Errorf("keys %s %s %s: want one per /64", a, b, c)
 	}
 }
-
-func TestLocaleCandidates(t *testing.T) {
-	for in, want := range map[string]string{
-		"de": "de en", "de_AT": "de-at de en", "EN": "en", "": "en", "fr-CA": "fr-ca fr en",
-		"../../etc/passwd": "en", "de-DE-x-very-long-private-tag": "en",
-	} {
-		got := localeCandidates(in)
-		s := ""
-		for i, g := range got {
-			if i > 0 {
-				s += " "
-			}
-			s += g
-		}
-		if s != want {
-			t.Errorf("localeCandidates(%q) = %q, want %q", in, s, want)
-		}
-	}
-}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/locale"
 	"github.com/repermit/repermit/token"
 )
 
@@ -106,19 +106,9 @@ func (s *Server) staticPage(w http.ResponseWriter, r *http.Request, c *repermit.
 	w.Write(sp.body)
 }
 
-// acceptLanguage picks the first language the browser asks for; the page
-// set falls back to English for anything it lacks. Quality values are
-// ignored: browsers list languages in order of preference anyway.
+// acceptLanguage picks, among every language of the catalog, the one the
+// browser prefers (q-values honoured), or "" for the default.
 func acceptLanguage(r *http.Request) string {
-	al := r.Header.Get("Accept-Language")
-	for len(al) > 0 {
-		var tag string
-		tag, al, _ = strings.Cut(al, ",")
-		tag, _, _ = strings.Cut(tag, ";")
-		tag = strings.TrimSpace(tag)
-		if tag != "" && tag != "*" {
-			return tag
-		}
-	}
-	return ""
+	l, _ := locale.Default().Match(r.Header.Get("Accept-Language"), locale.Default().Locales())
+	return l
 }

@@ -76,9 +76,23 @@ func (h *harness) setNow(t time.Time) { h.now.Store(&t) }
 // launch imports n recipients and marks each one mailed.
 func launch(t testing.TB, s *redisstore.Store, id string, n int, locale func(int) string) repermit.Campaign {
 	t.Helper()
-	ctx := context.Background()
 	c := repermit.Campaign{ID: id, From: "ACME News <news@acme.example>", Subject: "ACME News",
-		StartAt: t0, Deadline: t0.Add(24 * time.Hour), Topics: []string{"yoga", "events"}}
+		StartAt: t0, Deadline: t0.Add(24 * time.Hour), Topics: []string{"yoga", "events"},
+		Controller: testController}
+	return launchCampaign(t, s, c, n, locale)
+}
+
+var testController = repermit.Controller{
+	Name: "ACME Handels GmbH", Address: "Hauptstraße 1, 10115 Berlin, Germany",
+	Contact: "privacy@acme.example", PrivacyURL: "https://acme.example/privacy",
+}
+
+// launchCampaign imports n recipients of campaign c and marks each one
+// mailed.
+func launchCampaign(t testing.TB, s *redisstore.Store, c repermit.Campaign, n int, locale func(int) string) repermit.Campaign {
+	t.Helper()
+	ctx := context.Background()
+	id := c.ID
 	imp, err := s.BeginImport(ctx, c, t0)
 	if err != nil {
 		t.Fatalf("BeginImport: %v", err)

@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/locale"
 )
 
 // PageData is what every recipient page template receives. Campaign
@@ -25,8 +27,15 @@ type PageData struct {
 	Root          string    // relative path from the page to the site root ("../")
 	Sender        string    // display name of the campaign's From, or its address
 	SenderAddress string    // address of the campaign's From
-	Subject       string    // subject of the campaign's mail: what the recipient would keep getting
+	Subject       string    // subject of the campaign's mail in the page's language
+	ListName      string    // what the recipient would keep getting, in the page's language
 	Deadline      time.Time // when the campaign ends and silent recipients expire
+	// DeadlineText is Deadline as the page's language writes it, in the
+	// campaign's time zone: the same words as in the mail.
+	DeadlineText string
+	// Controller is who is responsible for the data (GDPR Art. 13), shown in
+	// the footer; empty on pages that belong to no campaign (404).
+	Controller repermit.Controller
 	// Topics are the campaign's topics as checkboxes. They are never ticked
 	// when a page is first shown: a pre-ticked box is no valid consent
 	// (CJEU C-673/17, Planet49). "Yes" with no box ticked keeps every topic.
@@ -43,12 +52,78 @@ type PageData struct {
 	Changed bool
 	// Status is the HTTP status of an error page.
 	Status int
+
+	campaign *repermit.Campaign
+	words    *locale.Words
+}
+
+// T returns message key of the page's language (templates/locales) with
+// the campaign's values and the name/value pairs of args filled in.
+func (d *PageData) T(key string, args ...any) (string, error) {
+	if d.words == nil {
+		return "", fmt.Errorf("message %q: no language chosen", key)
+	}
+	return d.words.T(key, args...)
+}
+
+// Time writes a moment in the page's language and the campaign's time
+// zone, with its UTC offset.
+func (d *PageData) Time(t time.Time) string {
+	if d.words == nil {
+		return t.Format(time.RFC3339)
+	}
+	return d.words.Time(t)
+}
+
+// Labels returns the labels of topic ids in the page's language, joined by
+// ", ".
+func (d *PageData) Labels(ids []string) string {
+	if d.words == nil {
+		return strings.Join(ids, ", ")
+	}
+	return d.words.Labels(ids)
+}
+
+// ErrorKey is the message key prefix of an error page's status
+// ("error.404"); statuses without their own words share error.500.
+func (d *PageData) ErrorKey() string {
+	switch d.Status {
+	case 400, 404, 410, 413, 429, 503:
+		return fmt.Sprintf("error.%d", d.Status)
+	}
+	return "error.500"
+}
+
+// localize fills what depends on the page's language.
+func (d *PageData) localize(w *locale.Words) {
+	d.words = w
+	d.Lang = w.Locale
+	d.ListName = w.Var("list")
+	d.Subject = w.Var("subject")
+	d.DeadlineText = w.Var("deadline")
+	if len(d.Topics) > 0 {
+		byID := make(map[string]locale.Topic)
+		for _, t := range w.Topics() {
+			byID[t.ID] = t
+		}
+		topics := make([]Topic, len(d.Topics))
+		for i, t := range d.Topics {
+			t.Label, t.Description = byID[t.Name].Label, byID[t.Name].Description
+			if t.Label == "" {
+				t.Label = t.Name
+			}
+			topics[i] = t
+		}
+		d.Topics = topics
+	}
 }
 
 // Topic is one checkbox.
 type Topic struct {
-	Name    string
-	Checked bool
+	Name        string // the topic's id, the form's value
+	Label       string // in the page's language; the id if the campaign has none
+	Description string // what the topic brings, in the page's language, or ""
+	Checked     bool
 }
 
 // Answered is a recipient's recorded answer.
@@ -66,9 +141,6 @@ const (
 	pageError       = "error"
 )
 
-// defaultLocale is what every page has and what unknown locales fall back to.
-const defaultLocale = "en"
-
 // maxCached bounds the template and wording caches. Locales come from
 // recipients' CSV columns and Accept-Language, so their variety is not ours
 // to bound; past the limit, pages are parsed per request instead.
@@ -80,6 +152,9 @@ type pageSet struct {
 	defaults fs.FS
 	log      *slog.Logger
 	funcs    template.FuncMap
+	// strict makes a broken campaign override an error instead of a
+	// fallback to the default: what validate and preview want.
+	strict bool
 
 	mu      sync.RWMutex
 	tmpls   map[pageKey]*pageTmpl
@@ -88,7 +163,7 @@ type pageSet struct {
 	bufs sync.Pool
 }
 
-type pageKey struct{ dir, page, locale string }
+type pageKey struct{ dir, page, locale, def string }
 
 type pageTmpl struct {
 	t    *template.Template
@@ -123,8 +198,8 @@ func newPageSet(defaults fs.FS, log *slog.Logger) (*pageSet, error) {
 	// Parse every default now: a broken default fails at start, not on a
 	// recipient's click, and the first requests find warm caches.
 	for _, page := range []string{pageLanding, pageResult, pageUnsubscribe, pageError} {
-		for _, loc := range []string{"en", "de"} {
-			if _, err := p.lookup("", page, loc); err != nil {
+		for _, loc := range locale.Default().Locales() {
+			if _, err := p.lookup("", page, loc, ""); err != nil {
 				return nil, err
 			}
 		}
@@ -132,43 +207,21 @@ func newPageSet(defaults fs.FS, log *slog.Logger) (*pageSet, error) {
 	return p, nil
 }
 
-// localeCandidates turns a recipient's locale ("de-AT", "de_at", "DE") into
-// the file locales to try, most specific first, ending with the default.
-func localeCandidates(locale string) []string {
-	locale = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(locale), "_", "-"))
-	if len(locale) > 16 || strings.ContainsFunc(locale, func(r rune) bool {
-		return (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-'
-	}) {
-		return []string{defaultLocale}
-	}
-	out := make([]string, 0, 3)
-	if locale != "" {
-		out = append(out, locale)
-		if base, _, ok := strings.Cut(locale, "-"); ok && base != "" {
-			out = append(out, base)
-		}
-	}
-	if len(out) == 0 || out[len(out)-1] != defaultLocale {
-		out = append(out, defaultLocale)
-	}
-	return out
-}
-
 // lookup returns the parsed template for a page in a locale, reading the
-// campaign's override directory dir first. Overrides are read once; a
-// changed override needs a restart.
-func (p *pageSet) lookup(dir, page, locale string) (*pageTmpl, error) {
-	key := pageKey{dir, page, locale}
+// campaign's override directory dir first; def is the campaign's default
+// locale. Overrides are read once; a changed override needs a restart.
+func (p *pageSet) lookup(dir, page, loc, def string) (*pageTmpl, error) {
+	key := pageKey{dir, page, loc, def}
 	p.mu.RLock()
 	t, ok := p.tmpls[key]
 	p.mu.RUnlock()
 	if ok {
 		return t, nil
 	}
-	t, err := p.parse(dir, page, locale)
-	if err != nil && dir != "" {
-		p.log.Error("campaign page template unusable; using the default", "dir", dir, "page", page, "locale", locale, "err", err)
-		t, err = p.parse("", page, locale)
+	t, err := p.parse(dir, page, loc, def)
+	if err != nil && dir != "" && !p.strict {
+		p.log.Error("campaign page template unusable; using the default", "dir", dir, "page", page, "locale", loc, "err", err)
+		t, err = p.parse("", page, loc, def)
 	}
 	if err != nil {
 		return nil, err
@@ -181,72 +234,114 @@ func (p *pageSet) lookup(dir, page, locale string) (*pageTmpl, error) {
 	return t, nil
 }
 
-func (p *pageSet) parse(dir, page, locale string) (*pageTmpl, error) {
-	layout, _, err := p.read(dir, "layout.html")
+// parse picks, for each locale of the chain (de-AT, de, the campaign's
+// default, en), the campaign's page written out in that locale
+// (PAGE.LOCALE.html), else the language-neutral page (PAGE.html, the
+// campaign's or the default) if the catalog has the language.
+func (p *pageSet) parse(dir, page, loc, def string) (*pageTmpl, error) {
+	layout, layoutName, _, err := p.read(dir, "layout.html")
 	if err != nil {
 		return nil, err
 	}
 	var src []byte
-	lang := ""
-	for _, loc := range localeCandidates(locale) {
-		b, found, err := p.read(dir, page+"."+loc+".html")
-		if err != nil {
-			return nil, err
+	var name, lang string
+	for _, l := range locale.Chain(loc, def) {
+		if dir != "" {
+			b, n, found, err := p.read(dir, page+"."+l+".html")
+			if err != nil {
+				return nil, err
+			}
+			if found && n != "" {
+				src, name, lang = b, n, l
+				break
+			}
 		}
-		if found {
-			src, lang = b, loc
-			break
+		if locale.Default().Has(l) {
+			b, n, found, err := p.read(dir, page+".html")
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				src, name, lang = b, n, l
+				break
+			}
 		}
 	}
 	if src == nil {
-		return nil, fmt.Errorf("page %s: no template for locale %q nor %q", page, locale, defaultLocale)
+		return nil, fmt.Errorf("page %s: no template for locale %q", page, loc)
 	}
-	t, err := template.New("layout").Funcs(p.funcs).Parse(string(layout))
+	// Templates are named after their files so that errors name the file
+	// and line to fix.
+	t, err := template.New(layoutName).Funcs(p.funcs).Parse(string(layout))
 	if err != nil {
-		return nil, fmt.Errorf("parse layout.html: %w", err)
+		return nil, templateError(err)
 	}
-	if _, err := t.New(page).Parse(string(src)); err != nil {
-		return nil, fmt.Errorf("parse %s.%s.html: %w", page, lang, err)
+	if _, err := t.New(name).Parse(string(src)); err != nil {
+		return nil, templateError(err)
 	}
 	return &pageTmpl{t: t, lang: lang}, nil
 }
 
+// templateErrorRE matches the position html/template puts in its errors:
+// "html/template: NAME:LINE:COL: message" or "template: NAME:LINE: message".
+var templateErrorRE = regexp.MustCompile(`^(?:html/)?template: (.+?):(\d+):(?:\d+:)? (.*)$`)
+
+// templateError rewrites a template error as "FILE:LINE: message".
+func templateError(err error) error {
+	msg := err.Error()
+	if m := templateErrorRE.FindStringSubmatch(msg); m != nil {
+		msg = m[1] + ":" + m[2] + ": " + m[3]
+	}
+	return repermit.Errorf(repermit.EINVALID, "%s", msg)
+}
+
 // read returns a template file from the override directory dir if it is
-// there, else from the defaults; found is false when neither has it.
-func (p *pageSet) read(dir, name string) (b []byte, found bool, err error) {
+// there (name its path), else from the defaults (name "default
+// pages/NAME"); found is false when neither has it. A default never
+// stands for a locale's own file: name is "" when name has a locale
+// (PAGE.LOCALE.html) and only the defaults were searched.
+func (p *pageSet) read(dir, file string) (b []byte, name string, found bool, err error) {
 	if dir != "" {
-		b, err := os.ReadFile(filepath.Join(dir, "pages", name))
+		path := filepath.Join(dir, "pages", file)
+		b, err := os.ReadFile(path)
 		switch {
 		case err == nil:
-			return b, true, nil
+			return b, path, true, nil
 		case !errors.Is(err, fs.ErrNotExist):
-			return nil, false, fmt.Errorf("read template: %w", err)
+			return nil, "", false, fmt.Errorf("read template: %w", err)
+		}
+		if strings.Count(file, ".") > 1 {
+			return nil, "", false, nil
 		}
 	}
-	b, err = fs.ReadFile(p.defaults, name)
+	b, err = fs.ReadFile(p.defaults, file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
+		return nil, "", false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read default template %s: %w", name, err)
+		return nil, "", false, fmt.Errorf("read default template %s: %w", file, err)
 	}
-	return b, true, nil
+	return b, "default pages/" + file, true, nil
 }
 
 // render executes a page into a fresh buffer, so that a failing template
 // gives an error page rather than half a page. The caller returns the
 // buffer with release.
-func (p *pageSet) render(dir, page, locale string, data *PageData) (*bytes.Buffer, error) {
-	t, err := p.lookup(dir, page, locale)
+func (p *pageSet) render(dir, page, loc string, data *PageData) (*bytes.Buffer, error) {
+	c := data.campaign
+	if c == nil {
+		c = &repermit.Campaign{}
+	}
+	t, err := p.lookup(dir, page, loc, c.DefaultLocale)
 	if err != nil {
 		return nil, err
 	}
-	data.Lang = t.lang
+	data.localize(locale.Default().Words(c, t.lang))
 	buf := p.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	if err := t.t.ExecuteTemplate(buf, "layout", data); err != nil {
 		p.release(buf)
-		return nil, fmt.Errorf("render %s.%s: %w", page, t.lang, err)
+		return nil, templateError(err)
 	}
 	return buf, nil
 }

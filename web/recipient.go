@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/locale"
 	"github.com/repermit/repermit/token"
 )
 
@@ -45,8 +46,12 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 	}
 	t := &target{campaign: c, recipient: rec, locale: rec.Locale}
 	if t.locale == "" {
-		// Declining erases the address and with it the locale.
-		t.locale = acceptLanguage(r)
+		// No locale in the CSV, or a declined recipient whose address and
+		// locale were erased: the browser's preference among the
+		// languages the campaign has every wording in.
+		if l, ok := locale.Default().Match(r.Header.Get("Accept-Language"), locale.Default().Covered(c)); ok {
+			t.locale = l
+		}
 	}
 	return t, nil
 }
@@ -65,6 +70,8 @@ func campaignData(c *repermit.Campaign, path string) PageData {
 		SenderAddress: c.From,
 		Subject:       c.Subject,
 		Deadline:      c.Deadline,
+		Controller:    c.Controller,
+		campaign:      c,
 	}
 	if a, err := mail.ParseAddress(c.From); err == nil {
 		d.SenderAddress = a.Address

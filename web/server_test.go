@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -58,9 +59,18 @@ func TestLandingPageAsksOnePlainQuestion(t *testing.T) {
 			t.Errorf("landing page lacks %q", want)
 		}
 	}
-	for _, banned := range []string{"<script", "style=", "checked", "autofocus", "r1@example.com", "Name 1", "http://", "https://"} {
+	for _, banned := range []string{"<script", "style=", "checked", "autofocus", "r1@example.com", "Name 1", "http://"} {
 		if strings.Contains(page, banned) {
 			t.Errorf("landing page contains %q", banned)
+		}
+	}
+	// The only links away are the controller's contact and privacy policy
+	// (GDPR Art. 13), never a resource the browser loads by itself.
+	for _, m := range regexp.MustCompile(`(?:href|src)="([^"]*)"`).FindAllStringSubmatch(page, -1) {
+		switch m[1] {
+		case "../static/style.css", "mailto:" + testController.Contact, testController.PrivacyURL:
+		default:
+			t.Errorf("landing page links %q", m[1])
 		}
 	}
 	if got := w.Header().Get("Content-Type"); got != "text/html; charset=utf-8" {
@@ -85,7 +95,7 @@ func TestPagesFollowTheRecipientsLocale(t *testing.T) {
 			t.Errorf("recipient %d (locale %q): page lacks %s", i, locales[i], want)
 		}
 	}
-	if page := h.get(h.confirmPath(0)).Body.String(); !strings.Contains(page, "Ja, ich möchte weiter Post erhalten") {
+	if page := h.get(h.confirmPath(0)).Body.String(); !strings.Contains(page, "Ja, ich bleibe angemeldet") {
 		t.Errorf("German page lacks the German yes button")
 	}
 	// Without a locale of its own, the browser's language decides.

@@ -90,6 +90,7 @@ func commands() []command {
 	return []command{
 		{"demo", "[--recipients N] [--keep]", "run the whole engine embedded with a sample campaign", runDemo},
 		{"validate", "FILE", "check a campaign file and its CSV without touching Redis", runValidate},
+		{"preview", "FILE --locale L [--out DIR]", "write a campaign's mails (.eml) and pages (.html) for one locale", runPreview},
 		{"launch", "FILE [--json]", "validate, import and schedule a campaign", runLaunch},
 		{"worker", "", "send mails, reminders and expire at the deadline", runWorker},
 		{"web", "", "serve the recipients' pages, /metrics, /healthz and /admin", runWeb},

@@ -69,6 +69,11 @@ recipients: recipients.csv
 confirm_base_url: https://consent.acme.example
 deadline: 30d
 topics: [yoga, events]
+controller:
+  name: ACME Handels GmbH
+  address: "Hauptstraße 1, 10115 Berlin, Germany"
+  contact: privacy@acme.example
+  privacy_url: https://acme.example/privacy
 `
 
 func TestValidateExampleIsLaunchable(t *testing.T) {

@@ -1,0 +1,95 @@
+package web
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/templates"
+)
+
+// PreviewPage is one rendered recipient page.
+type PreviewPage struct {
+	Name string // file name for it: landing.html, result-confirmed.html, …
+	HTML []byte
+}
+
+// Preview renders every recipient page of campaign c, with its template
+// overrides, as a reader of locale loc would see it: the landing page
+// before and after a "yes", the result of each answer, the unsubscribe
+// page and the 404 and 410 pages. A broken override is an error naming
+// its file and line, not the fallback the server would use.
+func Preview(c *repermit.Campaign, loc string) ([]PreviewPage, error) {
+	ps, err := newPageSet(templates.Pages(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, err
+	}
+	ps.strict = true
+	at := c.StartAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	at = at.Add(26 * time.Hour).Truncate(time.Minute)
+	topics := c.Topics
+	if len(topics) > 1 {
+		topics = topics[:1]
+	}
+	const path = "/c/SAMPLETOKEN"
+	type variant struct {
+		name, page string
+		edit       func(*PageData)
+	}
+	variants := []variant{
+		{"landing.html", pageLanding, func(*PageData) {}},
+		{"landing-answered.html", pageLanding, func(d *PageData) {
+			d.Answer = &Answered{State: repermit.StateConfirmed, At: at, Topics: topics}
+		}},
+		{"result-confirmed.html", pageResult, func(d *PageData) {
+			d.Answer = &Answered{State: repermit.StateConfirmed, At: at, Topics: topics}
+			d.Changed = true
+		}},
+		{"result-declined.html", pageResult, func(d *PageData) {
+			d.Answer = &Answered{State: repermit.StateDeclined, At: at}
+			d.Changed = true
+		}},
+		{"result-unsubscribed.html", pageResult, func(d *PageData) {
+			d.Answer = &Answered{State: repermit.StateUnsubscribed, At: at}
+			d.Changed = true
+		}},
+		{"unsubscribe.html", pageUnsubscribe, func(d *PageData) { d.Topics = nil }},
+		{"error-404.html", pageError, func(d *PageData) { *d = PageData{Root: d.Root, Status: http.StatusNotFound} }},
+		{"error-410.html", pageError, func(d *PageData) { d.Status = http.StatusGone }},
+	}
+	out := make([]PreviewPage, 0, len(variants))
+	for _, v := range variants {
+		d := campaignData(c, path)
+		v.edit(&d)
+		dir := c.TemplatesDir
+		if v.page == pageError {
+			dir = ""
+		}
+		buf, err := ps.render(dir, v.page, loc, &d)
+		if err != nil {
+			return nil, repermit.Errorf(repermit.ErrorCode(err), "%s (rendering %s for locale %s)", repermit.ErrorMessage(err), v.name, loc)
+		}
+		out = append(out, PreviewPage{Name: v.name, HTML: bytes.Clone(buf.Bytes())})
+		ps.release(buf)
+	}
+	return out, nil
+}
+
+// CheckPages renders every recipient page of campaign c once in each of
+// locales, as validate does before a launch, so that a broken page
+// override or a missing message fails there rather than on every
+// recipient's click.
+func CheckPages(c *repermit.Campaign, locales []string) error {
+	for _, l := range locales {
+		if _, err := Preview(c, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
