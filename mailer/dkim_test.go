@@ -2,29 +2,20 @@ package mailer
 
 import (
 	"bytes"
-	"io/fs"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/repermit/repermit/dkimtest"
+	"github.com/repermit/repermit/locale"
 	"github.com/repermit/repermit/smtpsink"
-	"github.com/repermit/repermit/templates"
 )
 
-// defaultLocales lists the locales of the embedded mail templates.
+// defaultLocales lists the languages of the default mails.
 func defaultLocales(t *testing.T) []string {
 	t.Helper()
-	names, err := fs.Glob(templates.Mail(), "initial.*.txt")
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no default mail templates: %v", err)
-	}
-	var locales []string
-	for _, n := range names {
-		locales = append(locales, strings.TrimSuffix(strings.TrimPrefix(n, "initial."), ".txt"))
-	}
-	return locales
+	return locale.Default().Locales()
 }
 
 // TestDKIMSignatureVerifiesAsReceived sends every default mail (each
