@@ -25,12 +25,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/repermit/repermit/redisstore"
 )
 
 // Target is the Redis a bench runs against.
 type Target struct {
-	Client redis.UniversalClient
+	// Store is a connection to that Redis; the bench makes stores of its
+	// own prefixes on it.
+	Store *redisstore.Store
 	// Prefix is the store's key prefix and the asynq queue name; it must be
 	// unique to the run, because the bench deletes every key under it.
 	Prefix string
@@ -52,7 +54,7 @@ func (t Target) logf(format string, args ...any) {
 }
 
 func (t Target) check() error {
-	if t.Client == nil {
+	if t.Store == nil {
 		return fmt.Errorf("bench: no Redis client")
 	}
 	if !strings.HasPrefix(t.Prefix, "bench-") && !strings.HasPrefix(t.Prefix, "t") {
@@ -78,71 +80,15 @@ func (t Target) cleanup() error {
 }
 
 func (t Target) deleteMatching(ctx context.Context, pattern string) error {
-	iter := t.Client.Scan(ctx, 0, pattern, 2000).Iterator()
-	keys := make([]string, 0, 1000)
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == cap(keys) {
-			if err := t.Client.Unlink(ctx, keys...).Err(); err != nil {
-				return fmt.Errorf("delete %s: %w", pattern, err)
-			}
-			keys = keys[:0]
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return fmt.Errorf("scan %s: %w", pattern, err)
-	}
-	if len(keys) > 0 {
-		if err := t.Client.Unlink(ctx, keys...).Err(); err != nil {
-			return fmt.Errorf("delete %s: %w", pattern, err)
-		}
-	}
-	return nil
+	return t.Store.DeleteMatching(ctx, pattern)
 }
 
-// memoryUnder sums MEMORY USAGE over every key matching pattern: what the
-// data costs in Redis, without the noise other clients add to INFO's
-// used_memory.
 func (t Target) memoryUnder(ctx context.Context, pattern string) (int64, error) {
-	iter := t.Client.Scan(ctx, 0, pattern, 2000).Iterator()
-	var total int64
-	batch := make([]string, 0, 512)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		cmds := make([]*redis.IntCmd, len(batch))
-		_, err := t.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, k := range batch {
-				cmds[i] = p.MemoryUsage(ctx, k)
-			}
-			return nil
-		})
-		if err != nil && err != redis.Nil {
-			return fmt.Errorf("memory usage: %w", err)
-		}
-		for _, c := range cmds {
-			total += c.Val()
-		}
-		batch = batch[:0]
-		return nil
-	}
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return 0, fmt.Errorf("scan %s: %w", pattern, err)
-	}
-	if err := flush(); err != nil {
-		return 0, err
-	}
-	return total, nil
+	return t.Store.MemoryUnder(ctx, pattern)
 }
+
+// store returns a store under prefix on the Target's connection.
+func (t Target) store(prefix string) *redisstore.Store { return t.Store.WithPrefix(prefix) }
 
 // row is one generated recipient. The addresses look like real ones and
 // stay short enough (under 64 bytes with name and locale) for Redis to keep

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/redistest"
 )
 
@@ -16,7 +17,7 @@ const tiny = 300
 func target(t *testing.T) (Target, *redistest.Redis) {
 	t.Helper()
 	r := redistest.New(t)
-	return Target{Client: r.Client, Prefix: r.Prefix, Log: testLog{t}}, r
+	return Target{Store: redisstore.New(r.Client, r.Prefix), Prefix: r.Prefix, Log: testLog{t}}, r
 }
 
 type testLog struct{ t *testing.T }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/redisstore"
@@ -42,10 +39,10 @@ func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
 
 	t.logf("expire: baseline, %d recipients in raw buckets", n)
 	rawPrefix := t.Prefix + ":raw:"
-	if _, err := rawImport(ctx, t.Client, rawPrefix, n); err != nil {
+	if _, err := t.Store.BaselineImport(ctx, rawPrefix, n, row); err != nil {
 		return res, err
 	}
-	d, err := rawExpire(ctx, t, rawPrefix, n)
+	d, err := t.Store.BaselineExpire(ctx, rawPrefix, n)
 	if err != nil {
 		return res, err
 	}
@@ -56,7 +53,7 @@ func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
 	}
 
 	t.logf("expire: importing %d recipients", n)
-	st := redisstore.New(t.Client, t.Prefix+":store")
+	st := t.store(t.Prefix + ":store")
 	now := time.Now()
 	c, err := importDirect(ctx, st, "bench-expire", n, now)
 	if err != nil {
@@ -118,42 +115,6 @@ func importDirect(ctx context.Context, st *redisstore.Store, id string, n int, n
 		return c, fmt.Errorf("import %s: %w", id, err)
 	}
 	return imp.Campaign(), nil
-}
-
-// rawExpire sets every state field to expired and deletes every address
-// field, one HSET and one HDEL per bucket, pipelined 64 buckets at a time.
-func rawExpire(ctx context.Context, t Target, prefix string, n int) (time.Duration, error) {
-	buckets := redisstore.Buckets(int64(n))
-	start := time.Now()
-	pipe := t.Client.Pipeline()
-	for b := int64(0); b < buckets; b++ {
-		key := prefix + "b:" + strconv.FormatInt(b, 10)
-		size := min(redisstore.BucketSize, n-int(b)*redisstore.BucketSize)
-		set := make([]any, 0, 2*size)
-		del := make([]string, 0, size)
-		for slot := range size {
-			s := strconv.Itoa(slot)
-			set = append(set, "s"+s, "e")
-			del = append(del, "d"+s)
-		}
-		pipe.HSet(ctx, key, set...)
-		pipe.HDel(ctx, key, del...)
-		if pipe.Len() >= 128 || b == buckets-1 {
-			if _, err := pipe.Exec(ctx); err != nil {
-				return 0, fmt.Errorf("baseline expire: %w", err)
-			}
-		}
-	}
-	d := time.Since(start)
-	// Checked outside the timing: the baseline must have done its work.
-	left, err := t.Client.HGet(ctx, prefix+"b:0", "d0").Result()
-	if err == nil {
-		return 0, fmt.Errorf("baseline expire: address %q still there", left)
-	}
-	if !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("baseline expire: %w", err)
-	}
-	return d, nil
 }
 
 // expireConcurrency is how many buckets expire at once, the worker's

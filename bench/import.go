@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/repermit/repermit/launch"
-	"github.com/repermit/repermit/redisstore"
 )
 
 // ImportResult is the outcome of Import; the JSON keys are a contract.
@@ -54,7 +50,7 @@ func Import(ctx context.Context, t Target, rows int) (ImportResult, error) {
 
 	t.logf("import: baseline, %d rows of raw pipelined HSET", rows)
 	rawPrefix := t.Prefix + ":raw:"
-	d, err := rawImport(ctx, t.Client, rawPrefix, rows)
+	d, err := t.Store.BaselineImport(ctx, rawPrefix, rows, row)
 	if err != nil {
 		return res, err
 	}
@@ -71,7 +67,7 @@ func Import(ctx context.Context, t Target, rows int) (ImportResult, error) {
 
 	t.logf("import: launch of a %d-row CSV", rows)
 	storePrefix := t.Prefix + ":store"
-	st := redisstore.New(t.Client, storePrefix)
+	st := t.store(storePrefix)
 	start := time.Now()
 	rep, err := launch.Launch(ctx, path, st, nil, launch.Options{})
 	d = time.Since(start)
@@ -91,22 +87,4 @@ func Import(ctx context.Context, t Target, rows int) (ImportResult, error) {
 	res.BytesPerRecipient = round(float64(mem) / float64(rows))
 	res.Ratio = ratio(res.RowsPerS, res.BaselineRowsPerS)
 	return res, nil
-}
-
-// rawImport writes rows the way the store packs them, 128 to a hash with a
-// state and a data field each, in pipelines of 8192 commands.
-func rawImport(ctx context.Context, rdb redis.UniversalClient, prefix string, rows int) (time.Duration, error) {
-	start := time.Now()
-	pipe := rdb.Pipeline()
-	for i := range rows {
-		email, name, locale := row(i)
-		b, slot := i/redisstore.BucketSize, strconv.Itoa(i%redisstore.BucketSize)
-		pipe.HSet(ctx, prefix+"b:"+strconv.Itoa(b), "s"+slot, "p", "d"+slot, email+"\x1f"+name+"\x1f"+locale)
-		if pipe.Len() == 8192 || i == rows-1 {
-			if _, err := pipe.Exec(ctx); err != nil {
-				return 0, fmt.Errorf("baseline import: %w", err)
-			}
-		}
-	}
-	return time.Since(start), nil
 }

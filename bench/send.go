@@ -10,12 +10,9 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/launch"
 	"github.com/repermit/repermit/mailer"
-	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/smtpsink"
 	"github.com/repermit/repermit/token"
 	"github.com/repermit/repermit/worker"
@@ -150,8 +147,8 @@ func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOpt
 	if err != nil {
 		return 0, err
 	}
-	st := redisstore.New(t.Client, t.Prefix)
-	client := asynq.NewClientFromRedisClient(t.Client)
+	st := t.store(t.Prefix)
+	client := st.QueueClient()
 	defer client.Close()
 
 	t.logf("send: engine, launching %d recipients", n)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/repermit/repermit"
-	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/token"
 	"github.com/repermit/repermit/web"
 )
@@ -91,7 +90,7 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 	if err != nil {
 		return res, err
 	}
-	st := redisstore.New(t.Client, t.Prefix)
+	st := t.store(t.Prefix)
 	t.logf("web: importing %d recipients", n)
 	c, err := importDirect(ctx, st, "bench-web", n, time.Now())
 	if err != nil {

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/launch"
@@ -216,7 +215,6 @@ func checkTemplates(c *repermit.Campaign, locales []string) error {
 type engine struct {
 	cfg       *Config
 	mini      *miniredis.Miniredis
-	rdb       *redis.Client
 	store     *redisstore.Store
 	sink      *smtpsink.Sink
 	signer    *token.Signer
@@ -257,23 +255,22 @@ func start(ctx context.Context, cfg *Config, bounce []string) (e *engine, err er
 		redisURL = "redis://" + m.Addr()
 		e.redisDesc = "embedded (miniredis " + m.Addr() + ")"
 	}
-	opt, err := redisstore.ParseURL(redisURL)
-	if err != nil {
-		return e, repermit.Errorf(repermit.EINVALID, "REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
-	}
-	if e.mini == nil {
-		e.redisDesc = "at " + opt.Addr // not the URL, which may hold a password
-	}
-	e.rdb = redis.NewClient(opt)
-	e.closers = append(e.closers, func() { e.rdb.Close() })
-	if err := e.rdb.Ping(ctx).Err(); err != nil {
-		return e, fmt.Errorf("demo: redis at %s: %w", opt.Addr, err)
-	}
 	prefix := cfg.Prefix
 	if prefix == "" {
 		prefix = "demo-" + randomHex(4)
 	}
-	e.store = redisstore.New(e.rdb, prefix)
+	st, err := redisstore.Open(ctx, redisURL, prefix)
+	if repermit.ErrorCode(err) == repermit.EINVALID {
+		return e, repermit.Errorf(repermit.EINVALID, "REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
+	}
+	if err != nil {
+		return e, fmt.Errorf("demo: %w", err)
+	}
+	e.store = st
+	e.closers = append(e.closers, func() { st.Close() })
+	if e.mini == nil {
+		e.redisDesc = "at " + st.Addr() // not the URL, which may hold a password
+	}
 
 	smtpURL := cfg.SMTPURL
 	e.smtpDesc = redactURL(smtpURL)

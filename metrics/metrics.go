@@ -5,7 +5,6 @@ package metrics
 import (
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/repermit/repermit/mailer"
@@ -104,9 +103,9 @@ func (o *WorkerObserver) SMTPDuration(d time.Duration) { o.latency.Observe(d.Sec
 
 // queueCollector reads asynq's queue sizes on each scrape.
 type queueCollector struct {
-	inspector *asynq.Inspector
-	queue     string
-	depth     *prometheus.Desc
+	store *redisstore.Store
+	queue string
+	depth *prometheus.Desc
 }
 
 // RegisterQueue registers repermit_queue_tasks{state}: the tasks in the
@@ -114,9 +113,9 @@ type queueCollector struct {
 // read from Redis at scrape time.
 func RegisterQueue(reg prometheus.Registerer, st *redisstore.Store) error {
 	return reg.Register(&queueCollector{
-		inspector: asynq.NewInspectorFromRedisClient(st.Client()),
-		queue:     st.Prefix(),
-		depth:     prometheus.NewDesc("repermit_queue_tasks", "Tasks in the asynq queue by state.", []string{"queue", "state"}, nil),
+		store: st,
+		queue: st.Prefix(),
+		depth: prometheus.NewDesc("repermit_queue_tasks", "Tasks in the asynq queue by state.", []string{"queue", "state"}, nil),
 	})
 }
 
@@ -125,7 +124,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.depth }
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	// go-redis' read timeout bounds this call, so a slow Redis delays a
 	// scrape by seconds at most.
-	info, err := c.inspector.GetQueueInfo(c.queue)
+	info, err := c.store.QueueDepth(c.queue)
 	if err != nil {
 		// No queue yet (nothing launched) or Redis away: report nothing
 		// rather than fail the whole scrape.

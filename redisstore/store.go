@@ -32,6 +32,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit"
@@ -57,8 +59,14 @@ var (
 // Store is safe for concurrent use.
 type Store struct {
 	rdb         redis.UniversalClient
+	ownsClient  bool // Close closes rdb (Open made it)
 	prefix      string
 	ledgerLocks keyedMutex
+
+	limiterOnce sync.Once
+	limiter     *redis_rate.Limiter
+	inspectOnce sync.Once
+	inspect     *asynq.Inspector
 }
 
 // keyedMutex serialises work per key (a campaign's ledger appends) without
@@ -134,10 +142,6 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 	}
 	return &Store{rdb: rdb, prefix: prefix}
 }
-
-// Client returns the underlying Redis client, for components (asynq, rate
-// limiters) that share the connection.
-func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
 // Prefix returns the key prefix.
 func (s *Store) Prefix() string { return s.prefix }

@@ -14,10 +14,11 @@ import (
 
 // Operations the sending engine (package worker) needs beyond the single-
 // recipient ones: batched reads and claims, chain heartbeats, and the keys
-// of the rate limiters and domain penalties. Layout additions:
+// the domain penalties. Layout additions:
 //
 //	P:{ID}:meta          field beat:<name>  unix ms of a task chain's last tick
-//	P:{ID}:rate:<scope>  GCRA state, written by redis_rate (which prepends "rate:")
+//	rate:P:{ID}:rate:<scope>  GCRA state, written by redis_rate, which
+//	                     prepends "rate:" (see AllowAtMost)
 //	P:penalty:<domain>   string with a TTL: the domain asked us to slow down
 //
 // Recipient states still change only through transitionScript.
@@ -25,13 +26,6 @@ import (
 const fBeatPfx = "beat:"
 
 func (s *Store) penaltyKey(domain string) string { return s.prefix + ":penalty:" + domain }
-
-// RateLimitKey returns the key, unique to a campaign and scope ("campaign",
-// "d:example.com"), under which a rate limiter keeps its state. It carries
-// the campaign's hash tag so it lives beside the campaign on a cluster.
-func (s *Store) RateLimitKey(id, scope string) string {
-	return s.prefix + ":{" + id + "}:rate:" + scope
-}
 
 // ReadForSend reads, in one round trip, a campaign's status and the
 // recipients at idxs (nil where an index holds no recipient). The answer

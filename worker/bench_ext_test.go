@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/repermit/repermit/bench"
+	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/redistest"
 )
 
@@ -29,7 +30,7 @@ func TestSendRateAgainstGoMail(t *testing.T) {
 		defer f.Close()
 		opt.CPUProfile = f
 	}
-	res, err := bench.Send(context.Background(), bench.Target{Client: r.Client, Prefix: r.Prefix}, opt)
+	res, err := bench.Send(context.Background(), bench.Target{Store: redisstore.New(r.Client, r.Prefix), Prefix: r.Prefix}, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,7 +119,7 @@ func (s *Server) nextTick(now time.Time) time.Time {
 // and Redis does not fill up with tasks.
 func (s *Server) perTick(ctx context.Context, c *repermit.Campaign) (int, error) {
 	queued := 0
-	info, err := s.inspect.GetQueueInfo(s.cfg.Queue)
+	info, err := s.store.QueueDepth(s.cfg.Queue)
 	if err == nil {
 		queued = info.Pending * s.cfg.BatchSize
 	} // else: the queue does not exist yet, nothing is queued

@@ -2,12 +2,10 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
 )
 
 // pace applies, across every worker, the campaign's rate and its
@@ -40,7 +38,7 @@ func (s *Server) pace(ctx context.Context, e *campaignEntry, p sendPayload, rs [
 	type verdict struct {
 		allowed int           // recipients of the domain that may go now
 		wait    time.Duration // when the others may try again
-		limit   redis_rate.Limit
+		limit   redisstore.RateLimit
 	}
 	verdicts := make(map[string]verdict, len(domains))
 	for i, d := range domains {
@@ -53,10 +51,10 @@ func (s *Server) pace(ctx context.Context, e *campaignEntry, p sendPayload, rs [
 			verdicts[d] = verdict{allowed: count[d]}
 			continue
 		}
-		limit := redis_rate.Limit{Rate: n, Period: time.Minute, Burst: max(1, min(n/12, s.cfg.BatchSize))}
-		res, err := s.limiter.AllowAtMost(ctx, s.store.RateLimitKey(c.ID, "d:"+d), limit, count[d])
+		limit := redisstore.RateLimit{Rate: n, Period: time.Minute, Burst: max(1, min(n/12, s.cfg.BatchSize))}
+		res, err := s.store.AllowAtMost(ctx, c.ID, "d:"+d, limit, count[d])
 		if err != nil {
-			return nil, fmt.Errorf("rate limit %s for %s: %w", c.ID, d, err)
+			return nil, err
 		}
 		verdicts[d] = verdict{allowed: res.Allowed, wait: waitFor(res, limit), limit: limit}
 	}
@@ -81,10 +79,10 @@ func (s *Server) pace(ctx context.Context, e *campaignEntry, p sendPayload, rs [
 		deferred[i].idxs = append(deferred[i].idxs, r.Index)
 	}
 	if ps := c.Rate.PerSecond; ps > 0 && len(keep) > 0 {
-		limit := redis_rate.Limit{Rate: ps, Period: time.Second, Burst: s.batchSize(c)}
-		res, err := s.limiter.AllowAtMost(ctx, s.store.RateLimitKey(c.ID, "campaign"), limit, len(keep))
+		limit := redisstore.RateLimit{Rate: ps, Period: time.Second, Burst: s.batchSize(c)}
+		res, err := s.store.AllowAtMost(ctx, c.ID, "campaign", limit, len(keep))
 		if err != nil {
-			return nil, fmt.Errorf("rate limit %s: %w", c.ID, err)
+			return nil, err
 		}
 		if res.Allowed < len(keep) {
 			deferred = append(deferred, held{wait: waitFor(res, limit), limit: limit, idxs: indexes(keep[res.Allowed:])})
@@ -107,7 +105,7 @@ func (s *Server) pace(ctx context.Context, e *campaignEntry, p sendPayload, rs [
 // waitFor is how long recipients refused by a limiter wait: until it has
 // room again, at least one emission interval (redis_rate reports no
 // RetryAfter when it allowed part of a request).
-func waitFor(res *redis_rate.Result, limit redis_rate.Limit) time.Duration {
+func waitFor(res redisstore.Allowance, limit redisstore.RateLimit) time.Duration {
 	step := limit.Period / time.Duration(limit.Rate)
 	return max(res.RetryAfter, step)
 }
@@ -115,7 +113,7 @@ func waitFor(res *redis_rate.Result, limit redis_rate.Limit) time.Duration {
 // held are recipients a limiter or a penalty holds back.
 type held struct {
 	wait  time.Duration
-	limit redis_rate.Limit // zero for a penalty
+	limit redisstore.RateLimit // zero for a penalty
 	idxs  []int64
 }
 

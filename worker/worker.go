@@ -27,9 +27,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/mailer"
@@ -42,9 +40,6 @@ import (
 type Config struct {
 	// Store holds campaigns and recipients.
 	Store *redisstore.Store
-	// Redis is the client asynq and the rate limiters use; default
-	// Store.Client().
-	Redis redis.UniversalClient
 	// Queue is the asynq queue of every task; default Store.Prefix(), which
 	// is what launch's Scheduler uses too.
 	Queue string
@@ -132,9 +127,6 @@ func (cfg *Config) setDefaults() error {
 	if cfg.Signer == nil {
 		return errors.New("worker: Config.Signer is required")
 	}
-	if cfg.Redis == nil {
-		cfg.Redis = cfg.Store.Client()
-	}
 	if cfg.Queue == "" {
 		cfg.Queue = cfg.Store.Prefix()
 	}
@@ -190,8 +182,6 @@ type Server struct {
 	store    *redisstore.Store
 	sched    *Scheduler
 	client   *asynq.Client
-	inspect  *asynq.Inspector
-	limiter  *redis_rate.Limiter
 	pool     *mailer.Pool
 	ownsPool bool
 	srv      *asynq.Server
@@ -214,9 +204,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "worker"),
 		store:     cfg.Store,
-		client:    asynq.NewClientFromRedisClient(cfg.Redis),
-		inspect:   asynq.NewInspectorFromRedisClient(cfg.Redis),
-		limiter:   redis_rate.NewLimiter(cfg.Redis),
+		client:    cfg.Store.QueueClient(),
 		pool:      cfg.Pool,
 		stopping:  make(chan struct{}),
 		campaigns: make(map[string]*campaignEntry),
@@ -229,7 +217,7 @@ func New(cfg Config) (*Server, error) {
 		s.pool = mailer.NewPool(cfg.SMTP, cfg.PoolSize)
 		s.ownsPool = true
 	}
-	s.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
+	s.srv = cfg.Store.QueueServer(asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{cfg.Queue: 1},
 		TaskCheckInterval:        cfg.PollInterval,
@@ -289,7 +277,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Warn("closing SMTP connections", "err", err)
 		}
 	}
-	// The client and inspector share the Redis connection, which is the
+	// The asynq client shares the store's Redis connection, which is the
 	// caller's to close.
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/hibiken/asynq"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/redisstore"
@@ -396,12 +397,7 @@ func TestScheduleTwiceDoesNotDoubleTasks(t *testing.T) {
 	if err := e.sched.Schedule(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	cfg := e.config()
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tasks, err := s.inspect.ListScheduledTasks(e.r.Prefix)
+	tasks, err := asynq.NewInspectorFromRedisClient(e.r.Client).ListScheduledTasks(e.r.Prefix)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit/bench"
+	"github.com/repermit/repermit/redisstore"
 )
 
 // runBench measures one hot path beside its baseline, in the same run. It
@@ -72,12 +72,12 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 
-	rdb, closeRedis, err := benchRedis(ctx, env)
+	st, closeStore, err := benchStore(ctx, env)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	t := bench.Target{Client: rdb, Prefix: bench.NewPrefix(), Log: env.Stderr}
+	defer closeStore()
+	t := bench.Target{Store: st, Prefix: bench.NewPrefix(), Log: env.Stderr}
 	res, err := run(ctx, t)
 	if err != nil {
 		return err
@@ -100,17 +100,13 @@ func createProfile(cmd, path string) (*os.File, error) {
 	return f, nil
 }
 
-// benchRedis connects to REPERMIT_REDIS_URL, or starts an in-process
+// benchStore connects to REPERMIT_REDIS_URL, or starts an in-process
 // miniredis when it is unset; the figures then say little about a real
 // deployment, so stderr says so.
-func benchRedis(ctx context.Context, env Env) (redis.UniversalClient, func(), error) {
+func benchStore(ctx context.Context, env Env) (*redisstore.Store, func(), error) {
 	s := env.settings()
 	if s.RedisURL != "" {
-		rdb, err := openRedis(ctx, s)
-		if err != nil {
-			return nil, nil, err
-		}
-		return rdb, func() { rdb.Close() }, nil
+		return openStore(ctx, s)
 	}
 	m := miniredis.NewMiniRedis()
 	m.ClockTTL(true)
@@ -118,8 +114,12 @@ func benchRedis(ctx context.Context, env Env) (redis.UniversalClient, func(), er
 		return nil, nil, fmt.Errorf("start embedded redis: %w", err)
 	}
 	fmt.Fprintln(env.Stderr, "bench: REPERMIT_REDIS_URL is unset; using an embedded miniredis, far slower than a real Redis")
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	return rdb, func() { rdb.Close(); m.Close() }, nil
+	st, err := redisstore.Open(ctx, "redis://"+m.Addr(), s.Prefix)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); m.Close() }, nil
 }
 
 func printBench(env Env, sub string, res any) error {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/repermit/repermit/launch"
 	"github.com/repermit/repermit/worker"
 )
@@ -26,7 +24,7 @@ func runLaunch(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer closeStore()
-	client := asynq.NewClientFromRedisClient(st.Client())
+	client := st.QueueClient()
 	opt := launch.Options{Now: env.Now(), CheckTemplates: checkTemplates}
 	if isTerminal(env.Stderr) && !*asJSON {
 		opt.Progress = progressBar(env)

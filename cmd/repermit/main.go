@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
 	"github.com/repermit/repermit"
@@ -99,7 +98,7 @@ func commands() []command {
 		{"pause", "ID", "stop sending until resumed", runControl(repermit.StatusPaused, repermit.StatusRunning)},
 		{"resume", "ID", "continue a paused campaign", runControl(repermit.StatusRunning, repermit.StatusPaused)},
 		{"cancel", "ID", "stop sending for good (the deadline still expires)", runControl(repermit.StatusCancelled, repermit.StatusRunning, repermit.StatusPaused)},
-		{"export", "ID --what confirmed|suppressed|unreached|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
+		{"export", "ID --what confirmed|suppressed|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
 		{"verify-ledger", "FILE", "check an exported ledger's hash chain", runVerifyLedger},
 		{"bench", "send|import|expire|web [--json]", "measure against a baseline in the same run", runBench},
 	}
@@ -203,33 +202,21 @@ func flagList(fs *flag.FlagSet) string {
 	return strings.Join(names, "")
 }
 
-// openRedis connects to REPERMIT_REDIS_URL (default the local server) and
+// openStore connects to REPERMIT_REDIS_URL (default the local server) and
 // checks that it answers.
-func openRedis(ctx context.Context, s Settings) (redis.UniversalClient, error) {
+func openStore(ctx context.Context, s Settings) (*redisstore.Store, func(), error) {
 	url := s.RedisURL
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
 	}
-	opt, err := redisstore.ParseURL(url)
-	if err != nil {
-		return nil, usageError("REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
+	st, err := redisstore.Open(ctx, url, s.Prefix)
+	if repermit.ErrorCode(err) == repermit.EINVALID {
+		return nil, nil, usageError("REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
 	}
-	rdb := redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis at %s: %w", opt.Addr, err)
-	}
-	return rdb, nil
-}
-
-func openStore(ctx context.Context, s Settings) (*redisstore.Store, func(), error) {
-	rdb, err := openRedis(ctx, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	return redisstore.New(rdb, s.Prefix), func() { rdb.Close() }, nil
+	return st, func() { st.Close() }, nil
 }
 
 // newLogger logs JSON when stderr is not a terminal, text otherwise.

@@ -1,0 +1,145 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The baselines of package bench: the same data written with plain
+// pipelined commands, the floor an engine on this Redis could reach. They
+// live here because this package alone speaks Redis. Each writes only
+// under keyPrefix, which must be a bench's own: it is deleted afterwards.
+
+// BaselineImport writes rows the way the store packs them, 128 to a hash
+// with a state and a data field each, in pipelines of 8192 commands, and
+// returns how long that took.
+func (s *Store) BaselineImport(ctx context.Context, keyPrefix string, rows int, row func(i int) (email, name, locale string)) (time.Duration, error) {
+	start := time.Now()
+	pipe := s.rdb.Pipeline()
+	for i := range rows {
+		email, name, locale := row(i)
+		b, slot := i/BucketSize, strconv.Itoa(i%BucketSize)
+		pipe.HSet(ctx, keyPrefix+"b:"+strconv.Itoa(b), "s"+slot, "p", "d"+slot, email+"\x1f"+name+"\x1f"+locale)
+		if pipe.Len() == 8192 || i == rows-1 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return 0, fmt.Errorf("baseline import: %w", err)
+			}
+		}
+	}
+	return time.Since(start), nil
+}
+
+// BaselineExpire sets every state field BaselineImport wrote to expired
+// and deletes every address field, one HSET and one HDEL per bucket,
+// pipelined 64 buckets at a time; it checks, outside the timing, that the
+// addresses are gone.
+func (s *Store) BaselineExpire(ctx context.Context, keyPrefix string, n int) (time.Duration, error) {
+	buckets := Buckets(int64(n))
+	start := time.Now()
+	pipe := s.rdb.Pipeline()
+	for b := int64(0); b < buckets; b++ {
+		key := keyPrefix + "b:" + strconv.FormatInt(b, 10)
+		size := min(BucketSize, n-int(b)*BucketSize)
+		set := make([]any, 0, 2*size)
+		del := make([]string, 0, size)
+		for slot := range size {
+			s := strconv.Itoa(slot)
+			set = append(set, "s"+s, "e")
+			del = append(del, "d"+s)
+		}
+		pipe.HSet(ctx, key, set...)
+		pipe.HDel(ctx, key, del...)
+		if pipe.Len() >= 128 || b == buckets-1 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return 0, fmt.Errorf("baseline expire: %w", err)
+			}
+		}
+	}
+	d := time.Since(start)
+	left, err := s.rdb.HGet(ctx, keyPrefix+"b:0", "d0").Result()
+	if err == nil {
+		return 0, fmt.Errorf("baseline expire: address %q still there", left)
+	}
+	if !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("baseline expire: %w", err)
+	}
+	return d, nil
+}
+
+// MemoryUnder sums MEMORY USAGE over every key matching pattern: what the
+// data costs in Redis, without the noise other clients add to INFO's
+// used_memory.
+func (s *Store) MemoryUnder(ctx context.Context, pattern string) (int64, error) {
+	iter := s.rdb.Scan(ctx, 0, pattern, 2000).Iterator()
+	var total int64
+	batch := make([]string, 0, 512)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		cmds := make([]*redis.IntCmd, len(batch))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range batch {
+				cmds[i] = p.MemoryUsage(ctx, k)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("memory usage: %w", err)
+		}
+		for _, c := range cmds {
+			total += c.Val()
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return 0, fmt.Errorf("scan %s: %w", pattern, err)
+	}
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+// DeleteMatching deletes every key matching pattern, a thousand at a time.
+// It is for benches and tests that own every key the pattern matches.
+func (s *Store) DeleteMatching(ctx context.Context, pattern string) error {
+	iter := s.rdb.Scan(ctx, 0, pattern, 2000).Iterator()
+	keys := make([]string, 0, 1000)
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == cap(keys) {
+			if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+				return fmt.Errorf("delete %s: %w", pattern, err)
+			}
+			keys = keys[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("scan %s: %w", pattern, err)
+	}
+	if len(keys) > 0 {
+		if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+			return fmt.Errorf("delete %s: %w", pattern, err)
+		}
+	}
+	return nil
+}
+
+// WithPrefix returns a store under another prefix on the same connection,
+// which stays the receiver's to close.
+func (s *Store) WithPrefix(prefix string) *Store { return New(s.rdb, prefix) }
