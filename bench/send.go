@@ -148,7 +148,7 @@ func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOpt
 		return 0, err
 	}
 	st := t.store(t.Prefix)
-	client := st.QueueClient()
+	client := st.Enqueuer()
 	defer client.Close()
 
 	t.logf("send: engine, launching %d recipients", n)

@@ -7,9 +7,9 @@ import "github.com/hibiken/asynq"
 // holds a Redis client; asynq objects built here share it and closing them
 // leaves it open (it is the store's, see Close).
 
-// QueueClient returns an asynq client that enqueues through the store's
+// Enqueuer returns an asynq client that enqueues through the store's
 // connection.
-func (s *Store) QueueClient() *asynq.Client { return asynq.NewClientFromRedisClient(s.rdb) }
+func (s *Store) Enqueuer() *asynq.Client { return asynq.NewClientFromRedisClient(s.rdb) }
 
 // QueueServer returns an asynq server that processes tasks through the
 // store's connection.

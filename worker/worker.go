@@ -204,7 +204,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "worker"),
 		store:     cfg.Store,
-		client:    cfg.Store.QueueClient(),
+		client:    cfg.Store.Enqueuer(),
 		pool:      cfg.Pool,
 		stopping:  make(chan struct{}),
 		campaigns: make(map[string]*campaignEntry),

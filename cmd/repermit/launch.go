@@ -24,7 +24,7 @@ func runLaunch(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer closeStore()
-	client := st.QueueClient()
+	client := st.Enqueuer()
 	opt := launch.Options{Now: env.Now(), CheckTemplates: checkTemplates}
 	if isTerminal(env.Stderr) && !*asJSON {
 		opt.Progress = progressBar(env)
