@@ -26,7 +26,7 @@ type QueueDepth struct {
 // enqueued on is an error (asynq does not know it yet). go-redis' read
 // timeout bounds the call: asynq's inspector takes no context.
 func (s *Store) QueueDepth(queue string) (QueueDepth, error) {
-	info, err := s.inspector().GetQueueInfo(queue)
+	info, err := s.QueueInspector().GetQueueInfo(queue)
 	if err != nil {
 		return QueueDepth{}, unavailable("queue "+queue, err)
 	}
@@ -36,8 +36,9 @@ func (s *Store) QueueDepth(queue string) (QueueDepth, error) {
 	}, nil
 }
 
-// inspector is built once: it holds no connection of its own.
-func (s *Store) inspector() *asynq.Inspector {
+// QueueInspector returns an asynq inspector on the store's connection,
+// built once: it holds no connection of its own.
+func (s *Store) QueueInspector() *asynq.Inspector {
 	s.inspectOnce.Do(func() { s.inspect = asynq.NewInspectorFromRedisClient(s.rdb) })
 	return s.inspect
 }

@@ -182,6 +182,7 @@ type Server struct {
 	store    *redisstore.Store
 	sched    *Scheduler
 	client   *asynq.Client
+	inspect  *asynq.Inspector // lists queued tasks (reconcile)
 	pool     *mailer.Pool
 	ownsPool bool
 	srv      *asynq.Server
@@ -205,6 +206,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger.With("component", "worker"),
 		store:     cfg.Store,
 		client:    cfg.Store.Enqueuer(),
+		inspect:   cfg.Store.QueueInspector(),
 		pool:      cfg.Pool,
 		stopping:  make(chan struct{}),
 		campaigns: make(map[string]*campaignEntry),
