@@ -226,11 +226,7 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 	if reason != "" {
 		entry = suppressEntry(cur.Email, reason, a.At, a.Campaign)
 	}
-	// Answers of one campaign chain onto one ledger head; within this
-	// process they take turns, so they do not race each other for it.
-	unlock := s.ledgerLocks.lock(a.Campaign)
 	rec, applied, err := s.appendAnswer(ctx, a, o, b, slot, entry, strings.Join(a.Topics, ","))
-	unlock()
 	if err != nil {
 		return AnswerResult{}, err
 	}
@@ -262,12 +258,37 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 }
 
 // appendAnswer runs the answer's transition with its consent record
-// chained onto the ledger head. The caller holds the campaign's ledger
-// lock, so within this process the cached head is current; another web
-// process may still have moved it, and then the script refuses and hands
-// back the new head to retry on.
+// chained onto the ledger head. Answers of one campaign chain onto one
+// head; within this process they take turns (tryAppend), so the cached
+// head is current. Another web process may still have moved it: then the
+// script refuses and hands back the new head, and the answer waits a
+// moment, holding no turn, and tries again, until ctx ends.
 func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string) (*repermit.ConsentRecord, bool, error) {
-	head, seq, ok := s.ledgerLocks.head(a.Campaign)
+	const attempts = 50
+	for attempt := 0; attempt < attempts; attempt++ {
+		if attempt > 0 {
+			// Jitter spreads processes that keep colliding.
+			wait := time.Duration(rand.Int64N(int64(attempt)*int64(time.Millisecond) + 1))
+			if err := sleep(ctx, wait); err != nil {
+				return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
+			}
+		}
+		rec, applied, err := s.tryAppend(ctx, a, o, b, slot, entry, topics)
+		var moved *errLedgerMoved
+		if errors.As(err, &moved) {
+			continue
+		}
+		return rec, applied, err
+	}
+	return nil, false, repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", a.Campaign)
+}
+
+// tryAppend is one attempt of appendAnswer, during the campaign's turn
+// within this process. It fails with *errLedgerMoved when another process
+// moved the head, which it then caches for the next attempt.
+func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string) (*repermit.ConsentRecord, bool, error) {
+	defer s.ledger.take(a.Campaign)()
+	head, seq, ok := s.ledger.head(a.Campaign)
 	if !ok {
 		vals, err := s.rdb.HMGet(ctx, s.metaKey(a.Campaign), fLedgerHead, fLedgerSeq).Result()
 		if err != nil {
@@ -276,41 +297,45 @@ func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot,
 		head, _ = vals[0].(string)
 		seq, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
 	}
-	for attempt := 0; attempt < 50; attempt++ {
-		if attempt > 0 {
-			// Jitter spreads processes that keep colliding.
-			time.Sleep(time.Duration(rand.Int64N(int64(attempt)*int64(time.Millisecond) + 1)))
-		}
-		rec := repermit.ConsentRecord{
-			Seq: seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
-			Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
-			WordingSHA256: a.WordingSHA256, Prev: head,
-		}
-		rec.Hash = rec.ComputeHash()
-		js, err := json.Marshal(rec)
-		if err != nil {
-			return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
-		}
-		out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{
-			answer: topics, ledgerPrev: head, ledgerHash: rec.Hash, ledgerJSON: string(js),
-		}, []slotChange{{slot: slot, suppress: entry}})
-		var moved *errLedgerMoved
-		if errors.As(err, &moved) {
-			head, seq = moved.head, moved.seq
-			s.ledgerLocks.setHead(a.Campaign, head, seq)
-			continue
-		}
-		if err != nil {
-			s.ledgerLocks.forgetHead(a.Campaign)
-			return nil, false, err
-		}
-		if !out[0].applied {
-			return nil, false, nil
-		}
-		s.ledgerLocks.setHead(a.Campaign, rec.Hash, rec.Seq)
-		return &rec, true, nil
+	rec := repermit.ConsentRecord{
+		Seq: seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
+		Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
+		WordingSHA256: a.WordingSHA256, Prev: head,
 	}
-	return nil, false, repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", a.Campaign)
+	rec.Hash = rec.ComputeHash()
+	js, err := json.Marshal(rec)
+	if err != nil {
+		return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
+	}
+	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{
+		answer: topics, ledgerPrev: head, ledgerHash: rec.Hash, ledgerJSON: string(js),
+	}, []slotChange{{slot: slot, suppress: entry}})
+	var moved *errLedgerMoved
+	if errors.As(err, &moved) {
+		s.ledger.setHead(a.Campaign, moved.head, moved.seq)
+		return nil, false, err
+	}
+	if err != nil {
+		s.ledger.forgetHead(a.Campaign)
+		return nil, false, err
+	}
+	if !out[0].applied {
+		return nil, false, nil
+	}
+	s.ledger.setHead(a.Campaign, rec.Hash, rec.Seq)
+	return &rec, true, nil
+}
+
+// sleep waits d or until ctx ends, whichever comes first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ExpireBucket ends bucket b at the deadline, in one script call: every

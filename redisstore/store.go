@@ -58,10 +58,10 @@ var (
 
 // Store is safe for concurrent use.
 type Store struct {
-	rdb         redis.UniversalClient
-	ownsClient  bool // Close closes rdb (Open made it)
-	prefix      string
-	ledgerLocks keyedMutex
+	rdb        redis.UniversalClient
+	ownsClient bool // Close closes rdb (Open made it)
+	prefix     string
+	ledger     ledgerTurns
 
 	limiterOnce sync.Once
 	limiter     *redis_rate.Limiter
@@ -69,13 +69,14 @@ type Store struct {
 	inspect     *asynq.Inspector
 }
 
-// keyedMutex serialises work per key (a campaign's ledger appends) without
-// holding a mutex per campaign forever.
-type keyedMutex struct {
+// ledgerTurns lets the answers of one campaign take turns within this
+// process, so that they do not race each other for the ledger head, and
+// caches each campaign's last known head. The script checks the head, so a
+// stale entry costs one retry, never a broken chain. A turn lasts one
+// script call, never a wait between retries.
+type ledgerTurns struct {
 	mu    sync.Mutex
-	locks map[string]*keyedEntry
-	// heads caches each campaign's last known ledger head; the script
-	// checks it, so a stale entry costs one retry, never a broken chain.
+	turns map[string]*turn
 	heads map[string]ledgerHead
 }
 
@@ -84,42 +85,44 @@ type ledgerHead struct {
 	seq  int64
 }
 
-func (k *keyedMutex) head(key string) (string, int64, bool) {
+type turn struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *ledgerTurns) head(id string) (string, int64, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	h, ok := k.heads[key]
+	h, ok := k.heads[id]
 	return h.hash, h.seq, ok
 }
 
-func (k *keyedMutex) setHead(key, hash string, seq int64) {
+func (k *ledgerTurns) setHead(id, hash string, seq int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.heads == nil {
 		k.heads = make(map[string]ledgerHead)
 	}
-	k.heads[key] = ledgerHead{hash, seq}
+	k.heads[id] = ledgerHead{hash, seq}
 }
 
-func (k *keyedMutex) forgetHead(key string) {
+func (k *ledgerTurns) forgetHead(id string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	delete(k.heads, key)
+	delete(k.heads, id)
 }
 
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
+// take waits for campaign id's turn and returns the function that ends it.
+// A campaign without answers in flight keeps no entry.
+func (k *ledgerTurns) take(id string) (done func()) {
 	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = make(map[string]*keyedEntry)
+	if k.turns == nil {
+		k.turns = make(map[string]*turn)
 	}
-	e := k.locks[key]
+	e := k.turns[id]
 	if e == nil {
-		e = &keyedEntry{}
-		k.locks[key] = e
+		e = &turn{}
+		k.turns[id] = e
 	}
 	e.refs++
 	k.mu.Unlock()
@@ -128,7 +131,7 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 		e.mu.Unlock()
 		k.mu.Lock()
 		if e.refs--; e.refs == 0 {
-			delete(k.locks, key)
+			delete(k.turns, id)
 		}
 		k.mu.Unlock()
 	}
