@@ -407,3 +407,54 @@ func Offset(t time.Time) string {
 	}
 	return "UTC" + t.Format("-07:00")
 }
+
+// Foreign returns the phrases of other languages' messages that text
+// contains although it should be written in loc: a test's way to find an
+// English button on a Danish page. A phrase is a piece of a message
+// between placeholders, of at least 8 characters, that loc's messages do
+// not contain themselves.
+func (c *Catalog) Foreign(text, loc string) []string {
+	own := make([]string, 0, len(c.msgs[loc]))
+	for _, v := range c.msgs[loc] {
+		own = append(own, v)
+	}
+	ownAll := strings.Join(own, "\n")
+	seen := make(map[string]bool)
+	var out []string
+	for _, l := range c.names {
+		if l == loc {
+			continue
+		}
+		for k, v := range c.msgs[l] {
+			if k == keyMonths || k == keyDateTime || v == c.msgs[loc][k] {
+				continue
+			}
+			for _, frag := range fragments(v) {
+				if len([]rune(frag)) < 8 || seen[frag] || strings.Contains(ownAll, frag) {
+					continue
+				}
+				if strings.Contains(text, frag) {
+					seen[frag] = true
+					out = append(out, l+": "+frag)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fragments splits a message at its placeholders.
+func fragments(msg string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(msg, '{')
+		j := strings.IndexByte(msg, '}')
+		if i < 0 || j < i {
+			break
+		}
+		out = append(out, strings.TrimSpace(msg[:i]))
+		msg = msg[j+1:]
+	}
+	return append(out, strings.TrimSpace(msg))
+}

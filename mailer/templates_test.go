@@ -1,6 +1,8 @@
 package mailer
 
 import (
+	"html"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -210,5 +212,41 @@ func TestNewDataLinks(t *testing.T) {
 	}
 	if !strings.Contains(r.text, "  - yoga\n  - events") || !strings.Contains(r.html, "<strong>events</strong>") {
 		t.Errorf("topics missing from the mail:\n%s", r.text)
+	}
+}
+
+// TestMailsSpeakTheRecipientsLanguageOnly renders both mails for
+// recipients in en, de, da, de-AT and without a locale (the campaign's
+// default, Danish here) and looks for any phrase of another language.
+func TestMailsSpeakTheRecipientsLanguageOnly(t *testing.T) {
+	tpl := loadTemplates(t, "")
+	c := testCampaign()
+	c.DefaultLocale = "da"
+	c.TimeZone = "Europe/Copenhagen"
+	c.Topics = []string{"yoga"}
+	c.TopicText = map[string]repermit.TopicText{"yoga": {Label: repermit.Text{"en": "Yoga classes", "de": "Yogakurse", "da": "Yogahold"}}}
+	tags := regexp.MustCompile(`<[^>]*>`)
+	for _, tt := range []struct{ csv, lang string }{{"en", "en"}, {"de", "de"}, {"da", "da"}, {"de-AT", "de"}, {"", "da"}} {
+		for _, kind := range []Kind{Initial, Reminder(1)} {
+			d := testData(c, testRecipient(1, tt.csv))
+			r, err := tpl.render(d, kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := locale.Default().Words(c, tt.lang)
+			for part, body := range map[string]string{"subject": r.subject, "text": r.text, "html": html.UnescapeString(tags.ReplaceAllString(r.html, " "))} {
+				if f := locale.Default().Foreign(body, tt.lang); len(f) > 0 {
+					t.Errorf("%q %s %s has phrases of other languages: %q", tt.csv, kind, part, f)
+				}
+			}
+			for _, want := range []string{w.Var("list"), c.TopicText["yoga"].Label.In(tt.lang), w.Time(c.Deadline)} {
+				if !strings.Contains(strings.Join(strings.Fields(r.text), " "), want) || !strings.Contains(html.UnescapeString(r.html), want) {
+					t.Errorf("%q %s lacks %q", tt.csv, kind, want)
+				}
+			}
+			if !strings.Contains(r.html, `<html lang="`+tt.lang+`">`) || r.subject != w.Subject(kind > Initial) {
+				t.Errorf("%q %s: subject %q, HTML lang not %s", tt.csv, kind, r.subject, tt.lang)
+			}
+		}
 	}
 }

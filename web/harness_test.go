@@ -44,6 +44,13 @@ var locales = []string{"de", "en", "", "fr", "de-AT"}
 
 func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	t.Helper()
+	return newCampaignHarness(t, repermit.Campaign{}, locales, opts...)
+}
+
+// newCampaignHarness is newHarness over campaign c (the default campaign
+// if c has no ID) with one recipient per entry of locs.
+func newCampaignHarness(t testing.TB, c repermit.Campaign, locs []string, opts ...func(*Config)) *harness {
+	t.Helper()
 	h := &harness{t: t, r: redistest.New(t)}
 	h.store = redisstore.New(h.r.Client, h.r.Prefix)
 	h.r.Client.AddHook(countHook{&h.commands})
@@ -53,7 +60,11 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	h.signer = signer
-	h.c = launch(t, h.store, "camp", len(locales), func(i int) string { return locales[i] })
+	if c.ID == "" {
+		h.c = launch(t, h.store, "camp", len(locs), func(i int) string { return locs[i] })
+	} else {
+		h.c = launchCampaign(t, h.store, c, len(locs), func(i int) string { return locs[i] })
+	}
 	h.reg = prometheus.NewRegistry()
 	cfg := Config{
 		Store: h.store, Signer: signer, AdminToken: adminToken,
