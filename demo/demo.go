@@ -191,7 +191,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if e.mini == nil {
 		fmt.Fprintf(w, "the campaign stays in Redis under the prefix %s: REPERMIT_PREFIX=%s repermit status %s\n", e.store.Prefix(), e.store.Prefix(), CampaignID)
 	}
-	if simErr, n := sim.err(); simErr != nil {
+	if n, simErr := sim.err(); simErr != nil {
 		return res, fmt.Errorf("demo: %d simulated recipients failed, first: %w", n, simErr)
 	}
 	if cfg.Keep {

@@ -264,9 +264,9 @@ func (s *simulator) fail(err error) {
 }
 
 // err returns the first failure, if any, and how many there were.
-func (s *simulator) err() (error, int64) {
+func (s *simulator) err() (int64, error) {
 	if p := s.firstErr.Load(); p != nil {
-		return *p, s.failures.Load()
+		return s.failures.Load(), *p
 	}
-	return nil, 0
+	return 0, nil
 }

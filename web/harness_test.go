@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -239,11 +238,6 @@ func (c countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 		c.n.Add(int64(len(cmds)))
 		return next(ctx, cmds)
 	}
-}
-
-func body(w *httptest.ResponseRecorder) string {
-	b, _ := io.ReadAll(w.Result().Body)
-	return string(b)
 }
 
 func wantStatus(t testing.TB, what string, w *httptest.ResponseRecorder, code int) {

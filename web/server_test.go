@@ -279,20 +279,30 @@ func TestBadTokensGet404WithoutAnyRedisCommand(t *testing.T) {
 	}
 }
 
+// TestTokensOfOtherCampaignsOrRecipientsGet404WithoutWrites signs, for
+// each page, a token of that page's purpose, so that each request passes
+// the purpose check and reaches the lookup it is about.
 func TestTokensOfOtherCampaignsOrRecipientsGet404WithoutWrites(t *testing.T) {
 	h := newHarness(t)
 	before := h.dump()
-	for name, tok := range map[string]string{
-		"unknown campaign":  h.signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: h.c.Seq + 1000, Recipient: 1, Deadline: h.c.Deadline}),
-		"unknown recipient": h.token(token.Confirm, 99999),
-		"signed by another key": func() string {
-			other, _ := token.NewSigner([][]byte{[]byte("another secret of at least thirty-two bytes")})
-			return other.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: h.c.Seq, Recipient: 1, Deadline: h.c.Deadline})
-		}(),
+	other, err := token.NewSigner([][]byte{[]byte("another secret of at least thirty-two bytes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sign := range map[string]func(token.Purpose) string{
+		"unknown campaign": func(p token.Purpose) string {
+			return h.signer.Sign(token.Claims{Purpose: p, CampaignSeq: h.c.Seq + 1000, Recipient: 1, Deadline: h.c.Deadline})
+		},
+		"unknown recipient": func(p token.Purpose) string { return h.token(p, 99999) },
+		"signed by another key": func(p token.Purpose) string {
+			return other.Sign(token.Claims{Purpose: p, CampaignSeq: h.c.Seq, Recipient: 1, Deadline: h.c.Deadline})
+		},
 	} {
-		wantStatus(t, name+" GET", h.get("/c/"+tok), http.StatusNotFound)
-		wantStatus(t, name+" POST", h.postForm("/c/"+tok, confirmForm("confirm")), http.StatusNotFound)
-		wantStatus(t, name+" POST /u", h.postForm("/u/"+strings.Replace(tok, "", "", 0), url.Values{}), http.StatusNotFound)
+		confirm, unsub := sign(token.Confirm), sign(token.Unsubscribe)
+		wantStatus(t, name+" GET /c", h.get("/c/"+confirm), http.StatusNotFound)
+		wantStatus(t, name+" POST /c", h.postForm("/c/"+confirm, confirmForm("confirm")), http.StatusNotFound)
+		wantStatus(t, name+" GET /u", h.get("/u/"+unsub), http.StatusNotFound)
+		wantStatus(t, name+" POST /u", h.postForm("/u/"+unsub, url.Values{"List-Unsubscribe": {"One-Click"}}), http.StatusNotFound)
 	}
 	if after := h.dump(); after != before {
 		t.Errorf("bad tokens changed Redis:\nbefore:\n%s\nafter:\n%s", before, after)
