@@ -13,11 +13,14 @@ import (
 // the record before it, so an edited, removed or reordered record breaks the
 // chain from that point on.
 type ConsentRecord struct {
-	Seq           int64     `json:"seq"` // 1-based position in the ledger
-	Campaign      string    `json:"campaign"`
-	Recipient     int64     `json:"recipient"`
-	Answer        State     `json:"answer"` // confirmed, declined or unsubscribed
-	Topics        []string  `json:"topics,omitempty"`
+	Seq       int64    `json:"seq"` // 1-based position in the ledger
+	Campaign  string   `json:"campaign"`
+	Recipient int64    `json:"recipient"`
+	Answer    State    `json:"answer"` // confirmed, declined or unsubscribed
+	Topics    []string `json:"topics,omitempty"`
+	// TopicsBefore is set when a confirmed recipient changed topics: what
+	// they had chosen before this record (Topics is the choice after it).
+	TopicsBefore  []string  `json:"topics_before,omitempty"`
 	At            time.Time `json:"at"`
 	IP            string    `json:"ip,omitempty"`
 	UserAgent     string    `json:"user_agent,omitempty"`

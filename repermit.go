@@ -220,12 +220,16 @@ type Recipient struct {
 	Campaign string
 	Index    int64 // position in the import; never shown to recipients
 	Email    string
-	Name     string
-	Locale   string
-	Extra    map[string]string // extra CSV columns, available to templates
-	State    State
-	Step     int      // mails sent: 1 initial, 2 initial + first reminder, …
-	Topics   []string // confirmed topics
+	// AddressHash is the SHA-256 of the address where only that is kept:
+	// a confirmed recipient after the retention ended, so that withdrawing
+	// still suppresses the address.
+	AddressHash string
+	Name        string
+	Locale      string
+	Extra       map[string]string // extra CSV columns, available to templates
+	State       State
+	Step        int      // mails sent: 1 initial, 2 initial + first reminder, …
+	Topics      []string // confirmed topics
 	// AnsweredAt and LedgerID are set once the recipient answered.
 	AnsweredAt time.Time
 	LedgerID   string

@@ -49,7 +49,8 @@ func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 			return err
 		}
 		for _, r := range rs {
-			if r.State != repermit.StateConfirmed {
+			if r.State != repermit.StateConfirmed || r.Email == "" {
+				// No address: the retention ended, only its hash is kept.
 				continue
 			}
 			at := r.AnsweredAt.UTC().Format(time.RFC3339)

@@ -417,10 +417,12 @@ func (s *Store) Timeline(ctx context.Context, id string) (map[repermit.State]map
 	return out, nil
 }
 
-// PurgeRecipients deletes every per-recipient record of a finished
-// campaign, confirmed addresses included, keeping the aggregate counts, the
-// timeline and the consent ledger: what a retention period leaves behind.
-// It refuses a campaign that is not finished.
+// PurgeRecipients ends a finished campaign's retention: it deletes every
+// per-recipient record, confirmed addresses included, keeping the aggregate
+// counts, the timeline and the consent ledger. Of a confirmed recipient it
+// keeps the state, the answer and the SHA-256 of the address, never the
+// address: their unsubscribe link must still work and suppress them. It
+// refuses a campaign that is not finished.
 func (s *Store) PurgeRecipients(ctx context.Context, id string) error {
 	c, err := s.Campaign(ctx, id)
 	if err != nil {
@@ -433,13 +435,18 @@ func (s *Store) PurgeRecipients(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	const chunk = 512
-	for start := int64(0); start < Buckets(n); start += chunk {
-		keys := make([]string, 0, chunk)
-		for b := start; b < min(Buckets(n), start+chunk); b++ {
-			keys = append(keys, s.bucketKey(id, b))
+	for b := int64(0); b < Buckets(n); b++ {
+		rs, err := s.Bucket(ctx, id, b)
+		if err != nil {
+			return err
 		}
-		if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+		var args []any
+		for _, r := range rs {
+			if r.State == repermit.StateConfirmed && r.Email != "" {
+				args = append(args, strconv.FormatInt(r.Index%BucketSize, 10), keptHashPrefix+repermit.AddressHash(r.Email))
+			}
+		}
+		if err := purgeBucketScript.Run(ctx, s.rdb, []string{s.bucketKey(id, b)}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return unavailable("purge "+id, err)
 		}
 	}
@@ -448,3 +455,33 @@ func (s *Store) PurgeRecipients(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// keptHashPrefix marks a data field that holds the address's SHA-256 only.
+const keptHashPrefix = "#"
+
+// purgeBucketScript empties a bucket but for the confirmed recipients named,
+// of whom it keeps state, answer and address hash. A recipient that left
+// the confirmed state since the caller read it (withdrew meanwhile) is not
+// kept.
+//
+// KEYS[1] bucket; ARGV pairs: slot, kept data ("#" + sha256 hex).
+var purgeBucketScript = redis.NewScript(`
+local keep = {}
+for i = 1, #ARGV, 2 do
+  local slot = ARGV[i]
+  if redis.call('HGET', KEYS[1], 's' .. slot) == 'c' then
+    table.insert(keep, 's' .. slot)
+    table.insert(keep, 'c')
+    table.insert(keep, 'd' .. slot)
+    table.insert(keep, ARGV[i + 1])
+    local a = redis.call('HGET', KEYS[1], 'a' .. slot)
+    if a then
+      table.insert(keep, 'a' .. slot)
+      table.insert(keep, a)
+    end
+  end
+end
+redis.call('UNLINK', KEYS[1])
+if #keep > 0 then redis.call('HSET', KEYS[1], unpack(keep)) end
+return #keep
+`)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,11 +139,15 @@ const (
 	ReasonImported     = "imported" // listed in a campaign's suppression file
 )
 
-func suppressEntry(email, reason string, now time.Time, campaign string) string {
-	if email == "" {
+func suppressEntry(r *repermit.Recipient, reason string, now time.Time, campaign string) string {
+	h := r.AddressHash
+	if h == "" && r.Email != "" {
+		h = repermit.AddressHash(r.Email)
+	}
+	if h == "" {
 		return ""
 	}
-	return repermit.AddressHash(email) + "|" + reason + "|" + ms(now) + "|" + campaign
+	return h + "|" + reason + "|" + ms(now) + "|" + campaign
 }
 
 // Bounce marks a recipient bounced, erases its address and suppresses it.
@@ -159,7 +164,7 @@ func (s *Store) erasing(ctx context.Context, r *repermit.Recipient, o op, reason
 	b, slot := bucketOf(r.Index)
 	entry := ""
 	if reason != "" {
-		entry = suppressEntry(r.Email, reason, now, r.Campaign)
+		entry = suppressEntry(r, reason, now, r.Campaign)
 	}
 	out, err := s.transition(ctx, r.Campaign, b, o, now, transitionArgs{}, []slotChange{{slot: slot, suppress: entry}})
 	if err != nil {
@@ -195,9 +200,12 @@ type AnswerResult struct {
 }
 
 // Record applies an answer and appends its consent record to the ledger in
-// one atomic step. A replay, or an answer the state does not allow (declined
-// → confirmed, anything after expiry), changes nothing and reports the
-// recorded state.
+// one atomic step. A confirmed recipient who confirms other topics changes
+// them: the record carries the topics before and after. A replay, or an
+// answer the state does not allow (declined → confirmed), changes nothing
+// and reports the recorded state. After the deadline only a confirmed
+// recipient may answer (change topics, decline, unsubscribe); anyone else
+// gets EGONE.
 func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 	var o op
 	reason := ""
@@ -218,15 +226,19 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 			return AnswerResult{}, err
 		}
 	}
-	if cur.State == a.State {
+	var before []string
+	if cur.State == repermit.StateConfirmed {
+		before = cur.Topics
+	}
+	if cur.State == a.State && (a.State != repermit.StateConfirmed || sameTopics(before, a.Topics)) {
 		return AnswerResult{Recipient: cur}, nil // replay: nothing to write
 	}
 	b, slot := bucketOf(a.Index)
 	entry := ""
 	if reason != "" {
-		entry = suppressEntry(cur.Email, reason, a.At, a.Campaign)
+		entry = suppressEntry(cur, reason, a.At, a.Campaign)
 	}
-	rec, applied, err := s.appendAnswer(ctx, a, o, b, slot, entry, strings.Join(a.Topics, ","))
+	rec, applied, err := s.appendAnswer(ctx, a, o, b, slot, entry, strings.Join(a.Topics, ","), before)
 	if err != nil {
 		return AnswerResult{}, err
 	}
@@ -235,8 +247,11 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 		if err != nil {
 			return AnswerResult{}, err
 		}
-		if after.State == repermit.StateExpired {
-			return AnswerResult{Recipient: after}, repermit.Errorf(repermit.EGONE, "recipient %d of %s has expired", a.Index, a.Campaign)
+		switch after.State {
+		case repermit.StateExpired, repermit.StateUnreached, repermit.StatePending, repermit.StateSent:
+			// Refused although neither answered nor final: past the
+			// deadline, where only the confirmed may still answer.
+			return AnswerResult{Recipient: after}, repermit.Errorf(repermit.EGONE, "recipient %d of %s is %s after the deadline", a.Index, a.Campaign, after.State)
 		}
 		return AnswerResult{Recipient: after}, nil
 	}
@@ -252,9 +267,22 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 	if a.State == repermit.StateConfirmed {
 		after.Topics = a.Topics
 	} else {
-		after.Email, after.Name, after.Locale, after.Extra = "", "", "", nil
+		after.Email, after.AddressHash, after.Name, after.Locale, after.Extra = "", "", "", "", nil
 	}
 	return AnswerResult{Recipient: &after, Changed: true, Record: rec}, nil
+}
+
+// sameTopics reports whether two topic choices hold the same topics.
+func sameTopics(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, t := range a {
+		if !slices.Contains(b, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // appendAnswer runs the answer's transition with its consent record
@@ -263,7 +291,7 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 // head is current. Another web process may still have moved it: then the
 // script refuses and hands back the new head, and the answer waits a
 // moment, holding no turn, and tries again, until ctx ends.
-func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string) (*repermit.ConsentRecord, bool, error) {
+func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string, before []string) (*repermit.ConsentRecord, bool, error) {
 	const attempts = 50
 	for attempt := 0; attempt < attempts; attempt++ {
 		if attempt > 0 {
@@ -273,7 +301,7 @@ func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot,
 				return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
 			}
 		}
-		rec, applied, err := s.tryAppend(ctx, a, o, b, slot, entry, topics)
+		rec, applied, err := s.tryAppend(ctx, a, o, b, slot, entry, topics, before)
 		var moved *errLedgerMoved
 		if errors.As(err, &moved) {
 			continue
@@ -286,7 +314,7 @@ func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot,
 // tryAppend is one attempt of appendAnswer, during the campaign's turn
 // within this process. It fails with *errLedgerMoved when another process
 // moved the head, which it then caches for the next attempt.
-func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string) (*repermit.ConsentRecord, bool, error) {
+func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string, before []string) (*repermit.ConsentRecord, bool, error) {
 	defer s.ledger.take(a.Campaign)()
 	head, seq, ok := s.ledger.head(a.Campaign)
 	if !ok {
@@ -299,7 +327,7 @@ func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, en
 	}
 	rec := repermit.ConsentRecord{
 		Seq: seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
-		Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
+		Topics: a.Topics, TopicsBefore: before, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
 		WordingSHA256: a.WordingSHA256, Prev: head,
 	}
 	rec.Hash = rec.ComputeHash()
@@ -355,7 +383,7 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 			// only for those it expires.
 			changes = append(changes, slotChange{
 				slot:     strconv.FormatInt(r.Index%BucketSize, 10),
-				suppress: suppressEntry(r.Email, ReasonExpired, now, id),
+				suppress: suppressEntry(r, ReasonExpired, now, id),
 			})
 		}
 	}

@@ -302,6 +302,10 @@ func unescapeField(s string) string {
 }
 
 func decodeData(r *repermit.Recipient, v string) {
+	if h, ok := strings.CutPrefix(v, keptHashPrefix); ok {
+		r.AddressHash = h
+		return
+	}
 	parts := strings.Split(v, "\x1f")
 	r.Email = unescapeField(parts[0])
 	if len(parts) > 1 {

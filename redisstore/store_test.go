@@ -224,8 +224,16 @@ func TestAnswersAndLedger(t *testing.T) {
 	if res := answer(0, repermit.StateConfirmed, "yoga", "events"); !res.Changed || res.Recipient.State != repermit.StateConfirmed || len(res.Recipient.Topics) != 2 {
 		t.Errorf("confirm: %+v", res)
 	}
-	if res := answer(0, repermit.StateConfirmed, "yoga"); res.Changed {
+	if res := answer(0, repermit.StateConfirmed, "events", "yoga"); res.Changed {
 		t.Errorf("replayed confirm changed state: %+v", res.Recipient)
+	}
+	// Narrowing from two topics to one is an answer of its own.
+	if res := answer(0, repermit.StateConfirmed, "yoga"); !res.Changed || strings.Join(res.Recipient.Topics, ",") != "yoga" ||
+		strings.Join(res.Record.TopicsBefore, ",") != "yoga,events" || strings.Join(res.Record.Topics, ",") != "yoga" {
+		t.Errorf("narrowing topics: %+v, record %+v", res.Recipient, res.Record)
+	}
+	if r, _ := s.Recipient(ctx, "camp", 0); strings.Join(r.Topics, ",") != "yoga" {
+		t.Errorf("topics read back after narrowing: %v", r.Topics)
 	}
 	if res := answer(1, repermit.StateDeclined); !res.Changed || res.Recipient.Email != "" {
 		t.Errorf("decline kept the address: %+v", res.Recipient)
@@ -242,9 +250,10 @@ func TestAnswersAndLedger(t *testing.T) {
 	assertCounts(t, s, "camp", map[repermit.State]int64{
 		repermit.StateConfirmed: 1, repermit.StateDeclined: 1, repermit.StateUnsubscribed: 1, repermit.StateSent: 1,
 	})
-	// Recipient 0 confirmed yoga and events; recipient 2 confirmed (all
-	// topics: none chosen) and then unsubscribed, taking nothing along.
-	if st, _ := s.Stats(ctx, "camp"); st.Topics["yoga"] != 1 || st.Topics["events"] != 1 {
+	// Recipient 0 confirmed yoga and events, then kept only yoga;
+	// recipient 2 confirmed (all topics: none chosen) and then
+	// unsubscribed, taking nothing along.
+	if st, _ := s.Stats(ctx, "camp"); st.Topics["yoga"] != 1 || st.Topics["events"] != 0 {
 		t.Errorf("topic counts = %v", st.Topics)
 	}
 	answer(3, repermit.StateConfirmed, "yoga")
@@ -257,8 +266,8 @@ func TestAnswersAndLedger(t *testing.T) {
 	if err := s.Ledger(ctx, "camp", func(r repermit.ConsentRecord, _ string) error { recs = append(recs, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 6 {
-		t.Fatalf("ledger has %d records, want 6", len(recs))
+	if len(recs) != 7 {
+		t.Fatalf("ledger has %d records, want 7", len(recs))
 	}
 	if err := repermit.VerifyLedger(recs); err != nil {
 		t.Errorf("VerifyLedger: %v", err)
@@ -408,15 +417,33 @@ func TestPurgeKeepsCountsAndLedgerOnly(t *testing.T) {
 	if err := s.PurgeRecipients(ctx, "camp"); err != nil {
 		t.Fatal(err)
 	}
+	// Only the confirmed recipient's state, answer and address hash stay.
 	for _, k := range r.Keys(t) {
-		if strings.Contains(k, ":b:") {
-			t.Errorf("recipient bucket %s survived the purge", k)
+		if !strings.Contains(k, ":b:") {
+			continue
+		}
+		fields := r.Client.HGetAll(ctx, k).Val()
+		if !strings.HasSuffix(k, ":b:0") || len(fields) != 3 || fields["s1"] != "c" || fields["d1"] != "#"+repermit.AddressHash("a1@example.com") || fields["a1"] == "" {
+			t.Errorf("recipient bucket %s after the purge: %q", k, fields)
 		}
 	}
 	st, err := s.Stats(ctx, "camp")
 	if err != nil || st.Counts[repermit.StateConfirmed] != 1 || st.LedgerRecords != 1 {
 		t.Errorf("stats after purge = %+v, %v", st, err)
 	}
+	// The unsubscribe link still works: it suppresses the kept hash and
+	// records the withdrawal.
+	res, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 1, State: repermit.StateUnsubscribed, At: t0.Add(48 * time.Hour)})
+	if err != nil || !res.Changed {
+		t.Fatalf("unsubscribe after the purge: %+v %v", res, err)
+	}
+	if sup, _ := s.IsSuppressed(ctx, []string{repermit.AddressHash("a1@example.com")}); !sup[0] {
+		t.Error("withdrawal after the purge did not suppress the address")
+	}
+	if _, err := s.Recipient(ctx, "camp", 2); repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		t.Errorf("purged recipient 2: %v, want ENOTFOUND", err)
+	}
+	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StateUnsubscribed: 1, repermit.StatePending: 299})
 }
 
 func TestConcurrentAnswersFromTwoProcessesKeepOneChain(t *testing.T) {

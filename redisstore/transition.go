@@ -34,9 +34,9 @@ const (
 	opSent        op = "sent"    // q<k> -> s<k>
 	opRelease     op = "release" // q<k>:<ms> -> q<k>:0 so a retry may claim at once
 	opRenew       op = "renew"   // q<k>:<ms>, ms > 0 -> q<k>:<new lease end>: the claimer is alive
-	opConfirm     op = "confirm" // p|q|s -> c
-	opDecline     op = "decline" // p|q|s|c -> d
-	opUnsubscribe op = "unsub"   // p|q|s|c -> u
+	opConfirm     op = "confirm" // p|q|s -> c ; c -> c changes topics ; after the deadline only from c
+	opDecline     op = "decline" // p|q|s|c -> d ; after the deadline only from c
+	opUnsubscribe op = "unsub"   // p|q|s|c -> u ; after the deadline only from c
 	opBounce      op = "bounce"  // q|s -> b
 	opSuppress    op = "suppress"
 	opExpire      op = "expire" // s|q<k>, k>1 -> e ; p|q1 -> n (unreached: never mailed, kept, not suppressed)
@@ -74,9 +74,12 @@ if op == 'claim' then
   if dl > 0 and now >= dl then return {'notrunning:deadline'} end
 end
 local answer = op == 'confirm' or op == 'decline' or op == 'unsub'
+-- After the deadline only the confirmed may still answer: change topics,
+-- decline or unsubscribe. Withdrawing consent works as long as they exist.
+local late = false
 if answer then
   local dl = tonumber(redis.call('HGET', KEYS[2], 'deadline_ms') or '0')
-  if dl > 0 and now >= dl then return {'gone'} end
+  late = dl > 0 and now >= dl
   if ARGV[8] ~= '' then
     local head = redis.call('HGET', KEYS[2], 'lhead') or ''
     if head ~= ARGV[6] then
@@ -127,8 +130,11 @@ local function advance(code)
       return 'q' .. step .. ':' .. ARGV[4]
     end
     return nil, 'no'
+  elseif late and l ~= 'c' then
+    return nil, 'no'
   elseif op == 'confirm' then
-    if l == 'p' or l == 'q' or l == 's' then return 'c' end
+    -- c -> c is a change of topics.
+    if l == 'p' or l == 'q' or l == 's' or l == 'c' then return 'c' end
   elseif op == 'decline' then
     if l == 'p' or l == 'q' or l == 's' or l == 'c' then return 'd' end
   elseif op == 'unsub' then

@@ -13,25 +13,26 @@ import (
 
 // getConfirm shows the landing page. It only reads.
 //
-// By recipient state: pending or sent gets the form; confirmed gets the
-// form with a note of the answer (they may still decline until the
-// deadline); declined, unsubscribed, bounced and suppressed get the result
-// page, as nothing can change for them; expired gets 410.
+// By recipient state: pending or sent gets the form until the deadline;
+// confirmed gets the form with their answer and their topics ticked, at
+// any time (they may change topics or decline); declined, unsubscribed,
+// bounced and suppressed get the result page, as nothing can change for
+// them; expired, unreached, and the unanswered after the deadline get 410.
 func (s *Server) getConfirm(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.withTimeout(r)
 	defer cancel()
 	t, err := s.resolve(ctx, r, token.Confirm)
+	if err == nil {
+		err = t.gone()
+	}
 	if err != nil {
-		s.fail(w, r, "", err)
+		s.fail(w, r, localeOf(t), err)
 		return
 	}
 	c, rec := t.campaign, t.recipient
 	data := campaignData(c, r.URL.Path)
 	switch rec.State {
 	case repermit.StatePending, repermit.StateSent, repermit.StateConfirmed:
-	case repermit.StateExpired:
-		s.fail(w, r, t.locale, errGone)
-		return
 	default:
 		data.Answer = answered(rec)
 		s.page(w, r, http.StatusOK, c.TemplatesDir, pageResult, t.locale, &data)
@@ -42,16 +43,36 @@ func (s *Server) getConfirm(w http.ResponseWriter, r *http.Request) {
 		data.Preselect = a
 	}
 	if rec.State == repermit.StateConfirmed {
-		data.Answer = answered(rec)
+		showChoice(&data, rec)
 		s.page(w, r, http.StatusOK, c.TemplatesDir, pageLanding, t.locale, &data)
 		return
 	}
 	s.staticPage(w, r, c, pageLanding, t.locale, data)
 }
 
+// showChoice fills the landing page of a confirmed recipient: their answer
+// and, ticked, the topics they chose (their own act, not a default).
+func showChoice(data *PageData, rec *repermit.Recipient) {
+	data.Answer = answered(rec)
+	data.TopicChange = len(data.Topics) > 0
+	for i := range data.Topics {
+		data.Topics[i].Checked = slices.Contains(rec.Topics, data.Topics[i].Name)
+	}
+}
+
+// localeOf is the locale of a resolved target's pages, "" when there is
+// none (the browser's is used then).
+func localeOf(t *target) string {
+	if t == nil {
+		return ""
+	}
+	return t.locale
+}
+
 // postConfirm records an answer. A replay, or an answer the state does not
 // allow any more (confirm after decline), changes nothing and shows the
-// recorded answer.
+// recorded answer. A confirmed recipient who confirms other topics changes
+// them; one who unticks every topic on their page (change=topics) declines.
 func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 	if err := s.allow(r); err != nil {
 		s.fail(w, r, "", err)
@@ -65,8 +86,11 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.withTimeout(r)
 	defer cancel()
 	t, err := s.resolve(ctx, r, token.Confirm)
+	if err == nil {
+		err = t.gone()
+	}
 	if err != nil {
-		s.fail(w, r, "", err)
+		s.fail(w, r, localeOf(t), err)
 		return
 	}
 	c := t.campaign
@@ -74,6 +98,11 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, t.locale, err)
 		return
+	}
+	if ans.state == repermit.StateConfirmed && t.recipient.State == repermit.StateConfirmed &&
+		form.Get("change") == "topics" && len(form["topic"]) == 0 {
+		// Withdrawing the last topic is withdrawing consent.
+		ans = answerForm{state: repermit.StateDeclined}
 	}
 	data := campaignData(c, r.URL.Path)
 	wording, err := s.pages.wordingHash(c, pageLanding, t.locale, data)

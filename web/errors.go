@@ -18,6 +18,20 @@ var (
 	errTooLarge = repermit.Errorf("too_large", "request too large")
 )
 
+// goneError is a 410 that knows why the person in front of it can no
+// longer answer, so that the page says the right thing to them.
+type goneError struct{ kind string }
+
+// Kinds of goneError, as PageData.Gone carries them to the error page.
+const (
+	goneExpired   = "expired"   // asked, did not answer in time: address deleted
+	goneUnreached = "unreached" // never asked before the campaign ended
+	gonePurged    = "purged"    // the retention ended: nothing of them is kept here
+)
+
+func (g *goneError) Error() string { return "gone: " + g.kind }
+func (g *goneError) Unwrap() error { return errGone }
+
 // tokenError maps a verification failure to the page to show.
 func tokenError(err error) error {
 	if errors.Is(err, token.ErrExpired) {
@@ -72,7 +86,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, locale string, err
 	if locale == "" {
 		locale = acceptLanguage(r)
 	}
-	s.page(w, r, code, "", pageError, locale, &PageData{Root: root(r.URL.Path), Status: code})
+	data := &PageData{Root: root(r.URL.Path), Status: code}
+	var g *goneError
+	if errors.As(err, &g) {
+		data.Gone = g.kind
+	}
+	s.page(w, r, code, "", pageError, locale, data)
 }
 
 // notFound is the page for every path no route serves.

@@ -39,6 +39,7 @@ type PageData struct {
 	// Topics are the campaign's topics as checkboxes. They are never ticked
 	// when a page is first shown: a pre-ticked box is no valid consent
 	// (CJEU C-673/17, Planet49). "Yes" with no box ticked keeps every topic.
+	// A confirmed recipient sees their own earlier choice ticked.
 	Topics []Topic
 	// Preselect is "yes" or "no" when the mail's link asked for that answer
 	// (?answer=yes|no): the page then focuses and emphasises that button,
@@ -52,6 +53,14 @@ type PageData struct {
 	Changed bool
 	// Status is the HTTP status of an error page.
 	Status int
+	// Gone says, on a 410 page, why this person can no longer answer:
+	// "expired" (did not answer in time; address deleted), "unreached"
+	// (never asked before the campaign ended), "purged" (the retention
+	// ended), or "" when it is not known.
+	Gone string
+	// TopicChange is true on the landing page of a confirmed recipient: the
+	// boxes show their own choice, and unticking every box withdraws.
+	TopicChange bool
 
 	campaign *repermit.Campaign
 	words    *locale.Words

@@ -19,15 +19,21 @@ type target struct {
 	campaign  *repermit.Campaign
 	recipient *repermit.Recipient
 	locale    string // for the pages: the recipient's, else the browser's
+	// late is true once the campaign's deadline has passed: only a
+	// confirmed recipient may still answer (change topics or withdraw).
+	late bool
 }
 
 // resolve verifies the token of the request for purpose and reads its
 // campaign and recipient. The MAC is checked first: a forged or truncated
-// token costs no Redis command, and neither does one past its deadline.
+// token costs no Redis command. A token past its deadline still resolves,
+// because a confirmed recipient may withdraw at any time; whoever else
+// holds one gets 410 (see gone).
 func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Purpose) (*target, error) {
 	now := s.cfg.Now()
 	claims, err := s.signer.Verify(r.PathValue("token"), now)
-	if err != nil {
+	late := errors.Is(err, token.ErrExpired)
+	if err != nil && !late {
 		return nil, tokenError(err)
 	}
 	if claims.Purpose != purpose {
@@ -37,14 +43,17 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 	if err != nil {
 		return nil, err
 	}
-	if c.Status == repermit.StatusFinished || !now.Before(c.Deadline) {
-		return nil, errGone
-	}
+	late = late || c.Status == repermit.StatusFinished || !now.Before(c.Deadline)
 	rec, err := s.store.Recipient(ctx, c.ID, int64(claims.Recipient))
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND && late {
+		// An authentic token names a recipient that was imported: the
+		// retention ended and took every record of them.
+		return nil, &goneError{kind: gonePurged}
+	}
 	if err != nil {
 		return nil, err
 	}
-	t := &target{campaign: c, recipient: rec, locale: rec.Locale}
+	t := &target{campaign: c, recipient: rec, locale: rec.Locale, late: late}
 	if t.locale == "" {
 		// No locale in the CSV, or a declined recipient whose address and
 		// locale were erased: the browser's preference among the
@@ -54,6 +63,25 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 		}
 	}
 	return t, nil
+}
+
+// gone returns the 410 for a recipient who can no longer answer, naming
+// why, or nil when they can: anyone before the deadline, a confirmed
+// recipient at any time.
+func (t *target) gone() error {
+	switch st := t.recipient.State; {
+	case st == repermit.StateExpired:
+		return &goneError{kind: goneExpired}
+	case st == repermit.StateUnreached:
+		return &goneError{kind: goneUnreached}
+	case t.late && (st == repermit.StatePending || st == repermit.StateSent):
+		// The expiry is about to make them expired (or unreached).
+		if st == repermit.StatePending {
+			return &goneError{kind: goneUnreached}
+		}
+		return &goneError{kind: goneExpired}
+	}
+	return nil
 }
 
 // withTimeout bounds a request's Redis work.

@@ -14,8 +14,11 @@ func (s *Server) getUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.withTimeout(r)
 	defer cancel()
 	t, err := s.resolve(ctx, r, token.Unsubscribe)
+	if err == nil {
+		err = t.gone()
+	}
 	if err != nil {
-		s.fail(w, r, "", err)
+		s.fail(w, r, localeOf(t), err)
 		return
 	}
 	c, rec := t.campaign, t.recipient
@@ -24,15 +27,15 @@ func (s *Server) getUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	case repermit.StatePending, repermit.StateSent, repermit.StateConfirmed:
 		data.Topics = nil
 		s.staticPage(w, r, c, pageUnsubscribe, t.locale, data)
-	case repermit.StateExpired:
-		s.fail(w, r, t.locale, errGone)
 	default:
 		data.Answer = answered(rec)
 		s.page(w, r, http.StatusOK, c.TemplatesDir, pageResult, t.locale, &data)
 	}
 }
 
-// postUnsubscribe unsubscribes. Any POST does: the RFC 8058 one-click POST
+// postUnsubscribe unsubscribes, also after the deadline for a confirmed
+// recipient (consent is withdrawn as easily as it was given, at any time),
+// and after the retention while their address hash is kept. Any POST does: the RFC 8058 one-click POST
 // of a mail client (body List-Unsubscribe=One-Click, URL-encoded or
 // multipart, no cookies) and the page's own form alike. It answers 200
 // without a redirect, as RFC 8058 asks. The page's form marks itself with
@@ -51,8 +54,11 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.withTimeout(r)
 	defer cancel()
 	t, err := s.resolve(ctx, r, token.Unsubscribe)
+	if err == nil {
+		err = t.gone()
+	}
 	if err != nil {
-		s.fail(w, r, "", err)
+		s.fail(w, r, localeOf(t), err)
 		return
 	}
 	c := t.campaign
