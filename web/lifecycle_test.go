@@ -48,8 +48,8 @@ func TestConfirmedRecipientWithdrawsAfterTheDeadline(t *testing.T) {
 			if err := h.store.SetStatus(ctx, h.c.ID, repermit.StatusFinished, repermit.StatusRunning); err != nil {
 				t.Fatal(err)
 			}
-			if page := body(h.get(tt.path(h))); h.get(tt.path(h)).Code != http.StatusOK {
-				t.Fatalf("GET after the deadline:\n%s", page)
+			if w := h.get(tt.path(h)); w.Code != http.StatusOK {
+				t.Fatalf("GET after the deadline: %d\n%s", w.Code, w.Body.String())
 			}
 			w := h.postForm(tt.path(h), tt.form)
 			wantStatus(t, "POST", w, http.StatusOK)
@@ -84,7 +84,7 @@ func TestNarrowingTopicsIsAnAnswer(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	wantStatus(t, "confirm", h.postForm(h.confirmPath(1), confirmForm("confirm", "yoga", "events")), http.StatusOK)
-	page := body(h.get(h.confirmPath(1)))
+	page := h.get(h.confirmPath(1)).Body.String()
 	for _, want := range []string{`value="yoga" checked`, `value="events" checked`, `name="change" value="topics"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("landing page of the confirmed lacks %q", want)
@@ -92,7 +92,7 @@ func TestNarrowingTopicsIsAnAnswer(t *testing.T) {
 	}
 	w := h.postForm(h.confirmPath(1), url.Values{"choice": {"confirm"}, "topic": {"yoga"}, "change": {"topics"}})
 	wantStatus(t, "narrow", w, http.StatusOK)
-	if strings.Contains(body(w), "recorded this answer before") {
+	if strings.Contains(w.Body.String(), "recorded this answer before") {
 		t.Error("the change was shown as a replay")
 	}
 	st, err := h.store.Stats(ctx, h.c.ID)
@@ -103,7 +103,7 @@ func TestNarrowingTopicsIsAnAnswer(t *testing.T) {
 	if len(led) != 2 || !slices.Equal(led[1].TopicsBefore, []string{"yoga", "events"}) || !slices.Equal(led[1].Topics, []string{"yoga"}) {
 		t.Errorf("ledger after narrowing: %+v", led)
 	}
-	page = body(h.get(h.confirmPath(1)))
+	page = h.get(h.confirmPath(1)).Body.String()
 	if !strings.Contains(page, `value="yoga" checked`) || strings.Contains(page, `value="events" checked`) {
 		t.Errorf("page after narrowing does not tick yoga alone:\n%s", page)
 	}
@@ -153,7 +153,7 @@ func TestGonePagesSayWhy(t *testing.T) {
 		t.Helper()
 		for _, p := range []token.Purpose{token.Confirm, token.Unsubscribe} {
 			for method, w := range map[string]*httptest.ResponseRecorder{"GET": h.get(link(p, idx)), "POST": h.postForm(link(p, idx), confirmForm("decline"))} {
-				if w.Code != http.StatusGone || !strings.Contains(body(w), want) {
+				if w.Code != http.StatusGone || !strings.Contains(w.Body.String(), want) {
 					t.Errorf("%s: recipient %d, %s %s: status %d, page lacks %q", stage, idx, method, p2s(p), w.Code, want)
 				}
 			}
