@@ -84,6 +84,8 @@ type world struct {
 	httpAddr string
 	secret   string
 	admin    string
+	// extraEnv is appended to every process's environment.
+	extraEnv []string
 }
 
 func newWorld(t *testing.T, redisURL, prefix, smtpURL string) *world {
@@ -103,14 +105,14 @@ func newWorld(t *testing.T, redisURL, prefix, smtpURL string) *world {
 func (w *world) baseURL() string { return "http://" + w.httpAddr }
 
 func (w *world) environ() []string {
-	return append(os.Environ(),
+	return append(append(os.Environ(),
 		"REPERMIT_REDIS_URL="+w.redisURL,
 		"REPERMIT_SMTP_URL="+w.smtpURL,
 		"REPERMIT_SECRET="+w.secret,
 		"REPERMIT_HTTP_ADDR="+w.httpAddr,
 		"REPERMIT_PREFIX="+w.prefix,
 		"REPERMIT_ADMIN_TOKEN="+w.admin,
-	)
+	), w.extraEnv...)
 }
 
 // run runs one repermit command to its end and returns its stdout; a

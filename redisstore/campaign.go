@@ -212,7 +212,8 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 			return unavailable("delete "+id, err)
 		}
 	}
-	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.metaKey(id)).Err(); err != nil {
+	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.metaKey(id),
+		s.feedbackSeenKey(id), s.softKey(id)).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
 	return nil
@@ -309,6 +310,10 @@ type Stats struct {
 	LedgerRecords     int64
 	// Topics counts the confirmed recipients per topic they chose.
 	Topics map[string]int64
+	// Feedback counts bounce and complaint reports by "kind:source", e.g.
+	// "bounced:dsn", "soft:dsn", "complaint:arf", "bounced:smtp"
+	// (RecordFeedback).
+	Feedback map[string]int64
 }
 
 // Stats reads the per-state counts of a campaign in one round trip.
@@ -333,6 +338,12 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 		st.Counts[state] = n(fCountPfx + string(state))
 	}
 	for f := range m {
+		if key, ok := strings.CutPrefix(f, "fb:"); ok {
+			if st.Feedback == nil {
+				st.Feedback = make(map[string]int64)
+			}
+			st.Feedback[key] = n(f)
+		}
 		if topic, ok := strings.CutPrefix(f, fTopicPfx); ok {
 			if st.Topics == nil {
 				st.Topics = make(map[string]int64)
@@ -449,6 +460,9 @@ func (s *Store) PurgeRecipients(ctx context.Context, id string) error {
 		if err := purgeBucketScript.Run(ctx, s.rdb, []string{s.bucketKey(id, b)}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return unavailable("purge "+id, err)
 		}
+	}
+	if err := s.rdb.Unlink(ctx, s.softKey(id)).Err(); err != nil {
+		return unavailable("purge "+id, err)
 	}
 	if err := s.rdb.HSet(ctx, s.metaKey(id), fPurged, time.Now().UnixMilli()).Err(); err != nil {
 		return unavailable("purge "+id, err)

@@ -18,6 +18,9 @@
 //	P:{ID}:ledger        stream consent records, hash-chained
 //	P:{ID}:timeline      hash  "<state>:<unix minute>" -> recipients that
 //	                           entered the state in that minute
+//	P:{ID}:fb:seen       set   keys of bounce and complaint reports already
+//	                           counted (RecordFeedback), so each counts once
+//	P:{ID}:fb:soft       hash  recipient index -> soft bounces reported
 //
 // Recipients are packed 128 to a hash so that Redis keeps them as compact
 // listpacks (about 80 bytes a recipient instead of ~340 for a hash each).

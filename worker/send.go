@@ -235,8 +235,19 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 		return false, nil
 	case mailer.RecipientRejected:
 		s.cfg.Observer.Failed(c.ID, class)
-		if err := s.store.Bounce(ctx, r, s.cfg.Now()); err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
+		err := s.store.Bounce(ctx, r, s.cfg.Now())
+		if err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
 			s.log.Error("bounce not recorded", "campaign", c.ID, "recipient", r.Index, "err", err)
+		}
+		if err == nil {
+			// Counted by source beside the DSN, ARF and webhook reports.
+			_, _, err = s.store.RecordFeedback(ctx, redisstore.Feedback{
+				Campaign: c.ID, Index: r.Index, Key: fmt.Sprintf("smtp:%d:%d", r.Index, step),
+				Kind: redisstore.FeedbackHard, Source: "smtp", At: s.cfg.Now(),
+			})
+			if err != nil {
+				s.log.Warn("bounce not counted by source", "campaign", c.ID, "recipient", r.Index, "err", err)
+			}
 		}
 		return false, nil
 	case mailer.MessageRejected:

@@ -30,6 +30,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/bounces"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/token"
@@ -118,6 +119,14 @@ type Config struct {
 	// ExpireConcurrency is how many buckets the expiry handles at once;
 	// default 8.
 	ExpireConcurrency int
+
+	// BounceMailbox, when set, is polled for DSNs and ARF complaints once
+	// per BounceInterval (default 1m) by one of the workers.
+	// SoftBounceLimit is how many soft bounces make a recipient bounced;
+	// default bounces.DefaultSoftLimit.
+	BounceMailbox   *bounces.MailboxConfig
+	BounceInterval  time.Duration
+	SoftBounceLimit int
 }
 
 func (cfg *Config) setDefaults() error {
@@ -156,6 +165,7 @@ func (cfg *Config) setDefaults() error {
 	setDefault(&cfg.PollInterval, 250*time.Millisecond)
 	setDefault(&cfg.SweepInterval, 15*time.Second)
 	setDefault(&cfg.ClaimLease, 20*time.Second)
+	setDefault(&cfg.BounceInterval, time.Minute)
 	setDefault(&cfg.StaleAfter, max(10*cfg.TickInterval, 30*time.Second))
 	setDefault(&cfg.PauseRecheck, 2*time.Second)
 	setDefault(&cfg.RetryBase, 30*time.Second)
@@ -186,6 +196,7 @@ type Server struct {
 	pool     *mailer.Pool
 	ownsPool bool
 	srv      *asynq.Server
+	mailbox  *bounces.Mailbox // nil without a bounce mailbox
 
 	// stopping is closed when Run's context ends: handlers finish the mail
 	// in flight and hand the rest of their batch back to the queue.
@@ -212,6 +223,15 @@ func New(cfg Config) (*Server, error) {
 		campaigns: make(map[string]*campaignEntry),
 	}
 	s.sched = NewScheduler(s.client, cfg.Queue)
+	if cfg.BounceMailbox != nil {
+		s.mailbox = &bounces.Mailbox{
+			Config: *cfg.BounceMailbox,
+			Processor: &bounces.Processor{
+				Store: cfg.Store, Signer: cfg.Signer, SoftLimit: cfg.SoftBounceLimit, Now: cfg.Now,
+			},
+			Logger: cfg.Logger.With("component", "bounces"),
+		}
+	}
 	if s.pool == nil {
 		if err := cfg.SMTP.Validate(); err != nil {
 			return nil, fmt.Errorf("worker: %w", err)
@@ -248,6 +268,7 @@ func (s *Server) Mux() *asynq.ServeMux {
 	mux.HandleFunc(TypeExpire, s.handleExpire)
 	mux.HandleFunc(TypeSweep, s.handleSweep)
 	mux.HandleFunc(TypePurge, s.handlePurge)
+	mux.HandleFunc(TypeBounces, s.handleBounces)
 	return mux
 }
 
@@ -267,6 +288,13 @@ func (s *Server) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.sweepLoop(ctx)
 	}()
+	if s.mailbox != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.bounceLoop(ctx)
+		}()
+	}
 	<-ctx.Done()
 	s.stopOnce.Do(func() { close(s.stopping) })
 	s.srv.Shutdown()

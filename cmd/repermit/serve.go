@@ -6,11 +6,13 @@ import (
 	"flag"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/bounces"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/metrics"
 	"github.com/repermit/repermit/redisstore"
@@ -88,15 +90,41 @@ func (p *parts) worker(env Env, f serverFlags) (*worker.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	box, interval, err := bounceMailbox(env)
+	if err != nil {
+		return nil, err
+	}
 	return worker.New(worker.Config{
-		Store:       p.store,
-		Signer:      p.signer,
-		SMTP:        smtp,
-		PoolSize:    *f.poolSize,
-		Concurrency: *f.concurrency,
-		Logger:      p.logger,
-		Observer:    metrics.NewWorkerObserver(p.registry),
+		Store:          p.store,
+		Signer:         p.signer,
+		SMTP:           smtp,
+		PoolSize:       *f.poolSize,
+		Concurrency:    *f.concurrency,
+		Logger:         p.logger,
+		Observer:       metrics.NewWorkerObserver(p.registry),
+		BounceMailbox:  box,
+		BounceInterval: interval,
 	})
+}
+
+// bounceMailbox reads REPERMIT_BOUNCE_IMAP_URL (unset: no bounce mailbox)
+// and REPERMIT_BOUNCE_INTERVAL (how often it is polled, default 1m).
+func bounceMailbox(env Env) (*bounces.MailboxConfig, time.Duration, error) {
+	raw := env.Getenv("REPERMIT_BOUNCE_IMAP_URL")
+	if raw == "" {
+		return nil, 0, nil
+	}
+	cfg, err := bounces.ParseIMAPURL(raw)
+	if err != nil {
+		return nil, 0, repermit.Errorf(repermit.EINVALID, "REPERMIT_BOUNCE_IMAP_URL: %s", repermit.ErrorMessage(err))
+	}
+	var interval time.Duration
+	if v := env.Getenv("REPERMIT_BOUNCE_INTERVAL"); v != "" {
+		if interval, err = time.ParseDuration(v); err != nil || interval <= 0 {
+			return nil, 0, repermit.Errorf(repermit.EINVALID, "REPERMIT_BOUNCE_INTERVAL=%q is not a positive duration", v)
+		}
+	}
+	return &cfg, interval, nil
 }
 
 func (p *parts) web(env Env) (*web.Server, error) {

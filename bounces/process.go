@@ -1,0 +1,198 @@
+package bounces
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/token"
+)
+
+// DefaultSoftLimit is how many soft bounces (4.x.x) of one recipient make
+// it bounced.
+const DefaultSoftLimit = 3
+
+// Processor applies reports to the recipients they name.
+type Processor struct {
+	Store  *redisstore.Store
+	Signer *token.Signer
+	// SoftLimit defaults to DefaultSoftLimit.
+	SoftLimit int
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Outcome is what Process did with one message.
+type Outcome struct {
+	Report
+	// Matched is true when the report named a recipient by a token this
+	// deployment signed; only then is the message repermit's to file away.
+	Matched   bool
+	Campaign  string
+	Recipient int64
+	// First is false for a report processed before (the same message
+	// again after a crash, or a copy of it): it changed nothing now.
+	First bool
+	// Changed names the state change this report caused, if any:
+	// "bounced" or "unsubscribed".
+	Changed repermit.State
+}
+
+func (p *Processor) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// Process parses one raw message and, when it is a DSN or an ARF complaint
+// that names a recipient by a signed token, applies it: a hard bounce
+// bounces and suppresses the recipient, a soft one is counted and bounces
+// at SoftLimit, a complaint unsubscribes and suppresses. Processing the
+// same message again changes nothing. Anything else is returned unmatched
+// and left alone. An error is Redis' and the message should be tried
+// again later.
+func (p *Processor) Process(ctx context.Context, raw []byte) (Outcome, error) {
+	rep, err := Parse(raw)
+	if err != nil {
+		return Outcome{}, nil // not MIME: not ours to touch
+	}
+	out := Outcome{Report: rep}
+	if rep.Kind != Hard && rep.Kind != Soft && rep.Kind != Complaint {
+		return out, nil
+	}
+	claims, ok := p.claims(rep)
+	if !ok {
+		return out, nil
+	}
+	c, err := p.Store.CampaignBySeq(ctx, claims.CampaignSeq)
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+		return out, nil // signed by us, but the campaign is gone
+	}
+	if err != nil {
+		return out, err
+	}
+	out.Matched, out.Campaign, out.Recipient = true, c.ID, int64(claims.Recipient)
+	sum := sha256.Sum256(raw)
+	fb := redisstore.Feedback{
+		Campaign: c.ID, Index: out.Recipient, Key: hex.EncodeToString(sum[:]),
+		Source: rep.Source, At: p.now(),
+	}
+	switch rep.Kind {
+	case Hard:
+		fb.Kind = redisstore.FeedbackHard
+		if out.Changed, err = p.bounce(ctx, c.ID, out.Recipient); err != nil {
+			return out, err
+		}
+	case Complaint:
+		fb.Kind = redisstore.FeedbackComplaint
+		if out.Changed, err = p.unsubscribe(ctx, c.ID, out.Recipient); err != nil {
+			return out, err
+		}
+	case Soft:
+		fb.Kind = redisstore.FeedbackSoft
+	}
+	// The state change is made before the report is recorded: after a
+	// crash between the two, the retry finds the change made (a no-op)
+	// and records the report once.
+	first, soft, err := p.Store.RecordFeedback(ctx, fb)
+	if err != nil {
+		return out, err
+	}
+	out.First = first
+	limit := p.SoftLimit
+	if limit <= 0 {
+		limit = DefaultSoftLimit
+	}
+	if rep.Kind == Soft && soft >= int64(limit) {
+		if out.Changed, err = p.bounce(ctx, c.ID, out.Recipient); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// claims finds the first token this deployment signed: a VERP address the
+// report came to (or the original's Return-Path), else an unsubscribe link
+// of the original mail quoted in the report. Tokens past their deadline
+// still name the recipient.
+func (p *Processor) claims(rep Report) (token.Claims, bool) {
+	now := p.now()
+	for _, a := range rep.Addresses {
+		if !strings.HasPrefix(strings.ToLower(a), token.BouncePrefix) {
+			continue
+		}
+		c, err := p.Signer.VerifyBounceAddress(a, now)
+		if err == nil || errors.Is(err, token.ErrExpired) {
+			return c, true
+		}
+	}
+	for _, l := range rep.Links {
+		u, err := url.Parse(l)
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndex(u.Path, "/u/")
+		if i < 0 {
+			continue
+		}
+		c, err := p.Signer.Verify(u.Path[i+len("/u/"):], now)
+		if (err == nil || errors.Is(err, token.ErrExpired)) && c.Purpose == token.Unsubscribe {
+			return c, true
+		}
+	}
+	return token.Claims{}, false
+}
+
+func (p *Processor) bounce(ctx context.Context, id string, idx int64) (repermit.State, error) {
+	r, err := p.Store.Recipient(ctx, id, idx)
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	err = p.Store.Bounce(ctx, r, p.now())
+	if errors.Is(err, redisstore.ErrNotAllowed) {
+		return "", nil // answered, expired or bounced already
+	}
+	if err != nil {
+		return "", err
+	}
+	return repermit.StateBounced, nil
+}
+
+// unsubscribe records a complaint as an unsubscribe, with the consent
+// record saying where it came from.
+func (p *Processor) unsubscribe(ctx context.Context, id string, idx int64) (repermit.State, error) {
+	r, err := p.Store.Recipient(ctx, id, idx)
+	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	res, err := p.Store.Record(ctx, redisstore.Answer{
+		Campaign:  id,
+		Index:     idx,
+		State:     repermit.StateUnsubscribed,
+		At:        p.now(),
+		UserAgent: "repermit: ARF abuse report (spam complaint)",
+		Current:   r,
+	})
+	switch {
+	case repermit.ErrorCode(err) == repermit.EGONE, errors.Is(err, redisstore.ErrNotAllowed):
+		return "", nil
+	case err != nil:
+		return "", err
+	case !res.Changed:
+		return "", nil
+	}
+	return repermit.StateUnsubscribed, nil
+}

@@ -1,0 +1,82 @@
+package redisstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/repermit/repermit"
+)
+
+// Feedback is one report about a mail that came back after it was sent: a
+// bounce or a complaint, from the SMTP reply, a DSN, an ARF report or an
+// ESP webhook.
+type Feedback struct {
+	Campaign string
+	Index    int64
+	// Key identifies the report, e.g. the SHA-256 of a DSN as received; a
+	// second report with the same key changes nothing.
+	Key string
+	// Kind is FeedbackHard, FeedbackSoft or FeedbackComplaint.
+	Kind string
+	// Source is where it came from: "smtp", "dsn", "arf" or "webhook".
+	Source string
+	At     time.Time
+}
+
+// Kinds of feedback.
+const (
+	FeedbackHard      = "bounced"
+	FeedbackSoft      = "soft"
+	FeedbackComplaint = "complaint"
+)
+
+// FeedbackSeenTTL is how long a report's key is remembered after the last
+// report of its campaign.
+const FeedbackSeenTTL = 90 * 24 * time.Hour
+
+func (s *Store) feedbackSeenKey(id string) string { return s.prefix + ":{" + id + "}:fb:seen" }
+func (s *Store) softKey(id string) string         { return s.prefix + ":{" + id + "}:fb:soft" }
+
+// feedbackScript records a report once.
+//
+// KEYS[1] seen set of report keys, KEYS[2] soft bounce counts per
+// recipient, KEYS[3] campaign meta hash.
+// ARGV[1] report key, ARGV[2] kind, ARGV[3] source, ARGV[4] recipient
+// index, ARGV[5] seen-set TTL in seconds.
+//
+// Returns {first, soft}: first is 1 when the report was new (and counted
+// in meta field fb:<kind>:<source>), soft the recipient's soft bounce
+// count after it.
+var feedbackScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[3], 'status')
+if not st or st == 'importing' then return {-1, 0} end
+local first = redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+local soft = tonumber(redis.call('HGET', KEYS[2], ARGV[4]) or '0')
+if first == 1 then
+  redis.call('HINCRBY', KEYS[3], 'fb:' .. ARGV[2] .. ':' .. ARGV[3], 1)
+  if ARGV[2] == 'soft' then soft = redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
+end
+return {first, soft}
+`)
+
+// RecordFeedback counts a report once per key: it returns whether this
+// call was the first with f.Key, and the recipient's soft bounce count
+// after it. The state change a report causes (Bounce, Record of an
+// unsubscribe) is the caller's, through the transition path, and is
+// itself idempotent; a caller that makes the change first and records
+// the report after it processes a report that is retried after a crash
+// exactly once. ENOTFOUND for an unknown campaign.
+func (s *Store) RecordFeedback(ctx context.Context, f Feedback) (first bool, soft int64, err error) {
+	keys := []string{s.feedbackSeenKey(f.Campaign), s.softKey(f.Campaign), s.metaKey(f.Campaign)}
+	res, err := feedbackScript.Run(ctx, s.rdb, keys, f.Key, f.Kind, f.Source, f.Index, int64(FeedbackSeenTTL/time.Second)).Int64Slice()
+	if err != nil {
+		return false, 0, unavailable("record feedback for "+f.Campaign, err)
+	}
+	if res[0] < 0 {
+		return false, 0, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", f.Campaign)
+	}
+	return res[0] == 1, res[1], nil
+}
