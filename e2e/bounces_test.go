@@ -34,6 +34,7 @@ from: "E2E News <news@%s>"
 subject: "Do you still want E2E News?"
 recipients: recipients.csv
 confirm_base_url: %s
+controller: {name: ACME Handels GmbH, address: "Hauptstraße 1, 10115 Berlin", contact: privacy@acme.example, privacy_url: https://acme.example/privacy}
 deadline: %s
 reminders: [%s]
 rate:
