@@ -38,8 +38,8 @@ func BenchmarkTransition(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		idx, step := int64(i%n), i/n+1
-		if _, err := s.Claim(ctx, c.ID, idx, step, now, time.Minute); err != nil {
-			b.Fatalf("claim %d step %d: %v", idx, step, err)
+		if errs, err := s.ClaimBatch(ctx, c.ID, []int64{idx}, step, now, time.Minute); err != nil || errs[0] != nil {
+			b.Fatalf("claim %d step %d: %v %v", idx, step, errs, err)
 		}
 		if err := s.MarkSent(ctx, c.ID, idx, step, now); err != nil {
 			b.Fatalf("mark sent %d step %d: %v", idx, step, err)

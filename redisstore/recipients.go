@@ -71,29 +71,6 @@ func (s *Store) Bucket(ctx context.Context, id string, b int64) ([]*repermit.Rec
 	return out, nil
 }
 
-// Claim takes mail step k (1 initial, 2 first reminder …) of a recipient
-// for this worker until lease ends, and returns the recipient. It fails
-// with ErrNotRunning when the campaign is paused, cancelled or past its
-// deadline, ErrNotAllowed when that step was mailed already or the
-// recipient answered, and ErrBusy when another worker holds the lease.
-//
-// Claim is written before the SMTP step: after a crash between the SMTP
-// server's acceptance and MarkSent, the lease runs out and a retry mails
-// the step again. That is the one window where a recipient can get two
-// mails of one step; keeping the lease shorter than asynq's retry delay is
-// not needed, the lease only guards against concurrent duplicates.
-func (s *Store) Claim(ctx context.Context, id string, idx int64, step int, now time.Time, lease time.Duration) (*repermit.Recipient, error) {
-	b, slot := bucketOf(idx)
-	out, err := s.transition(ctx, id, b, opClaim, now, transitionArgs{step: step, leaseUntil: now.Add(lease)}, []slotChange{{slot: slot}})
-	if err != nil {
-		return nil, err
-	}
-	if err := verdict(out[0], id, idx, opClaim); err != nil {
-		return nil, err
-	}
-	return s.Recipient(ctx, id, idx)
-}
-
 func verdict(o outcome, id string, idx int64, what op) error {
 	switch {
 	case o.applied:

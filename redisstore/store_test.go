@@ -127,43 +127,49 @@ func TestAbortedImportLeavesNothing(t *testing.T) {
 	launch(t, s, "half", 1)
 }
 
+// claim is ClaimBatch of one recipient, with the call's error (campaign
+// not running) or else the recipient's.
+func claim(s *redisstore.Store, id string, idx int64, step int, now time.Time, lease time.Duration) error {
+	errs, err := s.ClaimBatch(context.Background(), id, []int64{idx}, step, now, lease)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
 func TestClaimIsOncePerStep(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	launch(t, s, "camp", 3)
 	const lease = time.Minute
 
-	r, err := s.Claim(ctx, "camp", 1, 1, t0, lease)
-	if err != nil {
+	if err := claim(s, "camp", 1, 1, t0, lease); err != nil {
 		t.Fatalf("first claim: %v", err)
 	}
-	if r.Email != "a1@example.com" {
-		t.Errorf("claimed %+v", r)
-	}
-	if _, err := s.Claim(ctx, "camp", 1, 1, t0.Add(time.Second), lease); !errors.Is(err, redisstore.ErrBusy) {
+	if err := claim(s, "camp", 1, 1, t0.Add(time.Second), lease); !errors.Is(err, redisstore.ErrBusy) {
 		t.Errorf("duplicate claim inside the lease: err = %v, want ErrBusy", err)
 	}
 	// A crashed worker's lease runs out; the retry takes the step over.
-	if _, err := s.Claim(ctx, "camp", 1, 1, t0.Add(2*lease), lease); err != nil {
+	if err := claim(s, "camp", 1, 1, t0.Add(2*lease), lease); err != nil {
 		t.Errorf("claim after the lease: %v", err)
 	}
 	if err := s.MarkSent(ctx, "camp", 1, 1, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Claim(ctx, "camp", 1, 1, t0, lease); !errors.Is(err, redisstore.ErrNotAllowed) {
+	if err := claim(s, "camp", 1, 1, t0, lease); !errors.Is(err, redisstore.ErrNotAllowed) {
 		t.Errorf("claim of a mailed step: err = %v, want ErrNotAllowed", err)
 	}
 	if err := s.MarkSent(ctx, "camp", 1, 1, t0); !errors.Is(err, redisstore.ErrNotAllowed) {
 		t.Errorf("second MarkSent: err = %v, want ErrNotAllowed", err)
 	}
 	// Reminder: step 2, once.
-	if _, err := s.Claim(ctx, "camp", 1, 2, t0, lease); err != nil {
+	if err := claim(s, "camp", 1, 2, t0, lease); err != nil {
 		t.Fatalf("reminder claim: %v", err)
 	}
 	if err := s.Release(ctx, "camp", 1, 2, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Claim(ctx, "camp", 1, 2, t0.Add(time.Second), lease); err != nil {
+	if err := claim(s, "camp", 1, 2, t0.Add(time.Second), lease); err != nil {
 		t.Fatalf("claim after release: %v", err)
 	}
 	if err := s.MarkSent(ctx, "camp", 1, 2, t0); err != nil {
@@ -174,8 +180,11 @@ func TestClaimIsOncePerStep(t *testing.T) {
 		t.Errorf("after reminder: state %s step %d", got.State, got.Step)
 	}
 	// A reminder to a pending recipient (never mailed) is refused.
-	if _, err := s.Claim(ctx, "camp", 0, 2, t0, lease); !errors.Is(err, redisstore.ErrNotAllowed) {
+	if err := claim(s, "camp", 0, 2, t0, lease); !errors.Is(err, redisstore.ErrNotAllowed) {
 		t.Errorf("reminder to a pending recipient: err = %v", err)
+	}
+	if err := claim(s, "camp", 7, 1, t0, lease); repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		t.Errorf("claim of a recipient that does not exist: err = %v, want ENOTFOUND", err)
 	}
 	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StatePending: 2, repermit.StateSent: 1})
 }
@@ -187,13 +196,13 @@ func TestClaimStopsWhenPausedAndAtDeadline(t *testing.T) {
 	if err := s.SetStatus(ctx, "camp", repermit.StatusPaused, repermit.StatusRunning); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Claim(ctx, "camp", 0, 1, t0, time.Minute); !errors.Is(err, redisstore.ErrNotRunning) {
+	if err := claim(s, "camp", 0, 1, t0, time.Minute); !errors.Is(err, redisstore.ErrNotRunning) {
 		t.Errorf("claim while paused: err = %v", err)
 	}
 	if err := s.SetStatus(ctx, "camp", repermit.StatusRunning, repermit.StatusPaused); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Claim(ctx, "camp", 0, 1, c.Deadline, time.Minute); !errors.Is(err, redisstore.ErrNotRunning) {
+	if err := claim(s, "camp", 0, 1, c.Deadline, time.Minute); !errors.Is(err, redisstore.ErrNotRunning) {
 		t.Errorf("claim at the deadline: err = %v", err)
 	}
 	if err := s.SetStatus(ctx, "camp", repermit.StatusRunning, repermit.StatusPaused); repermit.ErrorCode(err) != repermit.ECONFLICT && err != nil {
@@ -206,7 +215,7 @@ func TestAnswersAndLedger(t *testing.T) {
 	ctx := context.Background()
 	launch(t, s, "camp", 4)
 	for i := int64(0); i < 4; i++ {
-		if _, err := s.Claim(ctx, "camp", i, 1, t0, time.Minute); err != nil {
+		if err := claim(s, "camp", i, 1, t0, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.MarkSent(ctx, "camp", i, 1, t0); err != nil {
@@ -378,7 +387,7 @@ func TestTimelineCountsEntriesPerStateAndMinute(t *testing.T) {
 	ctx := context.Background()
 	launch(t, s, "camp", 3)
 	for i := int64(0); i < 3; i++ {
-		if _, err := s.Claim(ctx, "camp", i, 1, t0, time.Minute); err != nil {
+		if err := claim(s, "camp", i, 1, t0, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.MarkSent(ctx, "camp", i, 1, t0.Add(time.Duration(i)*time.Minute)); err != nil {

@@ -29,7 +29,7 @@ func (s *Store) penaltyKey(domain string) string { return s.prefix + ":penalty:"
 
 // ReadForSend reads, in one round trip, a campaign's status and the
 // recipients at idxs (nil where an index holds no recipient). The answer
-// is a snapshot for planning: only Claim decides whether a mail may go.
+// is a snapshot for planning: only ClaimBatch decides whether a mail may go.
 func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (repermit.CampaignStatus, []*repermit.Recipient, error) {
 	pipe := s.rdb.Pipeline()
 	status := pipe.HGet(ctx, s.metaKey(id), fStatus)
@@ -64,10 +64,19 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 	return repermit.CampaignStatus(st), out, nil
 }
 
-// ClaimBatch is Claim for several recipients, one script call per bucket.
+// ClaimBatch takes mail step k (1 initial, 2 first reminder …) of several
+// recipients for this worker until lease ends, one script call per bucket.
 // It returns one error per index: nil when claimed, else wrapping
-// ErrNotAllowed or ErrBusy, or ENOTFOUND. The call as a whole fails with
-// ErrNotRunning when the campaign is paused, cancelled or past its deadline.
+// ErrNotAllowed (that step was mailed already, or the recipient answered)
+// or ErrBusy (another worker holds the lease), or ENOTFOUND. The call as a
+// whole fails with ErrNotRunning when the campaign is paused, cancelled or
+// past its deadline.
+//
+// The claim is written before the SMTP step: after a crash between the
+// SMTP server's acceptance and MarkSent, the lease runs out and a retry
+// mails the step again. That is the one window where a recipient can get
+// two mails of one step; the lease only guards against concurrent
+// duplicates.
 func (s *Store) ClaimBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error) {
 	return s.batch(ctx, id, idxs, opClaim, now, transitionArgs{step: step, leaseUntil: now.Add(lease)})
 }

@@ -3,7 +3,7 @@
 // mail them, send the reminders and expire the silent at the deadline.
 //
 // "Mailed once" rests on the recipient state in the store, not on asynq:
-// every mail is claimed there (Store.Claim) before the SMTP step and marked
+// every mail is claimed there (Store.ClaimBatch) before the SMTP step and marked
 // sent right after it, so duplicate task deliveries, retries and several
 // workers sharing one Redis never send a step twice. The one window left is
 // documented at sendOne.
