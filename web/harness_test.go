@@ -116,8 +116,8 @@ func launchCampaign(t testing.TB, s *redisstore.Store, c repermit.Campaign, n in
 		t.Fatal(err)
 	}
 	for i := int64(0); i < int64(n); i++ {
-		if _, err := s.Claim(ctx, id, i, 1, t0, time.Minute); err != nil {
-			t.Fatal(err)
+		if errs, err := s.ClaimBatch(ctx, id, []int64{i}, 1, t0, time.Minute); err != nil || errs[0] != nil {
+			t.Fatal(errs, err)
 		}
 		if err := s.MarkSent(ctx, id, i, 1, t0); err != nil {
 			t.Fatal(err)
