@@ -138,8 +138,8 @@ func TestGonePagesSayWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = imp.Campaign()
-	if _, err := h.store.Claim(ctx, "late", 0, 1, t0, time.Minute); err != nil {
-		t.Fatal(err)
+	if errs, err := h.store.ClaimBatch(ctx, "late", []int64{0}, 1, t0, time.Minute); err != nil || errs[0] != nil {
+		t.Fatal(errs, err)
 	}
 	if err := h.store.MarkSent(ctx, "late", 0, 1, t0); err != nil {
 		t.Fatal(err)
