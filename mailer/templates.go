@@ -486,7 +486,12 @@ func Wrap(s string, width int) string {
 			hang += "  "
 		}
 		cur, n := indent, 0 // n: words on cur
-		for _, w := range strings.Fields(line) {
+		// Only ASCII spaces break a line: a no-break space (French « … »,
+		// "23 h 59") keeps its words together.
+		for _, w := range strings.Split(strings.TrimLeft(line, " "), " ") {
+			if w == "" {
+				continue
+			}
 			if n > 0 && utf8.RuneCountInString(cur)+1+utf8.RuneCountInString(w) > width {
 				out = append(out, cur)
 				cur, n = hang, 0

@@ -250,3 +250,26 @@ func TestMailsSpeakTheRecipientsLanguageOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryLanguageWritesEveryMailInItself(t *testing.T) {
+	tpl := loadTemplates(t, "")
+	c := testCampaign()
+	c.ListName, c.Subjects = repermit.Text{"": "ACME"}, repermit.Text{"": "ACME"}
+	tags := regexp.MustCompile(`<[^>]*>`)
+	for _, l := range locale.Default().Locales() {
+		for _, kind := range []Kind{Initial, Reminder(1)} {
+			r, err := tpl.render(testData(c, testRecipient(1, l)), kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.locale != l {
+				t.Errorf("%s mail written in %s", l, r.locale)
+			}
+			for part, body := range map[string]string{"subject": r.subject, "text": r.text, "html": html.UnescapeString(tags.ReplaceAllString(r.html, " "))} {
+				if f := locale.Default().Foreign(body, l); len(f) > 0 {
+					t.Errorf("%s %s %s has phrases of other languages: %q", l, kind, part, f)
+				}
+			}
+		}
+	}
+}

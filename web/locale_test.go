@@ -173,3 +173,19 @@ func TestPreviewFailsOnABrokenOverrideWithItsFileAndLine(t *testing.T) {
 		t.Errorf("CheckPages: %v, want EINVALID naming %s:3", err, path)
 	}
 }
+
+// TestEveryLanguageRendersEveryPageInItself renders each page in each
+// language of the strings files and looks for phrases of the others.
+func TestEveryLanguageRendersEveryPageInItself(t *testing.T) {
+	c := multilingual()
+	c.ListName, c.Subjects, c.TopicText = repermit.Text{"": "ACME"}, repermit.Text{"": "ACME"}, nil
+	for _, l := range locale.Default().Locales() {
+		pages, err := Preview(&c, l)
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		for _, p := range pages {
+			wantOnly(t, p.Name, string(p.HTML), l, c)
+		}
+	}
+}
