@@ -90,7 +90,7 @@ func TestAnswerLinkPreselectsThatButton(t *testing.T) {
 
 func TestPagesFollowTheRecipientsLocale(t *testing.T) {
 	h := newHarness(t)
-	for i, want := range map[uint32]string{0: `lang="de"`, 1: `lang="en"`, 3: `lang="en"`, 4: `lang="de"`} {
+	for i, want := range map[uint32]string{0: `lang="de"`, 1: `lang="en"`, 3: `lang="fr"`, 4: `lang="de"`} {
 		if page := h.get(h.confirmPath(i)).Body.String(); !strings.Contains(page, want) {
 			t.Errorf("recipient %d (locale %q): page lacks %s", i, locales[i], want)
 		}
