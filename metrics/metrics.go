@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,5 +136,59 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
 	} {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), c.queue, state)
+	}
+}
+
+// feedbackCollector reads the bounce and complaint reports of every
+// campaign from Redis on each scrape, so that all workers and web servers
+// count alike whichever process a report reached.
+type feedbackCollector struct {
+	store   *redisstore.Store
+	timeout time.Duration
+	reports *prometheus.Desc
+	rate    *prometheus.Desc
+	limit   *prometheus.Desc
+}
+
+// RegisterFeedback registers repermit_feedback_reports{campaign,kind,source}
+// (kind bounced, soft or complaint; source smtp, dsn, arf or webhook),
+// repermit_complaint_rate{campaign} (complaints per recipient mailed) and
+// repermit_complaint_rate_limit (0.003, what Gmail and Yahoo tolerate), for
+// an alert rule comparing the two.
+func RegisterFeedback(reg prometheus.Registerer, st *redisstore.Store) error {
+	return reg.Register(&feedbackCollector{
+		store:   st,
+		timeout: 5 * time.Second,
+		reports: prometheus.NewDesc("repermit_feedback_reports", "Bounce and complaint reports by campaign, kind and source.", []string{"campaign", "kind", "source"}, nil),
+		rate:    prometheus.NewDesc("repermit_complaint_rate", "Complaint reports per recipient mailed.", []string{"campaign"}, nil),
+		limit:   prometheus.NewDesc("repermit_complaint_rate_limit", "The complaint rate Gmail and Yahoo tolerate from bulk senders.", nil, nil),
+	})
+}
+
+func (c *feedbackCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.reports
+	ch <- c.rate
+	ch <- c.limit
+}
+
+func (c *feedbackCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, redisstore.ComplaintRateLimit)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	ids, err := c.store.Campaigns(ctx)
+	if err != nil {
+		return // Redis away: the scrape shows the rest
+	}
+	for _, id := range ids {
+		s, err := c.store.Stats(ctx, id)
+		if err != nil {
+			continue
+		}
+		for _, kind := range []string{redisstore.FeedbackHard, redisstore.FeedbackSoft, redisstore.FeedbackComplaint} {
+			for src, n := range s.FeedbackBy(kind) {
+				ch <- prometheus.MustNewConstMetric(c.reports, prometheus.GaugeValue, float64(n), id, kind, src)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, s.ComplaintRate(), id)
 	}
 }

@@ -1,6 +1,9 @@
 package metrics_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/metrics"
 	"github.com/repermit/repermit/redisstore"
@@ -86,5 +90,75 @@ repermit_queue_tasks{queue="` + r.Prefix + `",state="scheduled"} 3
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "repermit_queue_tasks"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestFeedbackIsReadFromRedis(t *testing.T) {
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	now := time.Now()
+	c := repermit.Campaign{ID: "fb", From: "news@acme.example", Subject: "s", StartAt: now, Deadline: now.Add(time.Hour)}
+	imp, err := st.BeginImport(ctx, c, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idxs := make([]int64, 200)
+	for i := range idxs {
+		if err := imp.Add(ctx, fmt.Sprintf("a%d@example.org", i), "", "en", nil); err != nil {
+			t.Fatal(err)
+		}
+		idxs[i] = int64(i)
+	}
+	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: "fb", Imported: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if errs, err := st.ClaimBatch(ctx, "fb", idxs, 1, now, time.Minute); err != nil || errors.Join(errs...) != nil {
+		t.Fatal(err, errs)
+	}
+	if errs, err := st.MarkSentBatch(ctx, "fb", idxs, 1, now); err != nil || errors.Join(errs...) != nil {
+		t.Fatal(err, errs)
+	}
+	for i, f := range []struct{ kind, source string }{{"complaint", "arf"}, {"bounced", "dsn"}, {"bounced", "dsn"}} {
+		if _, _, err := st.RecordFeedback(ctx, redisstore.Feedback{Campaign: "fb", Index: int64(i), Key: fmt.Sprint(i), Kind: f.kind, Source: f.source, At: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	if err := metrics.RegisterFeedback(reg, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP repermit_complaint_rate Complaint reports per recipient mailed.
+# TYPE repermit_complaint_rate gauge
+repermit_complaint_rate{campaign="fb"} 0.005
+# HELP repermit_complaint_rate_limit The complaint rate Gmail and Yahoo tolerate from bulk senders.
+# TYPE repermit_complaint_rate_limit gauge
+repermit_complaint_rate_limit 0.003
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "repermit_complaint_rate", "repermit_complaint_rate_limit"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "repermit_feedback_reports"); n != 12 {
+		t.Errorf("%d feedback series, want 12 (3 kinds x 4 sources)", n)
+	}
+	got, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range got {
+		if mf.GetName() != "repermit_feedback_reports" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			want := map[string]float64{"bounced/dsn": 2, "complaint/arf": 1}[labels["kind"]+"/"+labels["source"]]
+			if m.GetGauge().GetValue() != want {
+				t.Errorf("%v = %v, want %v", labels, m.GetGauge().GetValue(), want)
+			}
+		}
 	}
 }

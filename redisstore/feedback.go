@@ -80,3 +80,43 @@ func (s *Store) RecordFeedback(ctx context.Context, f Feedback) (first bool, sof
 	}
 	return res[0] == 1, res[1], nil
 }
+
+// FeedbackSources are where reports come from, in the order status shows
+// them.
+var FeedbackSources = []string{"smtp", "dsn", "arf", "webhook"}
+
+// ComplaintRateLimit is the spam complaint rate Gmail and Yahoo tolerate
+// from bulk senders (0.3 %); above it their mail goes to spam or is
+// refused.
+const ComplaintRateLimit = 0.003
+
+// Mailed is the number of recipients who were sent the initial mail (or
+// whose server refused it): everyone but those still pending, found
+// suppressed at send time, or never reached by the deadline.
+func (s Stats) Mailed() int64 {
+	return s.Imported - s.Counts[repermit.StatePending] - s.Counts[repermit.StateSuppressed] - s.Counts[repermit.StateUnreached]
+}
+
+// FeedbackBy returns the reports of one kind by source.
+func (s Stats) FeedbackBy(kind string) map[string]int64 {
+	out := make(map[string]int64, len(FeedbackSources))
+	for _, src := range FeedbackSources {
+		out[src] = s.Feedback[kind+":"+src]
+	}
+	return out
+}
+
+// ComplaintRate is complaint reports per recipient mailed. Gmail and
+// Yahoo count per message delivered, reminders included, so this is an
+// upper bound of the rate they see.
+func (s Stats) ComplaintRate() float64 {
+	mailed := s.Mailed()
+	if mailed <= 0 {
+		return 0
+	}
+	var n int64
+	for _, v := range s.FeedbackBy(FeedbackComplaint) {
+		n += v
+	}
+	return float64(n) / float64(mailed)
+}

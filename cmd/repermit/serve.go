@@ -131,6 +131,9 @@ func (p *parts) web(env Env) (*web.Server, error) {
 	if err := metrics.RegisterQueue(p.registry, p.store); err != nil {
 		return nil, err
 	}
+	if err := metrics.RegisterFeedback(p.registry, p.store); err != nil {
+		return nil, err
+	}
 	return web.New(web.Config{
 		Store:      p.store,
 		Signer:     p.signer,

@@ -22,6 +22,21 @@ type statusJSON struct {
 	Skipped  map[string]int64         `json:"skipped"`
 	// Topics counts the confirmed recipients per topic they chose.
 	Topics map[string]int64 `json:"topics,omitempty"`
+	// Feedback counts bounce and complaint reports by kind ("bounced",
+	// "soft", "complaint") and source ("smtp", "dsn", "arf", "webhook").
+	Feedback map[string]map[string]int64 `json:"feedback"`
+	// ComplaintRate is complaints per recipient mailed, beside the limit
+	// Gmail and Yahoo tolerate.
+	ComplaintRate      float64 `json:"complaint_rate"`
+	ComplaintRateLimit float64 `json:"complaint_rate_limit"`
+}
+
+func feedbackJSON(s redisstore.Stats) map[string]map[string]int64 {
+	return map[string]map[string]int64{
+		redisstore.FeedbackHard:      s.FeedbackBy(redisstore.FeedbackHard),
+		redisstore.FeedbackSoft:      s.FeedbackBy(redisstore.FeedbackSoft),
+		redisstore.FeedbackComplaint: s.FeedbackBy(redisstore.FeedbackComplaint),
+	}
 }
 
 func runStatus(ctx context.Context, env Env, args []string) error {
@@ -53,8 +68,10 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 		if *asJSON {
 			if err := json.NewEncoder(env.Stdout).Encode(statusJSON{
 				Campaign: c.ID, State: c.Status, Counts: stats.Counts, Imported: stats.Imported,
-				Skipped: map[string]int64{"invalid": stats.SkippedInvalid, "duplicate": stats.SkippedDuplicate, "suppressed": stats.SkippedSuppressed},
-				Topics:  topicCounts(c, stats),
+				Skipped:  map[string]int64{"invalid": stats.SkippedInvalid, "duplicate": stats.SkippedDuplicate, "suppressed": stats.SkippedSuppressed},
+				Topics:   topicCounts(c, stats),
+				Feedback: feedbackJSON(stats), ComplaintRate: stats.ComplaintRate(),
+				ComplaintRateLimit: redisstore.ComplaintRateLimit,
 			}); err != nil {
 				return err
 			}
@@ -98,6 +115,7 @@ func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "mailed %d; answered %.1f%% of mailed; confirmation (re-permission) rate %.1f%% of imported\n",
 		mailed, pct(answered, mailed), pct(s.Counts[repermit.StateConfirmed], s.Imported))
+	printFeedback(w, s)
 	perMin := recentRate(timeline[repermit.StateSent], now, 5)
 	fmt.Fprintf(w, "sending %.0f/min (last 5 min), answers %.0f/min\n", perMin,
 		recentRate(timeline[repermit.StateConfirmed], now, 5)+recentRate(timeline[repermit.StateDeclined], now, 5)+recentRate(timeline[repermit.StateUnsubscribed], now, 5))
@@ -118,6 +136,29 @@ func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline
 	if left := c.Deadline.Sub(now); left > 0 {
 		fmt.Fprintf(w, "deadline in %s\n", left.Round(time.Second))
 	}
+}
+
+// printFeedback shows the bounce and complaint reports by source and the
+// complaint rate beside what Gmail and Yahoo tolerate.
+func printFeedback(w io.Writer, s redisstore.Stats) {
+	line := func(label, kind string, sources ...string) {
+		by := s.FeedbackBy(kind)
+		parts := make([]string, len(sources))
+		for i, src := range sources {
+			parts[i] = fmt.Sprintf("%s %d", src, by[src])
+		}
+		fmt.Fprintf(w, "%-14s %s\n", label, strings.Join(parts, ", "))
+	}
+	line("hard bounces:", redisstore.FeedbackHard, "smtp", "dsn", "webhook")
+	line("soft bounces:", redisstore.FeedbackSoft, "dsn", "webhook")
+	line("complaints:", redisstore.FeedbackComplaint, "arf", "webhook")
+	rate := s.ComplaintRate()
+	verdict := "within"
+	if rate > redisstore.ComplaintRateLimit {
+		verdict = "ABOVE"
+	}
+	fmt.Fprintf(w, "complaint rate %.2f%% of mailed, %s the %.1f%% Gmail and Yahoo tolerate\n",
+		rate*100, verdict, redisstore.ComplaintRateLimit*100)
 }
 
 // recentRate averages the entries per minute of a timeline over the last
