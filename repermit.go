@@ -96,6 +96,9 @@ type Campaign struct {
 	// Retention is how long after the deadline the campaign's remaining
 	// per-recipient records are kept; zero keeps them until deleted.
 	Retention time.Duration `json:"retention,omitempty"`
+	// MinAnswerWindow is the least time the last initial mail must leave
+	// before the deadline; zero means AnswerWindow's default.
+	MinAnswerWindow time.Duration `json:"min_answer_window,omitempty"`
 	// UnsubscribeMailto adds a mailto: List-Unsubscribe target when set.
 	UnsubscribeMailto string `json:"unsubscribe_mailto,omitempty"`
 

@@ -37,6 +37,9 @@ type File struct {
 	// Warnings are problems that do not stop a launch, such as a locale
 	// no language file exists for.
 	Warnings Problems
+	// deadlineLine and rateLine are where the deadline and the rate are
+	// written (0: not written), for CheckFeasible's problems.
+	deadlineLine, rateLine int
 	// texts names each per-locale wording by its key ("list_name",
 	// "topics.yoga.label") with the line it is on, for CheckLocales.
 	texts []namedText
@@ -61,7 +64,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 var keys = []string{
 	"id", "from", "subject", "recipients", "suppression", "confirm_base_url",
 	"start_at", "deadline", "reminders", "rate", "topics", "templates",
-	"retention", "list_unsubscribe_mailto",
+	"retention", "list_unsubscribe_mailto", "min_answer_window",
 	"list_name", "reminder_subject", "default_locale", "timezone", "controller",
 }
 
@@ -239,10 +242,23 @@ func (l *loader) load(path string, now time.Time) *File {
 			}
 		case "deadline":
 			deadline = n
+			f.deadlineLine = n.Line
+		case "min_answer_window":
+			if v, ok := l.str(k, n); ok {
+				d, err := ParseDuration(v)
+				switch {
+				case err != nil:
+					l.addf(n.Line, "min_answer_window: %s", repermit.ErrorMessage(err))
+				case d <= 0:
+					l.addf(n.Line, "min_answer_window: %q must be a positive duration", v)
+				}
+				c.MinAnswerWindow = d
+			}
 		case "reminders":
 			reminder = n
 		case "rate":
 			c.Rate = l.rate(n)
+			f.rateLine = n.Line
 		case "topics":
 			c.Topics, c.TopicText = l.topics(n)
 		case "retention":

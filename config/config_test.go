@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -158,6 +159,12 @@ func TestLoadGood(t *testing.T) {
 	// Times compared above with Equal; their locations may differ in form.
 	f.Campaign.StartAt, f.Campaign.Deadline = want.Campaign.StartAt, want.Campaign.Deadline
 	f.texts = nil
+	// The rate is a block mapping: its value starts on the line after
+	// "rate:".
+	if f.deadlineLine != 9 || f.rateLine != 12 {
+		t.Errorf("deadline and rate lines %d, %d; want 9, 12", f.deadlineLine, f.rateLine)
+	}
+	f.deadlineLine, f.rateLine = 0, 0
 	if !reflect.DeepEqual(f, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", f, want)
 	}
@@ -325,5 +332,68 @@ func TestSuggest(t *testing.T) {
 		if got := suggest(tt.in, keys); got != tt.want {
 			t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestInfeasibleCampaignIsRefusedWithItsLineAndAFit: a campaign whose rate
+// cannot mail everyone min_answer_window before the deadline is refused on
+// the rate's line (or the deadline's), naming the projected finish and what
+// would fit; one that can is accepted.
+func TestInfeasibleCampaignIsRefusedWithItsLineAndAFit(t *testing.T) {
+	ten := map[string]int64{}
+	for i := 0; i < 20; i++ {
+		ten[fmt.Sprintf("d%d.example", i)] = 500
+	}
+	tests := []struct {
+		name      string
+		yaml      string
+		perDomain map[string]int64
+		want      []string // in the problem; none: feasible
+	}{
+		{"10,000 at 20/s in 1m", "deadline: 1m\nrate: {per_second: 20}\n", ten,
+			[]string{"campaign.yaml:8: rate:", "10000 initial mails", "8m20s after the start", "rate.per_second: 334", "min_answer_window 30s"}},
+		{"10,000 at 400/s in 1m", "deadline: 1m\nrate: {per_second: 400}\n", ten, nil},
+		{"explicit window", "deadline: 1m\nmin_answer_window: 50s\nrate: {per_second: 400}\n", ten,
+			[]string{"campaign.yaml:9: rate:", "rate.per_second: 1000", "min_answer_window 50s"}},
+		{"a domain limit binds", "deadline: 2h\nrate: {per_second: 1000, per_domain_per_minute: {gmail.com: 10}}\n", map[string]int64{"gmail.com": 3000, "example.com": 10},
+			[]string{"rate.per_domain_per_minute for gmail.com", "rate.per_domain_per_minute gmail.com: 50", "5h after the start"}},
+		{"reminders take their share", "deadline: 40s\nreminders: [5s]\nrate: {per_second: 10}\n", map[string]int64{"example.com": 200},
+			[]string{"campaign.yaml:9: rate:", "25s after the start", "rate.per_second: 14"}},
+		{"no rate, no line of its own", "deadline: 30d\n", ten, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			body := "id: feasible\nfrom: news@acme.example\nsubject: s\nrecipients: r.csv\nconfirm_base_url: https://x.example\n" +
+				"controller: {name: ACME, address: Berlin, contact: privacy@acme.example, privacy_url: https://acme.example/privacy}\n" + tt.yaml
+			path := filepath.Join(dir, "campaign.yaml")
+			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "r.csv"), []byte("email\na@example.com\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+			f, err := Load(path, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = f.CheckFeasible(tt.perDomain, now)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Errorf("refused a feasible campaign: %v", err)
+				}
+				return
+			}
+			if repermit.ErrorCode(err) != repermit.EINVALID {
+				t.Fatalf("err = %v, want EINVALID", err)
+			}
+			msg := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("problem lacks %q:\n%s", w, msg)
+				}
+			}
+		})
 	}
 }

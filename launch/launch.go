@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/repermit/repermit"
@@ -94,7 +95,10 @@ func Validate(ctx context.Context, path string, opt Options) (*config.File, Repo
 	cat := locale.Default()
 	def := f.Campaign.DefaultLocale
 	resolved := make(map[string]string)
+	// Recipients per domain, for the projection of the sending time.
+	perDomain := make(map[string]int64)
 	err = scan(ctx, f, supp, opt.Progress, &rep, func(row recipients.Row, _ [32]byte) error {
+		perDomain[row.Email[strings.LastIndexByte(row.Email, '@')+1:]]++
 		loc, ok := resolved[row.Locale]
 		if !ok {
 			loc = cat.Resolve(row.Locale, def)
@@ -114,6 +118,11 @@ func Validate(ctx context.Context, path string, opt Options) (*config.File, Repo
 	})
 	if err != nil {
 		return f, rep, err
+	}
+	// Nobody may expire unasked because the limits cannot mail everyone
+	// in time: such a campaign is refused before it starts.
+	if err := f.CheckFeasible(perDomain, opt.now()); err != nil {
+		return nil, rep, err
 	}
 	errs, warns := f.CheckLocales(rep.Locales)
 	for _, w := range warns {

@@ -192,7 +192,7 @@ func TestACampaignPausedUntilTheDeadlineKeepsTheUnmailedUnreached(t *testing.T) 
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&rows, "p%d@example.com,Person %d,de,C-%d\n", i, i, i)
 	}
-	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "short"), "deadline: 30d", "deadline: 4s\nrate: {per_second: 20}", 1)
+	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "short"), "deadline: 30d", "deadline: 8s\nrate: {per_second: 60}", 1)
 	dir := writeFiles(t, map[string]string{"campaign.yaml": yaml, "recipients.csv": rows.String()})
 	if code, _, errOut := c.run("launch", filepath.Join(dir, "campaign.yaml")); code != 0 {
 		t.Fatalf("launch: exit %d: %s", code, errOut)
@@ -266,6 +266,87 @@ func TestACampaignPausedUntilTheDeadlineKeepsTheUnmailedUnreached(t *testing.T) 
 	for _, rec := range supp[1:] {
 		if hashes[rec[0]] {
 			t.Errorf("unreached recipient %s suppressed", rec[0])
+		}
+	}
+}
+
+// TestValidateAndLaunchRefuseACampaignThatCannotAskEveryone: 10,000
+// recipients at 20 a second cannot all be asked within a 1m deadline;
+// validate and launch refuse it with exit 2, the line of the rate, the
+// projected finish and a rate that fits, and launch writes nothing.
+func TestValidateAndLaunchRefuseACampaignThatCannotAskEveryone(t *testing.T) {
+	r := redistest.New(t)
+	c := newCLI(t, r)
+	var rows strings.Builder
+	rows.WriteString("email\n")
+	for i := 0; i < 10000; i++ {
+		fmt.Fprintf(&rows, "p%d@d%d.example\n", i, i%20)
+	}
+	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "too-fast"), "deadline: 30d", "deadline: 1m\nrate:\n  per_second: 20", 1)
+	dir := writeFiles(t, map[string]string{"campaign.yaml": yaml, "recipients.csv": rows.String()})
+	path := filepath.Join(dir, "campaign.yaml")
+	line := strings.Count(yaml[:strings.Index(yaml, "per_second")], "\n") + 1
+	for _, cmd := range []string{"validate", "launch"} {
+		code, _, errOut := c.run(cmd, path)
+		if code != 2 {
+			t.Fatalf("%s: exit %d, want 2\n%s", cmd, code, errOut)
+		}
+		for _, want := range []string{fmt.Sprintf("campaign.yaml:%d: rate:", line), "10000 initial mails", "8m20s after the start", "rate.per_second: 334"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("%s: stderr lacks %q:\n%s", cmd, want, errOut)
+			}
+		}
+	}
+	if keys := r.Keys(t); len(keys) != 0 {
+		t.Errorf("a refused launch wrote %v", keys)
+	}
+	// At a rate that fits, the same list launches.
+	ok := strings.Replace(yaml, "per_second: 20", "per_second: 334", 1)
+	dir = writeFiles(t, map[string]string{"campaign.yaml": ok, "recipients.csv": rows.String()})
+	if code, _, errOut := c.run("validate", filepath.Join(dir, "campaign.yaml")); code != 0 {
+		t.Errorf("validate at 334/s: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestStatusProjectsTheFinishAndWarnsWhenBehind: status shows when the
+// pending initial mails will be out beside the deadline, and warns once
+// that leaves less than the answer window.
+func TestStatusProjectsTheFinishAndWarnsWhenBehind(t *testing.T) {
+	r := redistest.New(t)
+	c := newCLI(t, r)
+	var rows strings.Builder
+	rows.WriteString("email\n")
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&rows, "p%d@example.com\n", i)
+	}
+	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "projected"), "deadline: 30d", "deadline: 1h\nrate: {per_second: 10}", 1)
+	dir := writeFiles(t, map[string]string{"campaign.yaml": yaml, "recipients.csv": rows.String()})
+	if code, _, errOut := c.run("launch", filepath.Join(dir, "campaign.yaml")); code != 0 {
+		t.Fatalf("launch: exit %d: %s", code, errOut)
+	}
+	launched := c.now
+	tests := []struct {
+		after  time.Duration // since the launch; nobody was mailed
+		finish time.Duration
+		behind bool
+	}{
+		{time.Minute, time.Minute + 100*time.Second, false},
+		{55 * time.Minute, 55*time.Minute + 100*time.Second, true},
+	}
+	for _, tt := range tests {
+		c.now = launched.Add(tt.after)
+		code, out, _ := c.run("status", "projected")
+		want := "projected finish " + launched.Add(tt.finish).Format(time.RFC3339)
+		if code != 0 || !strings.Contains(out, want) || strings.Contains(out, "WARNING: behind") != tt.behind {
+			t.Errorf("after %s: exit %d, want %q and a warning %v:\n%s", tt.after, code, want, tt.behind, out)
+		}
+		code, out, _ = c.run("status", "projected", "--json")
+		var st struct {
+			ProjectedFinish time.Time `json:"projected_finish"`
+			Behind          bool
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil || !st.ProjectedFinish.Equal(launched.Add(tt.finish).Truncate(time.Second)) && !st.ProjectedFinish.Equal(launched.Add(tt.finish)) || st.Behind != tt.behind {
+			t.Errorf("after %s: --json %s", tt.after, out)
 		}
 	}
 }

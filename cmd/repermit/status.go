@@ -29,6 +29,11 @@ type statusJSON struct {
 	// Gmail and Yahoo tolerate.
 	ComplaintRate      float64 `json:"complaint_rate"`
 	ComplaintRateLimit float64 `json:"complaint_rate_limit"`
+	// Deadline, and while initial mails are pending their projected finish
+	// and whether that leaves less than the answer window (behind).
+	Deadline        time.Time  `json:"deadline"`
+	ProjectedFinish *time.Time `json:"projected_finish,omitempty"`
+	Behind          bool       `json:"behind,omitempty"`
 }
 
 func feedbackJSON(s redisstore.Stats) map[string]map[string]int64 {
@@ -66,12 +71,18 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		if *asJSON {
+			var finish *time.Time
+			behind := false
+			if p, ok := projectFinish(c, stats, timeline, env.Now()); ok {
+				finish, behind = &p.Finish, !p.Feasible()
+			}
 			if err := json.NewEncoder(env.Stdout).Encode(statusJSON{
 				Campaign: c.ID, State: c.Status, Counts: stats.Counts, Imported: stats.Imported,
 				Skipped:  map[string]int64{"invalid": stats.SkippedInvalid, "duplicate": stats.SkippedDuplicate, "suppressed": stats.SkippedSuppressed},
 				Topics:   topicCounts(c, stats),
 				Feedback: feedbackJSON(stats), ComplaintRate: stats.ComplaintRate(),
 				ComplaintRateLimit: redisstore.ComplaintRateLimit,
+				Deadline:           c.Deadline, ProjectedFinish: finish, Behind: behind,
 			}); err != nil {
 				return err
 			}
@@ -119,18 +130,12 @@ func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline
 	perMin := recentRate(timeline[repermit.StateSent], now, 5)
 	fmt.Fprintf(w, "sending %.0f/min (last 5 min), answers %.0f/min\n", perMin,
 		recentRate(timeline[repermit.StateConfirmed], now, 5)+recentRate(timeline[repermit.StateDeclined], now, 5)+recentRate(timeline[repermit.StateUnsubscribed], now, 5))
-	if pending := s.Counts[repermit.StatePending]; pending > 0 && c.Status == repermit.StatusRunning {
-		rate := perMin / 60
-		if rate == 0 && !c.StartAt.Before(now) {
-			rate = float64(c.Rate.PerSecond)
-		}
-		if rate > 0 {
-			start := now
-			if c.StartAt.After(now) {
-				start = c.StartAt
-			}
-			eta := start.Add(time.Duration(float64(pending)/rate) * time.Second)
-			fmt.Fprintf(w, "ETA of the initial mails: %s (%d left)\n", eta.Format(time.RFC3339), pending)
+	if p, ok := projectFinish(c, s, timeline, now); ok {
+		fmt.Fprintf(w, "initial mails: projected finish %s, deadline %s (%d left)\n",
+			p.Finish.Format(time.RFC3339), c.Deadline.Format(time.RFC3339), p.Recipients)
+		if !p.Feasible() {
+			fmt.Fprintf(w, "WARNING: behind: the last initial mail would leave %s before the deadline, less than the answer window of %s; whoever is not mailed by the deadline ends unreached\n",
+				max(p.Left, 0).Round(time.Second), p.Window)
 		}
 	}
 	if left := c.Deadline.Sub(now); left > 0 {
@@ -159,6 +164,28 @@ func printFeedback(w io.Writer, s redisstore.Stats) {
 	}
 	fmt.Fprintf(w, "complaint rate %.2f%% of mailed, %s the %.1f%% Gmail and Yahoo tolerate\n",
 		rate*100, verdict, redisstore.ComplaintRateLimit*100)
+}
+
+// projectFinish projects when the initial mails still pending will all be
+// out: at the rate of the last five minutes while mail goes out, else at
+// the campaign's rate.per_second. ok is false when nothing is pending, the
+// campaign does not send, or no rate is known.
+func projectFinish(c *repermit.Campaign, s redisstore.Stats, timeline map[repermit.State]map[time.Time]int64, now time.Time) (repermit.Projection, bool) {
+	pending := s.Counts[repermit.StatePending]
+	if pending == 0 || (c.Status != repermit.StatusRunning && c.Status != repermit.StatusPaused) || !now.Before(c.Deadline) {
+		return repermit.Projection{}, false
+	}
+	cc := *c
+	cc.Rate.PerDomainPerMinute = nil // the per-domain split of the pending is not kept
+	if perSec := recentRate(timeline[repermit.StateSent], now, 5) / 60; perSec > 0 && c.StartAt.Before(now) {
+		cc.Rate.PerSecond = max(1, int(perSec))
+	}
+	if cc.Rate.PerSecond <= 0 {
+		return repermit.Projection{}, false
+	}
+	p := cc.Project(map[string]int64{"": pending}, now)
+	p.Window = c.AnswerWindow()
+	return p, true
 }
 
 // recentRate averages the entries per minute of a timeline over the last
