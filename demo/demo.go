@@ -401,8 +401,9 @@ func countsLine(c repermit.Counts) string {
 func printFunnel(w io.Writer, r Result, st redisstore.Stats) {
 	fmt.Fprintf(w, "\nfunnel of %s after %s:\n", r.Campaign, r.Elapsed.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "  %-13s %6s  %6s  %s\n", "state", "count", "share", "aimed by the simulation")
+	f := repermit.NewFunnel(st.Imported, st.Counts)
 	for _, s := range repermit.States {
-		fmt.Fprintf(w, "  %-13s %6d  %5.1f%%  %d\n", s, st.Counts[s], pct(st.Counts[s], st.Imported), r.Aimed[s])
+		fmt.Fprintf(w, "  %-13s %6d  %5.1f%%  %d\n", s, st.Counts[s], f.Share(s), r.Aimed[s])
 	}
 	fmt.Fprintf(w, "  %-13s %6d  = imported %d (skipped: %d invalid, %d duplicate, %d on the suppression file)\n",
 		"total", st.Counts.Total(), st.Imported, st.SkippedInvalid, st.SkippedDuplicate, st.SkippedSuppressed)
@@ -411,15 +412,8 @@ func printFunnel(w io.Writer, r Result, st redisstore.Stats) {
 	if r.Late > 0 {
 		fmt.Fprintf(w, "%d answers came after the deadline and were refused (410)\n", r.Late)
 	}
-	fmt.Fprintf(w, "re-permission rate: %.1f%% of the list confirmed; the other addresses are erased, their hashes suppressed\n",
-		pct(st.Counts[repermit.StateConfirmed], st.Imported))
-}
-
-func pct(a, b int64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) * 100 / float64(b)
+	fmt.Fprintln(w, f.Summary())
+	fmt.Fprintln(w, "the silent are erased and their hashes suppressed; the unreached are kept for a later campaign")
 }
 
 func randomHex(n int) string {

@@ -91,11 +91,8 @@ var FeedbackSources = []string{"smtp", "dsn", "arf", "webhook"}
 const ComplaintRateLimit = 0.003
 
 // Mailed is the number of recipients who were sent the initial mail (or
-// whose server refused it): everyone but those still pending, found
-// suppressed at send time, or never reached by the deadline.
-func (s Stats) Mailed() int64 {
-	return s.Imported - s.Counts[repermit.StatePending] - s.Counts[repermit.StateSuppressed] - s.Counts[repermit.StateUnreached]
-}
+// whose server refused it), as repermit.Funnel defines it.
+func (s Stats) Mailed() int64 { return repermit.NewFunnel(s.Imported, s.Counts).Mailed }
 
 // FeedbackBy returns the reports of one kind by source.
 func (s Stats) FeedbackBy(kind string) map[string]int64 {

@@ -73,7 +73,7 @@ func (s *Server) adminCampaigns(w http.ResponseWriter, r *http.Request) {
 			Unsubscribed: st.Counts[repermit.StateUnsubscribed],
 			Expired:      st.Counts[repermit.StateExpired],
 			Unreached:    st.Counts[repermit.StateUnreached],
-			Rate:         percent(st.Counts[repermit.StateConfirmed], st.Imported),
+			Rate:         percent(repermit.NewFunnel(st.Imported, st.Counts).ConfirmationRate, st.Imported),
 		})
 	}
 	s.adminPage(w, "admin_list.html", map[string]any{"Root": root(r.URL.Path), "Campaigns": rows})
@@ -104,9 +104,10 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 		s.adminFail(w, err)
 		return
 	}
+	f := repermit.NewFunnel(st.Imported, st.Counts)
 	funnel := make([]funnelRow, len(repermit.States))
 	for i, state := range repermit.States {
-		funnel[i] = funnelRow{State: state, N: st.Counts[state], Share: percent(st.Counts[state], st.Imported)}
+		funnel[i] = funnelRow{State: state, N: st.Counts[state], Share: percent(f.Share(state), st.Imported)}
 	}
 	// The axis runs up to now while the campaign runs, and to the deadline
 	// once it is over.
@@ -120,25 +121,19 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 		s.adminFail(w, err)
 		return
 	}
-	// A recipient enters "sent" once, with its first mail, so the timeline's
-	// sent entries count the recipients mailed; bounces on the first mail
-	// never get there.
-	var mailed int64
-	for _, n := range tl[repermit.StateSent] {
-		mailed += n
-	}
 	n := st.Counts
 	s.adminPage(w, "admin_campaign.html", map[string]any{
 		"Root": root(r.URL.Path), "Campaign": c, "Stats": st, "Funnel": funnel,
-		"Total": st.Counts.Total(), "Rate": percent(n[repermit.StateConfirmed], st.Imported),
+		"Total": st.Counts.Total(), "Rate": percent(f.ConfirmationRate, f.Imported),
 		"Chart": chart, "Activity": len(act.Sent) > 0,
 		"Summary": adminSummary{
-			Imported: st.Imported, Mailed: mailed,
+			Imported: f.Imported, Mailed: f.Mailed,
 			Confirmed: n[repermit.StateConfirmed], Declined: n[repermit.StateDeclined],
 			Bounced: n[repermit.StateBounced], Unsubscribed: n[repermit.StateUnsubscribed],
-			Expired: n[repermit.StateExpired], Unreached: n[repermit.StateUnreached], Waiting: n[repermit.StatePending] + n[repermit.StateSent],
-			Rate:       percent(n[repermit.StateConfirmed], st.Imported),
-			MailedRate: percent(n[repermit.StateConfirmed], mailed),
+			Expired: n[repermit.StateExpired], Unreached: n[repermit.StateUnreached], Waiting: f.Waiting,
+			Rate:       percent(f.ConfirmationRate, f.Imported),
+			MailedRate: percent(f.MailedConfirmationRate, f.Mailed),
+			AnswerRate: percent(f.AnswerRate, f.Mailed),
 		},
 	})
 }
@@ -149,14 +144,16 @@ type adminSummary struct {
 	Bounced, Unsubscribed, Expired        int64
 	Unreached                             int64 // never mailed before the deadline
 	Waiting                               int64 // pending or sent: no answer yet
-	Rate, MailedRate                      string
+	Rate, MailedRate, AnswerRate          string
 }
 
-func percent(n, of int64) string {
+// percent prints a percentage of the Funnel (repermit.Percent), or a dash
+// when it is of nothing.
+func percent(p float64, of int64) string {
 	if of == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.1f %%", 100*float64(n)/float64(of))
+	return fmt.Sprintf("%.1f %%", p)
 }
 
 // adminPage renders an operator's page. They are few and rarely opened, so

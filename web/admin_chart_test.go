@@ -292,7 +292,7 @@ func TestAdminCampaignPageShowsActivityChart(t *testing.T) {
 		"<dt>Unsubscribed</dt><dd>1</dd>",
 		"Waiting</dt><dd>1</dd>",
 		"<dt>Re-permitted</dt><dd>40.0 %</dd>",
-		"Of the recipients mailed, 40.0 % confirmed.",
+		"Of the recipients mailed, 80.0 % answered and 40.0 % confirmed.",
 		`<tr><td>yoga</td><td class="num">2</td></tr>`,
 		`<tr><td>events</td><td class="num">0</td></tr>`,
 	} {

@@ -22,6 +22,8 @@ type statusJSON struct {
 	Skipped  map[string]int64         `json:"skipped"`
 	// Topics counts the confirmed recipients per topic they chose.
 	Topics map[string]int64 `json:"topics,omitempty"`
+	// Funnel holds the figures the admin page and the demo print too.
+	Funnel repermit.Funnel `json:"funnel"`
 	// Feedback counts bounce and complaint reports by kind ("bounced",
 	// "soft", "complaint") and source ("smtp", "dsn", "arf", "webhook").
 	Feedback map[string]map[string]int64 `json:"feedback"`
@@ -80,6 +82,7 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 				Campaign: c.ID, State: c.Status, Counts: stats.Counts, Imported: stats.Imported,
 				Skipped:  map[string]int64{"invalid": stats.SkippedInvalid, "duplicate": stats.SkippedDuplicate, "suppressed": stats.SkippedSuppressed},
 				Topics:   topicCounts(c, stats),
+				Funnel:   repermit.NewFunnel(stats.Imported, stats.Counts),
 				Feedback: feedbackJSON(stats), ComplaintRate: stats.ComplaintRate(),
 				ComplaintRateLimit: redisstore.ComplaintRateLimit,
 				Deadline:           c.Deadline, ProjectedFinish: finish, Behind: behind,
@@ -108,24 +111,20 @@ func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline
 	fmt.Fprintf(w, "imported %d (skipped: %d invalid, %d duplicate, %d suppressed)\n\n",
 		s.Imported, s.SkippedInvalid, s.SkippedDuplicate, s.SkippedSuppressed)
 	const width = 40
+	f := repermit.NewFunnel(s.Imported, s.Counts)
 	for _, state := range repermit.States {
 		n := s.Counts[state]
 		bar := 0
 		if s.Imported > 0 {
 			bar = int(n * width / s.Imported)
 		}
-		fmt.Fprintf(w, "  %-13s %8d  %5.1f%%  %s\n", state, n, pct(n, s.Imported), strings.Repeat("█", bar))
+		fmt.Fprintf(w, "  %-13s %8d  %5.1f%%  %s\n", state, n, f.Share(state), strings.Repeat("█", bar))
 	}
 	for _, topic := range c.Topics {
 		fmt.Fprintf(w, "    confirmed %-16s %8d\n", topic+":", s.Topics[topic])
 	}
-	answered := s.Counts[repermit.StateConfirmed] + s.Counts[repermit.StateDeclined] + s.Counts[repermit.StateUnsubscribed]
-	// Everyone who left pending got the initial mail, except those found
-	// suppressed at send time.
-	mailed := s.Imported - s.Counts[repermit.StatePending] - s.Counts[repermit.StateSuppressed]
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "mailed %d; answered %.1f%% of mailed; confirmation (re-permission) rate %.1f%% of imported\n",
-		mailed, pct(answered, mailed), pct(s.Counts[repermit.StateConfirmed], s.Imported))
+	fmt.Fprintln(w, f.Summary())
 	printFeedback(w, s)
 	perMin := recentRate(timeline[repermit.StateSent], now, 5)
 	fmt.Fprintf(w, "sending %.0f/min (last 5 min), answers %.0f/min\n", perMin,
@@ -197,13 +196,6 @@ func recentRate(tl map[time.Time]int64, now time.Time, minutes int) float64 {
 		n += tl[cur.Add(-time.Duration(i)*time.Minute)]
 	}
 	return float64(n) / float64(minutes)
-}
-
-func pct(a, b int64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) * 100 / float64(b)
 }
 
 // topicCounts lists every topic of the campaign, those nobody chose as 0.
