@@ -799,6 +799,9 @@ func (f *File) CheckLocales(used map[string]int64) (errs, warns Problems) {
 			}
 		}
 	}
+	byLine := func(a, b Problem) int { return a.Line - b.Line }
+	slices.SortStableFunc(errs, byLine)
+	slices.SortStableFunc(warns, byLine)
 	return errs, warns
 }
 

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"time"
@@ -37,7 +38,9 @@ func Preview(c *repermit.Campaign, loc string) ([]PreviewPage, error) {
 	if len(topics) > 1 {
 		topics = topics[:1]
 	}
-	const path = "/c/SAMPLETOKEN"
+	// Pages link their stylesheet relative to themselves; a preview's
+	// pages sit beside static/style.css.
+	const path = "/SAMPLETOKEN"
 	type variant struct {
 		name, page string
 		edit       func(*PageData)
@@ -79,6 +82,12 @@ func Preview(c *repermit.Campaign, loc string) ([]PreviewPage, error) {
 		ps.release(buf)
 	}
 	return out, nil
+}
+
+// Stylesheet returns the recipients' pages' stylesheet, which a preview
+// writes to static/style.css beside its pages.
+func Stylesheet() ([]byte, error) {
+	return fs.ReadFile(templates.Pages(), "style.css")
 }
 
 // CheckPages renders every recipient page of campaign c once in each of

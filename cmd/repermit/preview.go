@@ -75,12 +75,17 @@ func runPreview(ctx context.Context, env Env, args []string) error {
 	for _, p := range pages {
 		files["page-"+p.Name] = p.HTML
 	}
+	css, err := web.Stylesheet()
+	if err != nil {
+		return err
+	}
+	files[filepath.Join("static", "style.css")] = css
 
 	dir := *out
 	if dir == "" {
 		dir = fmt.Sprintf("preview-%s-%s", c.ID, locale.Normalize(*loc))
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "static"), 0o755); err != nil {
 		return repermit.Errorf(repermit.EINVALID, "preview: %v", err)
 	}
 	for _, name := range sortedNames(files) {
