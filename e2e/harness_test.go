@@ -98,7 +98,7 @@ func newWorld(t *testing.T, redisURL, prefix, smtpURL string) *world {
 		smtpURL:  smtpURL,
 		httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		secret:   "e2e-secret-0123456789abcdef0123456789abcdef",
-		admin:    "e2e-admin-token",
+		admin:    "e2e-admin-token-of-at-least-32-bytes",
 	}
 }
 
@@ -112,6 +112,8 @@ func (w *world) environ() []string {
 		"REPERMIT_HTTP_ADDR="+w.httpAddr,
 		"REPERMIT_PREFIX="+w.prefix,
 		"REPERMIT_ADMIN_TOKEN="+w.admin,
+		// A port of its own for the admin listener: worlds run in parallel.
+		"REPERMIT_ADMIN_ADDR=127.0.0.1:0",
 	), w.extraEnv...)
 }
 

@@ -12,17 +12,33 @@ import (
 	"github.com/repermit/repermit"
 )
 
+// AdminFailureBurst is how many wrong admin tokens a client (an IPv4
+// address or an IPv6 /64) may send before it is throttled; after that it
+// gets one more try every AdminFailureInterval, and every request of a
+// throttled client, with the right token too, is answered 429.
+const (
+	AdminFailureBurst    = 20
+	AdminFailureInterval = 5 * time.Second
+)
+
 // admin guards an operator's page with the bearer token. With no token
 // configured every request is refused: an admin page must never be open
 // by omission.
 func (s *Server) admin(next http.HandlerFunc) http.Handler {
 	want := sha256.Sum256([]byte(s.cfg.AdminToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, now := limitKey(s.clientAddr(r)), time.Now()
+		if s.adminFailures.exhausted(key, now) {
+			w.Header().Set("Retry-After", fmt.Sprint(int(AdminFailureInterval.Seconds())))
+			http.Error(w, "429 too many wrong admin tokens from your address; wait and retry", http.StatusTooManyRequests)
+			return
+		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		// Comparing digests keeps the comparison constant-time in the
 		// token's length too.
 		sum := sha256.Sum256([]byte(got))
 		if s.cfg.AdminToken == "" || !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			s.adminFailures.allow(key, now)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="repermit admin"`)
 			http.Error(w, "401 unauthorized: send Authorization: Bearer $REPERMIT_ADMIN_TOKEN", http.StatusUnauthorized)
 			return

@@ -60,6 +60,11 @@ func clientAddr(r *http.Request, trustProxy bool) netip.Addr {
 	return a.Unmap()
 }
 
+// clientAddr is the client's address as this server's settings see it.
+func (s *Server) clientAddr(r *http.Request) netip.Addr {
+	return clientAddr(r, s.cfg.TrustProxy)
+}
+
 // recordedIP is the form of a client address that goes into the ledger.
 func recordedIP(a netip.Addr, mode IPMode) string {
 	if !a.IsValid() || mode == IPNone {

@@ -116,7 +116,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 		State:         ans.state,
 		Topics:        ans.topics,
 		At:            s.cfg.Now(),
-		IP:            recordedIP(clientAddr(r, s.cfg.TrustProxy), s.cfg.IPMode),
+		IP:            recordedIP(s.clientAddr(r), s.cfg.IPMode),
 		UserAgent:     userAgent(r),
 		WordingSHA256: wording,
 		Current:       t.recipient,

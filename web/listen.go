@@ -24,12 +24,18 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln (which it closes) until ctx is done. The timeouts
-// keep slow or idle clients from holding connections: a recipient's page
-// and its POST are small.
+// Serve serves everything (ServeHTTP) on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.ServeHandler(ctx, ln, s)
+}
+
+// ServeHandler serves h (ServeHTTP, PublicHandler or AdminHandler) on ln
+// (which it closes) until ctx is done. The timeouts keep slow or idle
+// clients from holding connections: a recipient's page and its POST are
+// small.
+func (s *Server) ServeHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,

@@ -69,6 +69,15 @@ func (l *limiter) evict(now time.Time) {
 	}
 }
 
+// exhausted reports whether key has no request left at now, without
+// taking one.
+func (l *limiter) exhausted(key netip.Addr, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.clients[key]
+	return ok && c.lim.TokensAt(now) < 1
+}
+
 func (l *limiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

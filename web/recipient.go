@@ -126,7 +126,7 @@ func (s *Server) allow(r *http.Request) error {
 	if s.limiter == nil {
 		return nil
 	}
-	if !s.limiter.allow(limitKey(clientAddr(r, s.cfg.TrustProxy)), time.Now()) {
+	if !s.limiter.allow(limitKey(s.clientAddr(r)), time.Now()) {
 		return errTooMany
 	}
 	return nil

@@ -79,9 +79,11 @@ type Server struct {
 	pages     *pageSet
 	campaigns *campaignCache
 	limiter   *limiter // nil: no limit
-	metrics   *metrics
-	css       []byte
-	mux       *http.ServeMux
+	// adminFailures counts wrong admin tokens per client.
+	adminFailures *limiter
+	metrics       *metrics
+	css           []byte
+	mux           *http.ServeMux
 }
 
 // New checks cfg, fills in its defaults and parses the templates.
@@ -148,6 +150,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RatePerSecond > 0 {
 		s.limiter = newLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.RateClients)
 	}
+	s.adminFailures = newLimiter(1/AdminFailureInterval.Seconds(), AdminFailureBurst, cfg.RateClients)
 	s.routes()
 	return s, nil
 }
@@ -173,9 +176,51 @@ func (s *Server) routes() {
 	s.mux = m
 }
 
-// ServeHTTP adds the security headers every answer carries and counts the
+// scope is the part of the site a handler serves.
+type scope int
+
+const (
+	scopeAll    scope = iota // one listener for everything
+	scopePublic              // the recipients' listener: no /admin, no /metrics
+	scopeAdmin               // the admin listener: /admin, /metrics, /healthz
+)
+
+// adminPath reports whether p belongs on the admin listener.
+func adminPath(p string) bool {
+	return p == "/metrics" || p == "/admin" || strings.HasPrefix(p, "/admin/")
+}
+
+func (sc scope) serves(p string) bool {
+	switch sc {
+	case scopePublic:
+		return !adminPath(p)
+	case scopeAdmin:
+		return adminPath(p) || p == "/healthz"
+	}
+	return true
+}
+
+type scopedHandler struct {
+	s  *Server
+	sc scope
+}
+
+func (h scopedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.s.serve(w, r, h.sc) }
+
+// PublicHandler serves the recipients: every page but /admin and /metrics,
+// which answer 404 there. It is what faces the internet.
+func (s *Server) PublicHandler() http.Handler { return scopedHandler{s, scopePublic} }
+
+// AdminHandler serves /admin, /metrics and /healthz only, for a listener of
+// their own (REPERMIT_ADMIN_ADDR).
+func (s *Server) AdminHandler() http.Handler { return scopedHandler{s, scopeAdmin} }
+
+// ServeHTTP serves everything, public and admin pages, on one listener.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, r, scopeAll) }
+
+// serve adds the security headers every answer carries and counts the
 // request by route pattern, so that tokens never become metric labels.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, sc scope) {
 	start := time.Now()
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -189,6 +234,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !cleanPath(r.URL.Path) {
 		// The mux would redirect to the cleaned path; nothing here
 		// redirects, and no link of ours has such a path.
+		s.notFound(sw, r)
+	} else if !sc.serves(r.URL.Path) {
 		s.notFound(sw, r)
 	} else {
 		s.mux.ServeHTTP(sw, r)

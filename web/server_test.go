@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -632,6 +633,73 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New accepted it", name)
+		}
+	}
+}
+
+// TestAdminFailuresAreThrottledPerClient: a client that keeps sending wrong
+// admin tokens is answered 429 after a burst, then even with the right
+// token, while another client still gets in.
+func TestAdminFailuresAreThrottledPerClient(t *testing.T) {
+	h := newHarness(t)
+	adminGet := func(from, tok string) int {
+		req := httptest.NewRequest(http.MethodGet, "/admin/campaigns", nil)
+		req.RemoteAddr = from
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return h.do(req).Code
+	}
+	const attacker, other = "198.51.100.7:4000", "203.0.113.9:5000"
+	counts := map[int]int{}
+	for i := 0; i < 200; i++ {
+		counts[adminGet(attacker, fmt.Sprintf("guess-%d", i))]++
+	}
+	if counts[http.StatusUnauthorized] > AdminFailureBurst || counts[http.StatusTooManyRequests] < 200-AdminFailureBurst {
+		t.Errorf("200 wrong tokens from one client: %v, want at most %d 401s, then 429s", counts, AdminFailureBurst)
+	}
+	if code := adminGet(attacker, adminToken); code != http.StatusTooManyRequests {
+		t.Errorf("right token from the throttled client: %d, want 429", code)
+	}
+	if code := adminGet(other, adminToken); code != http.StatusOK {
+		t.Errorf("right token from another client: %d, want 200", code)
+	}
+	if code := adminGet(other, "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("one wrong token from another client: %d, want 401", code)
+	}
+}
+
+// TestAdminHandlerAndPublicHandlerServeTheirOwnPaths: the recipients'
+// handler knows nothing of /admin and /metrics (also spelled otherwise),
+// the admin handler nothing of the recipients' pages.
+func TestAdminHandlerAndPublicHandlerServeTheirOwnPaths(t *testing.T) {
+	h := newHarness(t)
+	do := func(hd http.Handler, path string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		w := httptest.NewRecorder()
+		hd.ServeHTTP(w, req)
+		return w.Code
+	}
+	pub, adm := h.srv.PublicHandler(), h.srv.AdminHandler()
+	for _, tc := range []struct {
+		path     string
+		pub, adm int
+	}{
+		{"/admin/campaigns", 404, 200},
+		{"/admin/", 404, 200},
+		{"/admin", 404, 404},
+		{"/%61dmin/campaigns", 404, 200},
+		{"/metrics", 404, 200},
+		{"/%6detrics", 404, 200},
+		{"/healthz", 200, 200},
+		{h.confirmPath(1), 200, 404},
+		{h.unsubPath(1), 200, 404},
+		{"/static/style.css", 200, 404},
+	} {
+		if got := do(pub, tc.path); got != tc.pub {
+			t.Errorf("public %s: %d, want %d", tc.path, got, tc.pub)
+		}
+		if got := do(adm, tc.path); got != tc.adm {
+			t.Errorf("admin %s: %d, want %d", tc.path, got, tc.adm)
 		}
 	}
 }

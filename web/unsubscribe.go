@@ -76,7 +76,7 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		Index:         t.recipient.Index,
 		State:         repermit.StateUnsubscribed,
 		At:            s.cfg.Now(),
-		IP:            recordedIP(clientAddr(r, s.cfg.TrustProxy), s.cfg.IPMode),
+		IP:            recordedIP(s.clientAddr(r), s.cfg.IPMode),
 		UserAgent:     userAgent(r),
 		WordingSHA256: wording,
 		Current:       t.recipient,

@@ -56,7 +56,8 @@ type Settings struct {
 	SMTPURL    string // REPERMIT_SMTP_URL
 	Secret     string // REPERMIT_SECRET
 	HTTPAddr   string // REPERMIT_HTTP_ADDR
-	AdminToken string // REPERMIT_ADMIN_TOKEN
+	AdminToken string // REPERMIT_ADMIN_TOKEN: at least 32 bytes, or unset
+	AdminAddr  string // REPERMIT_ADMIN_ADDR: listener of /admin and /metrics, default 127.0.0.1:8081
 	Prefix     string // REPERMIT_PREFIX: Redis key prefix and asynq queue, default "repermit"
 }
 
@@ -67,10 +68,14 @@ func (e Env) settings() Settings {
 		Secret:     e.Getenv("REPERMIT_SECRET"),
 		HTTPAddr:   e.Getenv("REPERMIT_HTTP_ADDR"),
 		AdminToken: e.Getenv("REPERMIT_ADMIN_TOKEN"),
+		AdminAddr:  e.Getenv("REPERMIT_ADMIN_ADDR"),
 		Prefix:     e.Getenv("REPERMIT_PREFIX"),
 	}
 	if s.HTTPAddr == "" {
 		s.HTTPAddr = "127.0.0.1:8080"
+	}
+	if s.AdminAddr == "" {
+		s.AdminAddr = "127.0.0.1:8081"
 	}
 	if s.Prefix == "" {
 		s.Prefix = "repermit"
@@ -131,7 +136,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-14s %-38s %s\n", c.name, c.args, c.summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: REPERMIT_REDIS_URL, REPERMIT_SMTP_URL, REPERMIT_SECRET, REPERMIT_HTTP_ADDR, REPERMIT_ADMIN_TOKEN.")
+	fmt.Fprintln(w, "\nEnvironment: REPERMIT_REDIS_URL, REPERMIT_SMTP_URL, REPERMIT_SECRET, REPERMIT_HTTP_ADDR, REPERMIT_ADMIN_ADDR, REPERMIT_ADMIN_TOKEN.")
 	fmt.Fprintln(w, "Exit codes: 0 ok, 1 runtime failure, 2 bad input.")
 }
 

@@ -27,7 +27,8 @@ type cli struct {
 
 func newCLI(t *testing.T, r *redistest.Redis) *cli {
 	t.Helper()
-	env := map[string]string{"REPERMIT_SECRET": strings.Repeat("s", 32)}
+	// Port 0: a test server's admin listener must not meet another's.
+	env := map[string]string{"REPERMIT_SECRET": strings.Repeat("s", 32), "REPERMIT_ADMIN_ADDR": "127.0.0.1:0"}
 	if r != nil {
 		env["REPERMIT_REDIS_URL"] = r.URL
 		env["REPERMIT_PREFIX"] = r.Prefix

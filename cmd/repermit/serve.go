@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -26,6 +28,7 @@ type serverFlags struct {
 	poolSize    *int
 	concurrency *int
 	addr        *string
+	adminAddr   *string
 }
 
 func newServerFlagSet(name string, s Settings) (*flag.FlagSet, serverFlags) {
@@ -34,6 +37,7 @@ func newServerFlagSet(name string, s Settings) (*flag.FlagSet, serverFlags) {
 		poolSize:    fs.Int("smtp-connections", 16, "SMTP connections the worker keeps open"),
 		concurrency: fs.Int("concurrency", 0, "tasks the worker runs at once (default twice the SMTP connections)"),
 		addr:        fs.String("addr", s.HTTPAddr, "listen address of the web server (REPERMIT_HTTP_ADDR)"),
+		adminAddr:   fs.String("admin-addr", s.AdminAddr, "listen address of /admin and /metrics (REPERMIT_ADMIN_ADDR); the same as --addr serves all on one"),
 	}
 }
 
@@ -127,7 +131,15 @@ func bounceMailbox(env Env) (*bounces.MailboxConfig, time.Duration, error) {
 	return &cfg, interval, nil
 }
 
+// minAdminToken is the shortest REPERMIT_ADMIN_TOKEN accepted: 256 bits
+// when random, out of reach of guessing even unthrottled.
+const minAdminToken = 32
+
 func (p *parts) web(env Env) (*web.Server, error) {
+	if tok := env.settings().AdminToken; tok != "" && len(tok) < minAdminToken {
+		return nil, repermit.Errorf(repermit.EINVALID,
+			"REPERMIT_ADMIN_TOKEN is %d bytes; it must be at least %d (e.g. openssl rand -hex 32), or unset to refuse every admin request", len(tok), minAdminToken)
+	}
 	if err := metrics.RegisterQueue(p.registry, p.store); err != nil {
 		return nil, err
 	}
@@ -177,8 +189,40 @@ func runWeb(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	p.logger.Info("web server listening", "addr", *f.addr)
-	return h.ListenAndServe(ctx, *f.addr)
+	return p.serveWeb(ctx, h, f)
+}
+
+// serveWeb serves the recipients' pages on --addr and /admin and /metrics
+// on --admin-addr, or everything on one listener when both are the same,
+// until ctx is done.
+func (p *parts) serveWeb(ctx context.Context, h *web.Server, f serverFlags) error {
+	if *f.adminAddr == *f.addr {
+		ln, err := net.Listen("tcp", *f.addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", *f.addr, err)
+		}
+		p.logger.Info("web server listening", "addr", *f.addr, "admin", "same listener")
+		return h.ServeHandler(ctx, ln, h)
+	}
+	pub, err := net.Listen("tcp", *f.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *f.addr, err)
+	}
+	adm, err := net.Listen("tcp", *f.adminAddr)
+	if err != nil {
+		pub.Close()
+		return fmt.Errorf("listen %s (REPERMIT_ADMIN_ADDR): %w", *f.adminAddr, err)
+	}
+	p.logger.Info("web server listening", "addr", *f.addr, "admin_addr", *f.adminAddr)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); defer cancel(); errs[0] = h.ServeHandler(ctx, pub, h.PublicHandler()) }()
+	go func() { defer wg.Done(); defer cancel(); errs[1] = h.ServeHandler(ctx, adm, h.AdminHandler()) }()
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // runServe runs worker and web in one process; when either stops, so does
@@ -203,8 +247,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	errs := make([]error, 2)
 	wg.Add(2)
 	go func() { defer wg.Done(); defer cancel(); errs[0] = w.Run(ctx) }()
-	go func() { defer wg.Done(); defer cancel(); errs[1] = h.ListenAndServe(ctx, *f.addr) }()
-	p.logger.Info("serving", "addr", *f.addr, "prefix", p.store.Prefix())
+	go func() { defer wg.Done(); defer cancel(); errs[1] = p.serveWeb(ctx, h, f) }()
+	p.logger.Info("serving", "prefix", p.store.Prefix())
 	wg.Wait()
 	return errors.Join(errs...)
 }

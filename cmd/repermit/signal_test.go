@@ -70,7 +70,7 @@ func TestEveryLongCommandStopsOnSIGINTAndSIGTERM(t *testing.T) {
 				cmd := exec.Command(os.Args[0], args...)
 				cmd.Env = append(os.Environ(), runMainEnv+"=1",
 					"REPERMIT_REDIS_URL="+r.URL, "REPERMIT_PREFIX="+r.Prefix,
-					"REPERMIT_SECRET="+strings.Repeat("s", 32), "REPERMIT_SMTP_URL="+sink.URL())
+					"REPERMIT_SECRET="+strings.Repeat("s", 32), "REPERMIT_SMTP_URL="+sink.URL(), "REPERMIT_ADMIN_ADDR=127.0.0.1:0")
 				var out strings.Builder
 				cmd.Stdout, cmd.Stderr = &out, &out
 				if err := cmd.Start(); err != nil {
