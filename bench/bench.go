@@ -11,8 +11,8 @@
 package bench
 
 import (
-	"bufio"
 	"context"
+	"encoding/csv"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +37,8 @@ type Target struct {
 	Prefix string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Shape is what the generated lists look like; "" is ShapeRealistic.
+	Shape Shape
 }
 
 // NewPrefix returns a fresh prefix "bench-<12 hex digits>".
@@ -87,34 +88,76 @@ func (t Target) memoryUnder(ctx context.Context, pattern string) (int64, error) 
 	return t.Store.MemoryUnder(ctx, pattern)
 }
 
+// usedMemory returns INFO memory's used_memory, or -1 where the Redis has
+// none (miniredis), which it logs.
+func (t Target) usedMemory(ctx context.Context) int64 {
+	v, err := t.Store.UsedMemory(ctx)
+	if err != nil {
+		t.logf("used_memory not measured: %v", err)
+		return -1
+	}
+	return v
+}
+
+// encodings returns the count of campaign id's buckets per encoding, or
+// nil where the Redis cannot tell (miniredis), which it logs.
+func (t Target) encodings(ctx context.Context, st *redisstore.Store, id string) map[string]int64 {
+	m, err := st.BucketEncodings(ctx, id)
+	if err != nil {
+		t.logf("bucket encodings not measured: %v", err)
+		return nil
+	}
+	return m
+}
+
 // store returns a store under prefix on the Target's connection.
 func (t Target) store(prefix string) *redisstore.Store { return t.Store.WithPrefix(prefix) }
 
-// row is one generated recipient. The addresses look like real ones and
-// stay short enough (under 64 bytes with name and locale) for Redis to keep
-// their hashes as listpacks, as most real lists do.
-func row(i int) (email, name, locale string) {
-	locales := [...]string{"en", "de", "de-AT", "fr"}
-	n := strconv.Itoa(i)
-	return "reader." + n + "@mail" + strconv.Itoa(i%97) + ".example.com", "Reader " + n, locales[i%len(locales)]
+// shape returns the Target's shape, ShapeRealistic when unset.
+func (t Target) shape() Shape {
+	if t.Shape == "" {
+		return ShapeRealistic
+	}
+	return t.Shape
 }
 
-// campaignFiles writes a campaign file and a recipients CSV of n rows into
-// dir and returns the campaign file's path.
-func campaignFiles(dir, id string, n int, deadline string) (string, error) {
+// row returns row i of the Target's list in the form the store's import
+// takes.
+func (t Target) row(i int) (email, name, locale string, extra map[string]string) {
+	r := t.shape().Generate(i)
+	return r.Email, r.Name, r.Locale, r.Extra
+}
+
+// campaignFiles writes a campaign file and a recipients CSV of n rows of
+// the given shape into dir and returns the campaign file's path.
+func campaignFiles(dir, id string, n int, deadline string, shape Shape) (string, error) {
 	csvPath := filepath.Join(dir, "recipients.csv")
 	f, err := os.Create(csvPath)
 	if err != nil {
 		return "", fmt.Errorf("write recipients: %w", err)
 	}
-	w := bufio.NewWriterSize(f, 1<<16)
-	w.WriteString("email,name,locale\n")
-	for i := range n {
-		email, name, locale := row(i)
-		w.WriteString(email + "," + name + "," + locale + "\n")
+	w := csv.NewWriter(f)
+	header := []string{"email"}
+	if shape != ShapeMinimal {
+		header = append(header, "name", "locale")
+		header = append(header, extraColumns...)
 	}
-	// bufio keeps the first write error and Flush returns it.
-	err = w.Flush()
+	w.Write(header)
+	rec := make([]string, len(header))
+	for i := range n {
+		r := shape.Generate(i)
+		rec[0] = r.Email
+		if shape != ShapeMinimal {
+			rec[1], rec[2] = r.Name, r.Locale
+			for k, col := range extraColumns {
+				rec[3+k] = r.Extra[col]
+			}
+		}
+		w.Write(rec)
+	}
+	// csv keeps the first write error and Error reports it after Flush.
+	w.Flush()
+	err = w.Error()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -75,6 +75,18 @@ func TestImportReportsEveryFigure(t *testing.T) {
 	if res.Rows != tiny {
 		t.Errorf("rows = %d, want %d", res.Rows, tiny)
 	}
+	if res.Shape != ShapeRealistic || res.ListStats.Domains < 20 {
+		t.Errorf("shape %q with %d domains, want the realistic one", res.Shape, res.ListStats.Domains)
+	}
+	if redistest.Real() { // miniredis has neither OBJECT ENCODING nor INFO memory
+		var buckets int64
+		for _, c := range res.BucketEncodings {
+			buckets += c
+		}
+		if want := redisstore.Buckets(tiny); buckets != want {
+			t.Errorf("bucket encodings %v cover %d buckets, want %d", res.BucketEncodings, buckets, want)
+		}
+	}
 	assertCleanedUp(t, r)
 }
 

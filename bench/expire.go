@@ -20,6 +20,18 @@ type ExpireResult struct {
 	BaselinePerS float64 `json:"baseline_expired_per_s"`
 	BaselineSecs float64 `json:"baseline_seconds"`
 	Ratio        float64 `json:"ratio"`
+
+	Shape Shape `json:"shape"`
+	// BytesBefore and BytesAfter are MEMORY USAGE summed over every key
+	// of the store (campaign and suppression list), per recipient, before
+	// and after the expiry: erasure should leave less, not more.
+	BytesBefore float64 `json:"bytes_per_recipient_before"`
+	BytesAfter  float64 `json:"bytes_per_recipient_after"`
+	// UsedMemoryDelta is INFO used_memory after the expiry minus before,
+	// per recipient (negative: Redis shrank).
+	UsedMemoryDelta float64 `json:"used_memory_delta_per_recipient"`
+	// BucketEncodings after the expiry (OBJECT ENCODING).
+	BucketEncodings map[string]int64 `json:"bucket_encodings_after"`
 }
 
 // Expire imports n silent recipients, then expires all of them the way
@@ -35,11 +47,11 @@ func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
 		return ExpireResult{}, fmt.Errorf("bench expire: recipients must be positive")
 	}
 	defer t.cleanup()
-	res := ExpireResult{Recipients: n}
+	res := ExpireResult{Recipients: n, Shape: t.shape()}
 
 	t.logf("expire: baseline, %d recipients in raw buckets", n)
 	rawPrefix := t.Prefix + ":raw:"
-	if _, err := t.Store.BaselineImport(ctx, rawPrefix, n, row); err != nil {
+	if _, err := t.Store.BaselineImport(ctx, rawPrefix, n, t.row); err != nil {
 		return res, err
 	}
 	d, err := t.Store.BaselineExpire(ctx, rawPrefix, n)
@@ -55,7 +67,7 @@ func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
 	t.logf("expire: importing %d recipients", n)
 	st := t.store(t.Prefix + ":store")
 	now := time.Now()
-	c, err := importDirect(ctx, st, "bench-expire", n, now)
+	c, err := importDirect(ctx, st, "bench-expire", n, now, t.row)
 	if err != nil {
 		return res, err
 	}
@@ -65,6 +77,12 @@ func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
 	if err := markAllSent(ctx, st, c.ID, int64(n), now); err != nil {
 		return res, err
 	}
+	storePattern := t.Prefix + ":store:*"
+	memBefore, err := t.memoryUnder(ctx, storePattern)
+	if err != nil {
+		return res, err
+	}
+	usedBefore := t.usedMemory(ctx)
 	t.logf("expire: expiring %d recipients", n)
 	start := time.Now()
 	expired, err := expireAll(ctx, st, c.ID, int64(n), time.Now())
@@ -82,6 +100,16 @@ func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
 	if got := stats.Counts[repermit.StateExpired]; got != int64(n) {
 		return res, fmt.Errorf("bench expire: the campaign counts %d expired, want %d", got, n)
 	}
+	memAfter, err := t.memoryUnder(ctx, storePattern)
+	if err != nil {
+		return res, err
+	}
+	if usedAfter := t.usedMemory(ctx); usedBefore >= 0 && usedAfter >= 0 {
+		res.UsedMemoryDelta = round(float64(usedAfter-usedBefore) / float64(n))
+	}
+	res.BytesBefore = round(float64(memBefore) / float64(n))
+	res.BytesAfter = round(float64(memAfter) / float64(n))
+	res.BucketEncodings = t.encodings(ctx, st, c.ID)
 	res.Seconds = round(d.Seconds())
 	res.ExpiredPerS = rate(n, d)
 	res.Ratio = ratio(res.ExpiredPerS, res.BaselinePerS)
@@ -90,7 +118,7 @@ func Expire(ctx context.Context, t Target, n int) (ExpireResult, error) {
 
 // importDirect imports n generated recipients through the store, without
 // a CSV, for benches that measure what comes after the import.
-func importDirect(ctx context.Context, st *redisstore.Store, id string, n int, now time.Time) (repermit.Campaign, error) {
+func importDirect(ctx context.Context, st *redisstore.Store, id string, n int, now time.Time, row func(int) (string, string, string, map[string]string)) (repermit.Campaign, error) {
 	c := repermit.Campaign{
 		ID:             id,
 		From:           "Bench News <news@bench.example.com>",
@@ -104,8 +132,8 @@ func importDirect(ctx context.Context, st *redisstore.Store, id string, n int, n
 		return c, fmt.Errorf("import %s: %w", id, err)
 	}
 	for i := range n {
-		email, name, locale := row(i)
-		if err := imp.Add(ctx, email, name, locale, nil); err != nil {
+		email, name, locale, extra := row(i)
+		if err := imp.Add(ctx, email, name, locale, extra); err != nil {
 			imp.Abort(ctx)
 			return c, fmt.Errorf("import %s: %w", id, err)
 		}

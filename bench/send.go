@@ -99,7 +99,7 @@ func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
 	// not flatter the engine.
 	baseline := func() error {
 		t.logf("send: baseline, building %d messages", n)
-		msgs, err := buildMessages(signer, n)
+		msgs, err := buildMessages(signer, n, t.shape())
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOpt
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	path, err := campaignFiles(dir, "bench-send", n, "30d")
+	path, err := campaignFiles(dir, "bench-send", n, "30d", t.shape())
 	if err != nil {
 		return 0, err
 	}

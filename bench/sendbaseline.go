@@ -32,7 +32,7 @@ func benchCampaign(id string, now time.Time) repermit.Campaign {
 	}
 }
 
-func buildMessages(signer *token.Signer, n int) ([]*gomail.Msg, error) {
+func buildMessages(signer *token.Signer, n int, shape Shape) ([]*gomail.Msg, error) {
 	tpl, err := mailer.LoadTemplates("")
 	if err != nil {
 		return nil, err
@@ -40,8 +40,8 @@ func buildMessages(signer *token.Signer, n int) ([]*gomail.Msg, error) {
 	c := benchCampaign("bench-send", time.Now())
 	msgs := make([]*gomail.Msg, n)
 	for i := range n {
-		email, name, locale := row(i)
-		r := &repermit.Recipient{Campaign: c.ID, Index: int64(i), Email: email, Name: name, Locale: locale}
+		row := shape.Generate(i)
+		r := &repermit.Recipient{Campaign: c.ID, Index: int64(i), Email: row.Email, Name: row.Name, Locale: row.Locale, Extra: row.Extra}
 		claims := token.Claims{Purpose: token.Confirm, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline}
 		confirm := c.ConfirmBaseURL + "/c/" + signer.Sign(claims)
 		claims.Purpose = token.Unsubscribe

@@ -92,7 +92,7 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 	}
 	st := t.store(t.Prefix)
 	t.logf("web: importing %d recipients", n)
-	c, err := importDirect(ctx, st, "bench-web", n, time.Now())
+	c, err := importDirect(ctx, st, "bench-web", n, time.Now(), t.row)
 	if err != nil {
 		return res, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,13 +19,13 @@ import (
 // BaselineImport writes rows the way the store packs them, 128 to a hash
 // with a state and a data field each, in pipelines of 8192 commands, and
 // returns how long that took.
-func (s *Store) BaselineImport(ctx context.Context, keyPrefix string, rows int, row func(i int) (email, name, locale string)) (time.Duration, error) {
+func (s *Store) BaselineImport(ctx context.Context, keyPrefix string, rows int, row func(i int) (email, name, locale string, extra map[string]string)) (time.Duration, error) {
 	start := time.Now()
 	pipe := s.rdb.Pipeline()
 	for i := range rows {
-		email, name, locale := row(i)
+		email, name, locale, extra := row(i)
 		b, slot := i/BucketSize, strconv.Itoa(i%BucketSize)
-		pipe.HSet(ctx, keyPrefix+"b:"+strconv.Itoa(b), "s"+slot, "p", "d"+slot, email+"\x1f"+name+"\x1f"+locale)
+		pipe.HSet(ctx, keyPrefix+"b:"+strconv.Itoa(b), "s"+slot, "p", "d"+slot, encodeData(email, name, locale, extra))
 		if pipe.Len() == 8192 || i == rows-1 {
 			if _, err := pipe.Exec(ctx); err != nil {
 				return 0, fmt.Errorf("baseline import: %w", err)
@@ -85,7 +86,7 @@ func (s *Store) MemoryUnder(ctx context.Context, pattern string) (int64, error) 
 		cmds := make([]*redis.IntCmd, len(batch))
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, k := range batch {
-				cmds[i] = p.MemoryUsage(ctx, k)
+				cmds[i] = p.MemoryUsage(ctx, k, 0) // SAMPLES 0: every field, not 5
 			}
 			return nil
 		})
@@ -143,3 +144,63 @@ func (s *Store) DeleteMatching(ctx context.Context, pattern string) error {
 // WithPrefix returns a store under another prefix on the same connection,
 // which stays the receiver's to close.
 func (s *Store) WithPrefix(prefix string) *Store { return New(s.rdb, prefix) }
+
+// BucketEncodings counts the recipient buckets of campaign id by the
+// encoding Redis chose for them (OBJECT ENCODING: "listpack" while every
+// value is short and the hash small, "hashtable" after).
+func (s *Store) BucketEncodings(ctx context.Context, id string) (map[string]int64, error) {
+	hw, err := s.highWater(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64)
+	const chunk = 512
+	for start := int64(0); start < hw; start += chunk {
+		cmds := make([]*redis.StringCmd, 0, chunk)
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for b := start; b < min(hw, start+chunk); b++ {
+				cmds = append(cmds, p.ObjectEncoding(ctx, s.bucketKey(id, b)))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("object encoding %s: %w", id, err)
+		}
+		for _, c := range cmds {
+			if enc := c.Val(); enc != "" {
+				out[enc]++
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) highWater(ctx context.Context, id string) (int64, error) {
+	v, err := s.rdb.HGet(ctx, s.metaKey(id), fHighWater).Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, unavailable("campaign "+id, err)
+	}
+	return v, nil
+}
+
+// UsedMemory returns INFO memory's used_memory: all of Redis, so other
+// clients' writes show in a difference of two readings.
+func (s *Store) UsedMemory(ctx context.Context) (int64, error) {
+	info, err := s.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, fmt.Errorf("info memory: %w", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("info memory: no used_memory")
+}
+
+// PackedSize is the length of the longest hash value the store writes for
+// a recipient with this data: the figure Redis compares with
+// hash-max-listpack-value (64 by default).
+func PackedSize(email, name, locale string, extra map[string]string) int {
+	return len(encodeData(email, name, locale, extra))
+}

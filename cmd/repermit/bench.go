@@ -23,6 +23,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bench "+sub, flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
+	shapeName := fs.String("shape", string(bench.ShapeRealistic), fmt.Sprintf("what the generated list looks like: one of %v (see package bench)", bench.Shapes))
 	var run func(context.Context, bench.Target) (any, error)
 	switch sub {
 	case "send":
@@ -71,13 +72,17 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	shape, err := bench.ParseShape(*shapeName)
+	if err != nil {
+		return usageError("bench %s: --shape: %v", sub, err)
+	}
 
 	st, closeStore, err := benchStore(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	t := bench.Target{Store: st, Prefix: bench.NewPrefix(), Log: env.Stderr}
+	t := bench.Target{Store: st, Prefix: bench.NewPrefix(), Log: env.Stderr, Shape: shape}
 	res, err := run(ctx, t)
 	if err != nil {
 		return err
@@ -136,10 +141,15 @@ func printBench(env Env, sub string, res any) error {
 		fmt.Fprintf(w, "import %d CSV rows\n", r.Rows)
 		fmt.Fprintf(w, "  baseline (pipelined HSET) %8.0f rows/s  %6.1f bytes/recipient\n", r.BaselineRowsPerS, r.BaselineBytesPerRecipient)
 		fmt.Fprintf(w, "  launch                    %8.0f rows/s  %6.1f bytes/recipient  (%.2f s)  ratio %.3f\n", r.RowsPerS, r.BytesPerRecipient, r.Seconds, r.Ratio)
+		fmt.Fprintf(w, "  list (%s)           mean packed row %.1f B, %.1f %% over 64 B, %d domains, %.1f %% gmail.com, rows by extra columns filled %v\n",
+			r.Shape, r.ListStats.MeanPackedBytes, r.ListStats.OverListpackPct, r.ListStats.Domains, r.ListStats.GmailPct, r.ListStats.ExtraColumns)
+		fmt.Fprintf(w, "  bucket encodings          %v   used_memory delta %.1f bytes/recipient\n", r.BucketEncodings, r.UsedMemoryPerRecipient)
 	case bench.ExpireResult:
 		fmt.Fprintf(w, "expire %d recipients\n", r.Recipients)
 		fmt.Fprintf(w, "  baseline (pipelined HSET) %8.0f /s  (%.2f s)\n", r.BaselinePerS, r.BaselineSecs)
 		fmt.Fprintf(w, "  expiry                    %8.0f /s  (%.2f s)  ratio %.3f\n", r.ExpiredPerS, r.Seconds, r.Ratio)
+		fmt.Fprintf(w, "  Redis per recipient       %8.1f bytes before, %.1f after (%s list); used_memory delta %.1f; buckets after %v\n",
+			r.BytesBefore, r.BytesAfter, r.Shape, r.UsedMemoryDelta, r.BucketEncodings)
 	case bench.WebResult:
 		fmt.Fprintf(w, "web, %d concurrent keep-alive clients\n", r.Concurrency)
 		fmt.Fprintf(w, "  plain net/http hello      %8.0f req/s  p99 %.2f ms\n", r.PlainRPS, r.PlainP99)
