@@ -12,8 +12,8 @@ package bench
 
 import (
 	"context"
-	"encoding/csv"
 	"crypto/rand"
+	"encoding/csv"
 	"encoding/hex"
 	"fmt"
 	"io"

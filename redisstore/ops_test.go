@@ -353,7 +353,9 @@ func TestBaselinesWriteOnlyUnderTheirPrefix(t *testing.T) {
 	launch(t, s, "camp", 1)
 	raw := r.Prefix + ":raw:"
 	const n = 300
-	row := func(i int) (string, string, string, map[string]string) { return "reader@example.com", "Reader", "en", nil }
+	row := func(i int) (string, string, string, map[string]string) {
+		return "reader@example.com", "Reader", "en", nil
+	}
 	if _, err := s.BaselineImport(ctx, raw, n, row); err != nil {
 		t.Fatal(err)
 	}
