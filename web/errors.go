@@ -20,7 +20,12 @@ var (
 
 // goneError is a 410 that knows why the person in front of it can no
 // longer answer, so that the page says the right thing to them.
-type goneError struct{ kind string }
+type goneError struct {
+	kind string
+	// campaign is the campaign the link belongs to, if known: its 410 page
+	// names the controller like every page of the campaign.
+	campaign *repermit.Campaign
+}
 
 // Kinds of goneError, as PageData.Gone carries them to the error page.
 const (
@@ -83,13 +88,21 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, locale string, err
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "60")
 	}
-	if locale == "" {
-		locale = acceptLanguage(r)
-	}
 	data := &PageData{Root: root(r.URL.Path), Status: code}
 	var g *goneError
 	if errors.As(err, &g) {
+		if c := g.campaign; c != nil {
+			d := campaignData(c, r.URL.Path)
+			d.Status, d.Topics = code, nil
+			data = &d
+			if locale == "" {
+				locale, _ = pagesLocale.Match(r.Header.Get("Accept-Language"), pagesLocale.Covered(c))
+			}
+		}
 		data.Gone = g.kind
+	}
+	if locale == "" {
+		locale = acceptLanguage(r)
 	}
 	s.page(w, r, code, "", pageError, locale, data)
 }
@@ -124,6 +137,9 @@ func (s *Server) staticPage(w http.ResponseWriter, r *http.Request, c *repermit.
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Write(sp.body)
 }
+
+// pagesLocale is the catalog of the pages' strings.
+var pagesLocale = locale.Default()
 
 // acceptLanguage picks, among every language of the catalog, the one the
 // browser prefers (q-values honoured), or "" for the default.

@@ -129,7 +129,13 @@ func TestPagesSpeakTheRecipientsLanguageOnly(t *testing.T) {
 	req.Header.Set("Accept-Language", danishBrowser)
 	rec = h.do(req)
 	wantStatus(t, "unsubscribe after the deadline", rec, http.StatusGone)
-	wantOnly(t, "410", rec.Body.String(), "da", repermit.Campaign{})
+	wantOnly(t, "410", rec.Body.String(), "da", h.c)
+	// The campaign is known: its 410 page names the controller too.
+	for _, s := range []string{testController.Name, testController.PrivacyURL, "Dataansvarlig"} {
+		if !strings.Contains(html.UnescapeString(rec.Body.String()), s) {
+			t.Errorf("410 page lacks %q", s)
+		}
+	}
 }
 
 func mustT(t *testing.T, w *locale.Words, key string) string {

@@ -48,7 +48,7 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 	if repermit.ErrorCode(err) == repermit.ENOTFOUND && late {
 		// An authentic token names a recipient that was imported: the
 		// retention ended and took every record of them.
-		return nil, &goneError{kind: gonePurged}
+		return nil, &goneError{kind: gonePurged, campaign: c}
 	}
 	if err != nil {
 		return nil, err
@@ -71,15 +71,15 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 func (t *target) gone() error {
 	switch st := t.recipient.State; {
 	case st == repermit.StateExpired:
-		return &goneError{kind: goneExpired}
+		return &goneError{kind: goneExpired, campaign: t.campaign}
 	case st == repermit.StateUnreached:
-		return &goneError{kind: goneUnreached}
+		return &goneError{kind: goneUnreached, campaign: t.campaign}
 	case t.late && (st == repermit.StatePending || st == repermit.StateSent):
 		// The expiry is about to make them expired (or unreached).
 		if st == repermit.StatePending {
-			return &goneError{kind: goneUnreached}
+			return &goneError{kind: goneUnreached, campaign: t.campaign}
 		}
-		return &goneError{kind: goneExpired}
+		return &goneError{kind: goneExpired, campaign: t.campaign}
 	}
 	return nil
 }
