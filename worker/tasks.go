@@ -51,7 +51,7 @@ type expirePayload struct {
 // Scheduler enqueues a campaign's tasks. Every task it enqueues has a
 // deterministic TaskID, so scheduling twice is harmless.
 type Scheduler struct {
-	c     *asynq.Client
+	c     enqueuer
 	queue string
 }
 

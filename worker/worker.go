@@ -139,6 +139,12 @@ func (cfg *Config) setDefaults() error {
 	if cfg.Queue == "" {
 		cfg.Queue = cfg.Store.Prefix()
 	}
+	cfg.fillDefaults()
+	return nil
+}
+
+// fillDefaults gives every zero setting its documented default.
+func (cfg *Config) fillDefaults() {
 	if cfg.PoolSize <= 0 {
 		cfg.PoolSize = 16
 	}
@@ -175,7 +181,6 @@ func (cfg *Config) setDefaults() error {
 	setDefault(&cfg.DomainTempFailures, 3)
 	setDefault(&cfg.UnlimitedBacklog, 32768)
 	setDefault(&cfg.ExpireConcurrency, 8)
-	return nil
 }
 
 func setDefault[T int | time.Duration](v *T, d T) {
@@ -189,11 +194,11 @@ func setDefault[T int | time.Duration](v *T, d T) {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	store    *redisstore.Store
+	store    Store
 	sched    *Scheduler
 	client   *asynq.Client
 	inspect  *asynq.Inspector // lists queued tasks (reconcile)
-	pool     *mailer.Pool
+	pool     mailSender
 	ownsPool bool
 	srv      *asynq.Server
 	mailbox  *bounces.Mailbox // nil without a bounce mailbox
@@ -218,7 +223,6 @@ func New(cfg Config) (*Server, error) {
 		store:     cfg.Store,
 		client:    cfg.Store.Enqueuer(),
 		inspect:   cfg.Store.QueueInspector(),
-		pool:      cfg.Pool,
 		stopping:  make(chan struct{}),
 		campaigns: make(map[string]*campaignEntry),
 	}
@@ -232,7 +236,9 @@ func New(cfg Config) (*Server, error) {
 			Logger: cfg.Logger.With("component", "bounces"),
 		}
 	}
-	if s.pool == nil {
+	if cfg.Pool != nil {
+		s.pool = cfg.Pool
+	} else {
 		if err := cfg.SMTP.Validate(); err != nil {
 			return nil, fmt.Errorf("worker: %w", err)
 		}

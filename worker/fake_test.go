@@ -1,0 +1,192 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	gomail "github.com/wneessen/go-mail"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/mailer"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/token"
+)
+
+// mockStore implements Store with one …Fn field per method a test needs,
+// in the manner of wtf's mock package; calling a method whose Fn is nil
+// panics on the nil embedded Store, so a test states every dependency.
+type mockStore struct {
+	Store
+
+	CampaignFn        func(ctx context.Context, id string) (*repermit.Campaign, error)
+	SetStatusFn       func(ctx context.Context, id string, to repermit.CampaignStatus, from ...repermit.CampaignStatus) error
+	ReadForSendFn     func(ctx context.Context, id string, idxs []int64) (repermit.CampaignStatus, []*repermit.Recipient, error)
+	ClaimBatchFn      func(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error)
+	RenewBatchFn      func(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error)
+	ReleaseFn         func(ctx context.Context, id string, idx int64, step int, now time.Time) error
+	MarkSentFn        func(ctx context.Context, id string, idx int64, step int, now time.Time) error
+	IsSuppressedFn    func(ctx context.Context, hashes []string) ([]bool, error)
+	SuppressFn        func(ctx context.Context, r *repermit.Recipient, now time.Time) error
+	BounceFn          func(ctx context.Context, r *repermit.Recipient, now time.Time) error
+	RecordFeedbackFn  func(ctx context.Context, f redisstore.Feedback) (bool, int64, error)
+	PenalizeDomainFn  func(ctx context.Context, domain string, d time.Duration) error
+	DomainPenaltiesFn func(ctx context.Context, domains []string) ([]time.Duration, error)
+	AllowAtMostFn     func(ctx context.Context, id, scope string, l redisstore.RateLimit, n int) (redisstore.Allowance, error)
+}
+
+func (m *mockStore) Campaign(ctx context.Context, id string) (*repermit.Campaign, error) {
+	return m.CampaignFn(ctx, id)
+}
+func (m *mockStore) SetStatus(ctx context.Context, id string, to repermit.CampaignStatus, from ...repermit.CampaignStatus) error {
+	return m.SetStatusFn(ctx, id, to, from...)
+}
+func (m *mockStore) ReadForSend(ctx context.Context, id string, idxs []int64) (repermit.CampaignStatus, []*repermit.Recipient, error) {
+	return m.ReadForSendFn(ctx, id, idxs)
+}
+func (m *mockStore) ClaimBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error) {
+	return m.ClaimBatchFn(ctx, id, idxs, step, now, lease)
+}
+func (m *mockStore) RenewBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error) {
+	return m.RenewBatchFn(ctx, id, idxs, step, now, lease)
+}
+func (m *mockStore) Release(ctx context.Context, id string, idx int64, step int, now time.Time) error {
+	return m.ReleaseFn(ctx, id, idx, step, now)
+}
+func (m *mockStore) MarkSent(ctx context.Context, id string, idx int64, step int, now time.Time) error {
+	return m.MarkSentFn(ctx, id, idx, step, now)
+}
+func (m *mockStore) IsSuppressed(ctx context.Context, hashes []string) ([]bool, error) {
+	return m.IsSuppressedFn(ctx, hashes)
+}
+func (m *mockStore) Suppress(ctx context.Context, r *repermit.Recipient, now time.Time) error {
+	return m.SuppressFn(ctx, r, now)
+}
+func (m *mockStore) Bounce(ctx context.Context, r *repermit.Recipient, now time.Time) error {
+	return m.BounceFn(ctx, r, now)
+}
+func (m *mockStore) RecordFeedback(ctx context.Context, f redisstore.Feedback) (bool, int64, error) {
+	return m.RecordFeedbackFn(ctx, f)
+}
+func (m *mockStore) PenalizeDomain(ctx context.Context, domain string, d time.Duration) error {
+	return m.PenalizeDomainFn(ctx, domain, d)
+}
+func (m *mockStore) DomainPenalties(ctx context.Context, domains []string) ([]time.Duration, error) {
+	return m.DomainPenaltiesFn(ctx, domains)
+}
+func (m *mockStore) AllowAtMost(ctx context.Context, id, scope string, l redisstore.RateLimit, n int) (redisstore.Allowance, error) {
+	return m.AllowAtMostFn(ctx, id, scope, l, n)
+}
+
+// fakeQueue records the tasks the handlers enqueue.
+type fakeQueue struct {
+	mu    sync.Mutex
+	tasks []queued
+	err   error // returned by every enqueue when set
+}
+
+// queued is one enqueued send task: whom, which step and attempt, when.
+type queued struct {
+	Indexes []int64
+	Attempt int
+	Delay   time.Duration
+}
+
+func (q *fakeQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil {
+		return nil, q.err
+	}
+	var p sendPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return nil, err
+	}
+	task := queued{Indexes: p.Indexes, Attempt: p.Attempt}
+	for _, o := range opts {
+		if o.Type() == asynq.ProcessInOpt {
+			task.Delay = o.Value().(time.Duration)
+		}
+	}
+	q.tasks = append(q.tasks, task)
+	return &asynq.TaskInfo{}, nil
+}
+
+func (q *fakeQueue) sent() []queued {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]queued(nil), q.tasks...)
+}
+
+// fakeSender answers each recipient's mail with the error its address
+// maps to (nil: accepted) and counts the mails.
+type fakeSender struct {
+	mu      sync.Mutex
+	answers map[string]error
+	mailed  []string
+}
+
+func (f *fakeSender) Send(_ context.Context, m *gomail.Msg) error {
+	to := m.GetToString()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mailed = append(f.mailed, to[0])
+	return f.answers[to[0]]
+}
+func (f *fakeSender) BounceDomain() string { return "" }
+func (f *fakeSender) Close() error         { return nil }
+
+// fakeClock is a clock tests set.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.t }
+
+var fakeT0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+
+// fakeServer builds a Server on fakes, with a fake clock at fakeT0: no
+// Redis, no SMTP, no asynq server.
+func fakeServer(t *testing.T, st Store, pool mailSender) (*Server, *fakeQueue, *Counters) {
+	t.Helper()
+	signer, err := token.NewSigner([][]byte{[]byte("0123456789abcdef0123456789abcdef-test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counters := &Counters{}
+	clock := &fakeClock{t: fakeT0}
+	cfg := Config{Signer: signer, Queue: "q", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Observer: counters, Now: clock.Now}
+	cfg.fillDefaults()
+	q := &fakeQueue{}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, store: st, pool: pool, sched: &Scheduler{c: q, queue: cfg.Queue},
+		stopping: make(chan struct{}), campaigns: make(map[string]*campaignEntry),
+	}
+	return s, q, counters
+}
+
+// fakeCampaign returns a running campaign entry with the default
+// templates, deadline an hour after fakeT0.
+func fakeCampaign(t *testing.T, rate repermit.Rate) *campaignEntry {
+	t.Helper()
+	tpl, err := mailer.LoadTemplates("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &campaignEntry{tpl: tpl, c: repermit.Campaign{
+		ID: "camp", Seq: 1, From: "ACME News <news@acme.example>", Subject: "Do you still want ACME News?",
+		ConfirmBaseURL: "https://consent.acme.example", Status: repermit.StatusRunning,
+		StartAt: fakeT0, Deadline: fakeT0.Add(time.Hour), Rate: rate,
+	}}
+}
+
+func recipients(addrs ...string) []*repermit.Recipient {
+	out := make([]*repermit.Recipient, len(addrs))
+	for i, a := range addrs {
+		out[i] = &repermit.Recipient{Campaign: "camp", Index: int64(i), Email: a, State: repermit.StatePending}
+	}
+	return out
+}
