@@ -42,9 +42,9 @@ func TestPaceHoldsBackWhatTheLimitsRefuse(t *testing.T) {
 			requeued:  []queued{{Indexes: []int64{0, 2}, Delay: 30 * time.Second}},
 		},
 		{
-			name:  "a domain limit spreads the refused over bursts",
-			rate:  repermit.Rate{PerDomainPerMinute: map[string]int{"default": 60}},
-			addrs: []string{"0@x.example", "1@x.example", "2@x.example", "3@x.example", "4@x.example", "5@x.example", "6@x.example", "7@x.example", "8@x.example"},
+			name:   "a domain limit spreads the refused over bursts",
+			rate:   repermit.Rate{PerDomainPerMinute: map[string]int{"default": 60}},
+			addrs:  []string{"0@x.example", "1@x.example", "2@x.example", "3@x.example", "4@x.example", "5@x.example", "6@x.example", "7@x.example", "8@x.example"},
 			grants: map[string]grant{"d:x.example": {allowed: 2}},
 			keep:   []int64{0, 1},
 			// Burst min(60/12, BatchSize) = 5 a group, one second apart per
@@ -64,9 +64,9 @@ func TestPaceHoldsBackWhatTheLimitsRefuse(t *testing.T) {
 			limits: map[string]redisstore.RateLimit{"campaign": {Rate: 8, Period: time.Second, Burst: 2}},
 		},
 		{
-			name:  "a domain with a limit of its own beside the default",
-			rate:  repermit.Rate{PerDomainPerMinute: map[string]int{"gmail.com": 12}},
-			addrs: []string{"a@gmail.com", "b@gmail.com", "c@web.de"},
+			name:   "a domain with a limit of its own beside the default",
+			rate:   repermit.Rate{PerDomainPerMinute: map[string]int{"gmail.com": 12}},
+			addrs:  []string{"a@gmail.com", "b@gmail.com", "c@web.de"},
 			grants: map[string]grant{"d:gmail.com": {allowed: 1, retry: 3 * time.Second}},
 			keep:   []int64{0, 2},
 			// Burst max(1, 12/12) = 1; five seconds per recipient.
