@@ -78,25 +78,35 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Outcome, error) {
 	if err != nil {
 		return out, err
 	}
-	out.Matched, out.Campaign, out.Recipient = true, c.ID, int64(claims.Recipient)
 	sum := sha256.Sum256(raw)
-	fb := redisstore.Feedback{
-		Campaign: c.ID, Index: out.Recipient, Key: hex.EncodeToString(sum[:]),
-		Source: rep.Source, At: p.now(),
-	}
-	switch rep.Kind {
+	applied, err := p.Apply(ctx, rep.Kind, rep.Source, c.ID, int64(claims.Recipient), hex.EncodeToString(sum[:]))
+	applied.Report = rep
+	return applied, err
+}
+
+// Apply applies a report already matched to a recipient (by a signed token,
+// or by an ESP webhook whose signature was checked): kind Hard, Soft or
+// Complaint, from source ("dsn", "arf", "webhook"), identified by key
+// (the same key again changes nothing).
+func (p *Processor) Apply(ctx context.Context, kind Kind, source, campaign string, idx int64, key string) (Outcome, error) {
+	out := Outcome{Report: Report{Kind: kind, Source: source}, Matched: true, Campaign: campaign, Recipient: idx}
+	fb := redisstore.Feedback{Campaign: campaign, Index: idx, Key: key, Source: source, At: p.now()}
+	var err error
+	switch kind {
 	case Hard:
 		fb.Kind = redisstore.FeedbackHard
-		if out.Changed, err = p.bounce(ctx, c.ID, out.Recipient); err != nil {
+		if out.Changed, err = p.bounce(ctx, campaign, idx); err != nil {
 			return out, err
 		}
 	case Complaint:
 		fb.Kind = redisstore.FeedbackComplaint
-		if out.Changed, err = p.unsubscribe(ctx, c.ID, out.Recipient); err != nil {
+		if out.Changed, err = p.unsubscribe(ctx, campaign, idx, source); err != nil {
 			return out, err
 		}
 	case Soft:
 		fb.Kind = redisstore.FeedbackSoft
+	default:
+		return Outcome{Report: out.Report}, nil
 	}
 	// The state change is made before the report is recorded: after a
 	// crash between the two, the retry finds the change made (a no-op)
@@ -110,8 +120,8 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Outcome, error) {
 	if limit <= 0 {
 		limit = DefaultSoftLimit
 	}
-	if rep.Kind == Soft && soft >= int64(limit) {
-		if out.Changed, err = p.bounce(ctx, c.ID, out.Recipient); err != nil {
+	if kind == Soft && soft >= int64(limit) {
+		if out.Changed, err = p.bounce(ctx, campaign, idx); err != nil {
 			return out, err
 		}
 	}
@@ -170,7 +180,7 @@ func (p *Processor) bounce(ctx context.Context, id string, idx int64) (repermit.
 
 // unsubscribe records a complaint as an unsubscribe, with the consent
 // record saying where it came from.
-func (p *Processor) unsubscribe(ctx context.Context, id string, idx int64) (repermit.State, error) {
+func (p *Processor) unsubscribe(ctx context.Context, id string, idx int64, source string) (repermit.State, error) {
 	r, err := p.Store.Recipient(ctx, id, idx)
 	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
 		return "", nil
@@ -183,7 +193,7 @@ func (p *Processor) unsubscribe(ctx context.Context, id string, idx int64) (repe
 		Index:     idx,
 		State:     repermit.StateUnsubscribed,
 		At:        p.now(),
-		UserAgent: "repermit: ARF abuse report (spam complaint)",
+		UserAgent: "repermit: spam complaint (" + source + ")",
 		Current:   r,
 	})
 	switch {

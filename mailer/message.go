@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
+	"strconv"
 	"strings"
 
 	gomail "github.com/wneessen/go-mail"
@@ -43,7 +44,12 @@ func (t *Templates) Build(d Data, kind Kind) (*gomail.Msg, error) {
 	m.ToMailAddress(&mail.Address{Name: d.Recipient.Name, Address: to.Address})
 	m.Subject(parts.subject)
 	m.SetDate()
-	m.SetMessageIDWithValue(MessageID(d.Campaign.ID, d.Recipient.Index, kind, d.Campaign.From))
+	id := MessageID(d.Campaign.ID, d.Recipient.Index, kind, d.Campaign.From)
+	m.SetMessageIDWithValue(id)
+	// Postmark hands X-PM-Metadata-* back in its bounce and complaint
+	// webhooks, which otherwise name the mail only by Postmark's own id;
+	// other servers ignore it. It repeats the Message-ID, nothing more.
+	m.SetGenHeader(PostmarkMetadataHeader, id)
 	// Precedence: bulk and X-Auto-Response-Suppress keep out-of-office
 	// replies from answering thousands of asks.
 	m.SetBulk()
@@ -68,6 +74,32 @@ func (t *Templates) Build(d Data, kind Kind) (*gomail.Msg, error) {
 		m.AddAlternativeString(gomail.TypeTextHTML, parts.html)
 	}
 	return m, nil
+}
+
+// PostmarkMetadataHeader carries the Message-ID to Postmark's webhooks as
+// Metadata["repermit-id"].
+const PostmarkMetadataHeader = "X-PM-Metadata-repermit-id"
+
+// ParseMessageID reads campaign and recipient index back from a Message-ID
+// that MessageID wrote, with or without angle brackets. It proves nothing
+// by itself: only a report whose sender was authenticated (an ESP webhook
+// with a valid signature) may be matched by it.
+func ParseMessageID(id string) (campaign string, index int64, ok bool) {
+	id = strings.TrimSpace(id)
+	id = strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
+	local, _, found := strings.Cut(id, "@")
+	if !found {
+		return "", 0, false
+	}
+	parts := strings.Split(local, ".")
+	if len(parts) != 4 || parts[0] != "repermit" || parts[1] == "" {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return parts[1], n, true
 }
 
 // MessageID returns the Message-ID, without angle brackets, of the mail of

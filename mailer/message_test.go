@@ -144,3 +144,24 @@ func TestRecipientNameCannotInjectHeaders(t *testing.T) {
 		t.Errorf("To = %q (%v)", got.header.Get("To"), err)
 	}
 }
+
+func TestParseMessageIDReadsWhatMessageIDWrote(t *testing.T) {
+	for _, tt := range []struct {
+		campaign string
+		index    int64
+		kind     Kind
+	}{{"news-2026", 0, Initial}, {"a", 123456789, Reminder(2)}} {
+		id := MessageID(tt.campaign, tt.index, tt.kind, "ACME <news@acme.example>")
+		for _, form := range []string{id, "<" + id + ">", " <" + id + "> "} {
+			c, i, ok := ParseMessageID(form)
+			if !ok || c != tt.campaign || i != tt.index {
+				t.Errorf("ParseMessageID(%q) = %q, %d, %v; want %q, %d", form, c, i, ok, tt.campaign, tt.index)
+			}
+		}
+	}
+	for _, bad := range []string{"", "x@y", "repermit.news.1@", "repermit.news.-1.initial@a", "repermit..1.initial@a", "other.news.1.initial@a", "repermit.news.x.initial@a", "repermit.news.1.initial"} {
+		if c, i, ok := ParseMessageID(bad); ok {
+			t.Errorf("ParseMessageID(%q) = %q, %d, true; want false", bad, c, i)
+		}
+	}
+}

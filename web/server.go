@@ -46,6 +46,10 @@ type Config struct {
 	// otherwise clients choose their own address.
 	TrustProxy bool
 
+	// Hooks, if set, serves POST /hooks/… (ESP bounce and complaint
+	// webhooks, package hooks), which authenticates each request itself.
+	Hooks http.Handler
+
 	// RequestTimeout bounds the Redis work of one request; past it the page
 	// is a 503. Default 2s.
 	RequestTimeout time.Duration
@@ -172,6 +176,9 @@ func (s *Server) routes() {
 	m.Handle("GET /admin/", s.admin(s.notFound))
 	// Registered so that the mux does not redirect /admin to /admin/.
 	m.Handle("GET /admin", s.admin(s.notFound))
+	if s.cfg.Hooks != nil {
+		m.Handle("POST /hooks/", s.cfg.Hooks)
+	}
 	m.HandleFunc("GET /", s.notFound)
 	s.mux = m
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/bounces"
+	"github.com/repermit/repermit/hooks"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/metrics"
 	"github.com/repermit/repermit/redisstore"
@@ -146,13 +149,61 @@ func (p *parts) web(env Env) (*web.Server, error) {
 	if err := metrics.RegisterFeedback(p.registry, p.store); err != nil {
 		return nil, err
 	}
+	hk, err := espHooks(env, p)
+	if err != nil {
+		return nil, err
+	}
 	return web.New(web.Config{
 		Store:      p.store,
 		Signer:     p.signer,
 		AdminToken: env.settings().AdminToken,
 		Logger:     p.logger,
 		Registry:   p.registry,
+		Hooks:      hk,
 	})
+}
+
+// espHooks builds the ESP webhook endpoints from the environment; nil when
+// none is configured. REPERMIT_HOOK_POSTMARK=user:password (basic auth in
+// the webhook URL), REPERMIT_HOOK_SENDGRID_KEY (the signed event webhook's
+// verification key), REPERMIT_HOOK_MAILGUN_KEY (the HTTP webhook signing
+// key), REPERMIT_HOOK_SES_TOPICS (SNS topic ARNs accepted, comma-separated,
+// or * for any topic whose messages Amazon SNS signed).
+func espHooks(env Env, p *parts) (http.Handler, error) {
+	cfg := hooks.Config{
+		Processor: &bounces.Processor{Store: p.store, Signer: p.signer},
+		Logger:    p.logger.With("component", "hooks"),
+	}
+	enabled := false
+	if v := env.Getenv("REPERMIT_HOOK_POSTMARK"); v != "" {
+		user, pass, ok := strings.Cut(v, ":")
+		if !ok || user == "" || len(pass) < 16 {
+			return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_HOOK_POSTMARK: want user:password, the password at least 16 characters")
+		}
+		cfg.PostmarkUser, cfg.PostmarkPassword, enabled = user, pass, true
+	}
+	if v := env.Getenv("REPERMIT_HOOK_SENDGRID_KEY"); v != "" {
+		k, err := hooks.ParseSendGridKey(v)
+		if err != nil {
+			return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_HOOK_SENDGRID_KEY: %s", repermit.ErrorMessage(err))
+		}
+		cfg.SendGridKey, enabled = k, true
+	}
+	if v := env.Getenv("REPERMIT_HOOK_MAILGUN_KEY"); v != "" {
+		cfg.MailgunKey, enabled = []byte(v), true
+	}
+	if v := env.Getenv("REPERMIT_HOOK_SES_TOPICS"); v != "" {
+		cfg.SES, enabled = true, true
+		if v != "*" {
+			for _, arn := range strings.Split(v, ",") {
+				cfg.SNSTopics = append(cfg.SNSTopics, strings.TrimSpace(arn))
+			}
+		}
+	}
+	if !enabled {
+		return nil, nil
+	}
+	return hooks.New(cfg), nil
 }
 
 // startServer parses a server command's flags and opens what it runs on.

@@ -1,0 +1,366 @@
+package hooks_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/bounces"
+	"github.com/repermit/repermit/hooks"
+	"github.com/repermit/repermit/mailer"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/redistest"
+	"github.com/repermit/repermit/token"
+)
+
+var now = time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
+
+type env struct {
+	t       *testing.T
+	store   *redisstore.Store
+	signer  *token.Signer
+	c       repermit.Campaign
+	handler http.Handler
+
+	mailgunKey  []byte
+	sendgridKey *ecdsa.PrivateKey
+	snsKey      *rsa.PrivateKey
+	snsCertURL  string
+	subscribed  atomic.Int32
+}
+
+func newEnv(t *testing.T, n int) *env {
+	t.Helper()
+	ctx := context.Background()
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	t0 := now.Add(-time.Hour)
+	c := repermit.Campaign{ID: "news", From: "ACME <news@acme.example>", Subject: "s", StartAt: t0, Deadline: t0.Add(24 * time.Hour)}
+	imp, err := st.BeginImport(ctx, c, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idxs := make([]int64, n)
+	for i := range n {
+		if err := imp.Add(ctx, fmt.Sprintf("a%d@example.org", i), "", "en", nil); err != nil {
+			t.Fatal(err)
+		}
+		idxs[i] = int64(i)
+	}
+	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: c.ID, Imported: int64(n)}); err != nil {
+		t.Fatal(err)
+	}
+	c = imp.Campaign()
+	if errs, err := st.ClaimBatch(ctx, c.ID, idxs, 1, t0, time.Minute); err != nil || errors.Join(errs...) != nil {
+		t.Fatal(err, errs)
+	}
+	if errs, err := st.MarkSentBatch(ctx, c.ID, idxs, 1, t0); err != nil || errors.Join(errs...) != nil {
+		t.Fatal(err, errs)
+	}
+	sig, err := token.NewSigner([][]byte{[]byte("0123456789abcdef0123456789abcdef-hooks")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, store: st, signer: sig, c: c, mailgunKey: []byte("key-mailgun-signing-0123456789")}
+	e.sendgridKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	e.snsKey, _ = rsa.GenerateKey(rand.Reader, 2048)
+
+	// A stand-in for Amazon SNS: serves the signing certificate and the
+	// SubscribeURL over TLS; the hooks' client reaches it for any
+	// sns.*.amazonaws.com host.
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sns.amazonaws.com"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &e.snsKey.PublicKey, e.snsKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	sns := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, ".pem"):
+			w.Write(certPEM)
+		case r.URL.Query().Get("Action") == "ConfirmSubscription":
+			e.subscribed.Add(1)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(sns.Close)
+	tr := sns.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.ServerName = "example.com" // httptest's certificate
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, sns.Listener.Addr().String())
+	}
+	e.snsCertURL = "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-test.pem"
+
+	sgPub, err := x509.MarshalPKIXPublicKey(&e.sendgridKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sgKey, err := hooks.ParseSendGridKey(base64.StdEncoding.EncodeToString(sgPub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler = hooks.New(hooks.Config{
+		Processor:    &bounces.Processor{Store: st, Signer: sig, Now: func() time.Time { return now }},
+		PostmarkUser: "pm-user", PostmarkPassword: "pm-password-0123456789",
+		SendGridKey: sgKey,
+		MailgunKey:  e.mailgunKey,
+		SES:         true,
+		SNSClient:   &http.Client{Transport: tr, Timeout: 5 * time.Second},
+		Now:         func() time.Time { return now },
+	})
+	return e
+}
+
+func (e *env) msgID(idx int) string {
+	return "<" + mailer.MessageID(e.c.ID, int64(idx), mailer.Initial, e.c.From) + ">"
+}
+
+func (e *env) post(path string, body []byte, hdr map[string]string) int {
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	return rec.Code
+}
+
+func (e *env) state(idx int) repermit.State {
+	e.t.Helper()
+	r, err := e.store.Recipient(context.Background(), e.c.ID, int64(idx))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r.State
+}
+
+// mailgunBody is a Mailgun webhook as documented: signature object and
+// event-data.
+func (e *env) mailgunBody(key []byte, ts time.Time, event, severity string, idx int) []byte {
+	tsStr := strconv.FormatInt(ts.Unix(), 10)
+	tok := fmt.Sprintf("%050d", idx)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(tsStr + tok))
+	b, _ := json.Marshal(map[string]any{
+		"signature": map[string]string{"timestamp": tsStr, "token": tok, "signature": hex.EncodeToString(mac.Sum(nil))},
+		"event-data": map[string]any{
+			"id": fmt.Sprintf("mg-event-%d", idx), "event": event, "severity": severity, "recipient": fmt.Sprintf("a%d@example.org", idx),
+			"message": map[string]any{"headers": map[string]string{"message-id": strings.Trim(e.msgID(idx), "<>")}},
+		},
+	})
+	return b
+}
+
+func (e *env) sendgrid(key *ecdsa.PrivateKey, ts time.Time, events ...map[string]any) (int, []byte) {
+	body, _ := json.Marshal(events)
+	tsStr := strconv.FormatInt(ts.Unix(), 10)
+	digest := sha256.Sum256(append([]byte(tsStr), body...))
+	sig, err := ecdsa.SignASN1(rand.Reader, key, digest[:])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.post("/hooks/sendgrid", body, map[string]string{
+		"X-Twilio-Email-Event-Webhook-Signature": base64.StdEncoding.EncodeToString(sig),
+		"X-Twilio-Email-Event-Webhook-Timestamp": tsStr,
+	}), body
+}
+
+func (e *env) postmark(user, pass string, rec map[string]any) int {
+	body, _ := json.Marshal(rec)
+	req := httptest.NewRequest(http.MethodPost, "/hooks/postmark", bytes.NewReader(body))
+	req.SetBasicAuth(user, pass)
+	w := httptest.NewRecorder()
+	e.handler.ServeHTTP(w, req)
+	return w.Code
+}
+
+// sns signs an SNS message as AWS does (SignatureVersion 2, SHA256 with
+// RSA over the canonical string).
+func (e *env) sns(key *rsa.PrivateKey, certURL string, m map[string]string) []byte {
+	m["SignatureVersion"] = "2"
+	m["SigningCertURL"] = certURL
+	var s strings.Builder
+	fields := []string{"Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"}
+	if m["Type"] != "Notification" {
+		fields = []string{"Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"}
+	}
+	for _, f := range fields {
+		if v, ok := m[f]; ok {
+			s.WriteString(f + "\n" + v + "\n")
+		}
+	}
+	h := sha256.Sum256([]byte(s.String()))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m["Signature"] = base64.StdEncoding.EncodeToString(sig)
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func (e *env) sesNotification(msgID, kind, bounceType, source string) map[string]string {
+	n := map[string]any{"notificationType": kind, "mail": map[string]any{
+		"messageId": "0100018c-ses-id", "source": source,
+		"commonHeaders": map[string]any{"messageId": msgID},
+	}}
+	if kind == "Bounce" {
+		n["bounce"] = map[string]any{"bounceType": bounceType, "bouncedRecipients": []map[string]string{{"emailAddress": "x@example.org"}}}
+	}
+	msg, _ := json.Marshal(n)
+	return map[string]string{"Type": "Notification", "MessageId": "sns-" + msgID + kind, "TopicArn": "arn:aws:sns:eu-central-1:123456789012:ses-bounces",
+		"Message": string(msg), "Timestamp": now.Format(time.RFC3339)}
+}
+
+func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
+	e := newEnv(t, 16)
+	otherSG, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
+	verp := func(idx int) string {
+		return e.signer.BounceAddress(token.Claims{CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline}, "bounce.acme.example")
+	}
+	sg := func(event, typ string, idx int) map[string]any {
+		return map[string]any{"email": fmt.Sprintf("a%d@example.org", idx), "timestamp": now.Unix(), "smtp-id": e.msgID(idx),
+			"event": event, "type": typ, "sg_event_id": fmt.Sprintf("sg-%d-%s", idx, event), "sg_message_id": "abc.filter"}
+	}
+	pm := func(recordType, typ string, idx int) map[string]any {
+		return map[string]any{"RecordType": recordType, "ID": 4200 + idx, "Type": typ, "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+			"Email": fmt.Sprintf("a%d@example.org", idx), "Metadata": map[string]string{"repermit-id": strings.Trim(e.msgID(idx), "<>")}}
+	}
+	code := func(c int, _ []byte) int { return c }
+	tests := []struct {
+		name  string
+		do    func() int
+		code  int
+		idx   int
+		state repermit.State
+	}{
+		{"mailgun permanent failure", func() int {
+			return e.post("/hooks/mailgun", e.mailgunBody(e.mailgunKey, now, "failed", "permanent", 0), nil)
+		}, 204, 0, repermit.StateBounced},
+		{"mailgun complaint", func() int {
+			return e.post("/hooks/mailgun", e.mailgunBody(e.mailgunKey, now, "complained", "", 1), nil)
+		}, 204, 1, repermit.StateUnsubscribed},
+		{"mailgun forged: other key", func() int {
+			return e.post("/hooks/mailgun", e.mailgunBody([]byte("not-the-key"), now, "failed", "permanent", 10), nil)
+		}, 401, 10, repermit.StateSent},
+		{"mailgun replayed an hour later", func() int {
+			return e.post("/hooks/mailgun", e.mailgunBody(e.mailgunKey, now.Add(-time.Hour), "failed", "permanent", 10), nil)
+		}, 401, 10, repermit.StateSent},
+		{"sendgrid bounce", func() int { return code(e.sendgrid(e.sendgridKey, now, sg("bounce", "bounce", 2))) }, 204, 2, repermit.StateBounced},
+		{"sendgrid spam report", func() int { return code(e.sendgrid(e.sendgridKey, now, sg("spamreport", "", 3))) }, 204, 3, repermit.StateUnsubscribed},
+		{"sendgrid forged: other key", func() int { return code(e.sendgrid(otherSG, now, sg("bounce", "bounce", 11))) }, 401, 11, repermit.StateSent},
+		{"sendgrid forged: body changed after signing", func() int {
+			_, body := e.sendgrid(e.sendgridKey, now, sg("delivered", "", 11))
+			forged := bytes.Replace(body, []byte(`"delivered"`), []byte(`"spamreport"`), 1)
+			tsStr := strconv.FormatInt(now.Unix(), 10)
+			digest := sha256.Sum256(append([]byte(tsStr), body...))
+			sig, _ := ecdsa.SignASN1(rand.Reader, e.sendgridKey, digest[:])
+			return e.post("/hooks/sendgrid", forged, map[string]string{
+				"X-Twilio-Email-Event-Webhook-Signature": base64.StdEncoding.EncodeToString(sig),
+				"X-Twilio-Email-Event-Webhook-Timestamp": tsStr})
+		}, 401, 11, repermit.StateSent},
+		{"postmark hard bounce", func() int { return e.postmark("pm-user", "pm-password-0123456789", pm("Bounce", "HardBounce", 4)) }, 204, 4, repermit.StateBounced},
+		{"postmark spam complaint", func() int {
+			return e.postmark("pm-user", "pm-password-0123456789", pm("SpamComplaint", "SpamComplaint", 5))
+		}, 204, 5, repermit.StateUnsubscribed},
+		{"postmark forged: wrong password", func() int { return e.postmark("pm-user", "guess", pm("Bounce", "HardBounce", 12)) }, 401, 12, repermit.StateSent},
+		{"ses permanent bounce by Message-ID", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(6), "Bounce", "Permanent", "news@acme.example")), nil)
+		}, 204, 6, repermit.StateBounced},
+		{"ses permanent bounce by VERP source", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification("<other@x>", "Bounce", "Permanent", verp(7))), nil)
+		}, 204, 7, repermit.StateBounced},
+		{"ses complaint", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(8), "Complaint", "", "")), nil)
+		}, 204, 8, repermit.StateUnsubscribed},
+		{"ses forged: signed by another key", func() int {
+			return e.post("/hooks/ses", e.sns(otherRSA, e.snsCertURL, e.sesNotification(e.msgID(13), "Bounce", "Permanent", "")), nil)
+		}, 401, 13, repermit.StateSent},
+		{"ses forged: certificate from another host", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, "https://sns.eu-central-1.amazonaws.com.evil.example/cert.pem", e.sesNotification(e.msgID(13), "Bounce", "Permanent", "")), nil)
+		}, 401, 13, repermit.StateSent},
+		{"ses forged: certificate over http", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, "http://sns.eu-central-1.amazonaws.com/cert.pem", e.sesNotification(e.msgID(13), "Bounce", "Permanent", "")), nil)
+		}, 401, 13, repermit.StateSent},
+		{"ses transient bounce counts, no change", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(14), "Bounce", "Transient", "")), nil)
+		}, 204, 14, repermit.StateSent},
+		{"mail that is not repermit's", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification("<someone-else@x>", "Bounce", "Permanent", "")), nil)
+		}, 204, 15, repermit.StateSent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.do(); got != tt.code {
+				t.Errorf("status %d, want %d", got, tt.code)
+			}
+			if got := e.state(tt.idx); got != tt.state {
+				t.Errorf("recipient %d is %s, want %s", tt.idx, got, tt.state)
+			}
+		})
+	}
+	stats, err := e.store.Stats(context.Background(), e.c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Feedback["bounced:webhook"] != 5 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
+		t.Errorf("feedback %v, want 5 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
+	}
+}
+
+func TestSNSSubscriptionIsConfirmedOnlyWhenSigned(t *testing.T) {
+	e := newEnv(t, 1)
+	sub := func(subscribeURL string) map[string]string {
+		return map[string]string{"Type": "SubscriptionConfirmation", "MessageId": "m1", "Token": "tok",
+			"TopicArn": "arn:aws:sns:eu-central-1:123456789012:ses-bounces", "Message": "You have chosen to subscribe…",
+			"SubscribeURL": subscribeURL, "Timestamp": now.Format(time.RFC3339)}
+	}
+	good := "https://sns.eu-central-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=tok"
+	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
+	tests := []struct {
+		name      string
+		body      []byte
+		code      int
+		confirmed int32
+	}{
+		{"forged signature", e.sns(otherRSA, e.snsCertURL, sub(good)), 401, 0},
+		{"subscribe URL elsewhere", e.sns(e.snsKey, e.snsCertURL, sub("https://evil.example/?Action=ConfirmSubscription")), 401, 0},
+		{"authentic", e.sns(e.snsKey, e.snsCertURL, sub(good)), 204, 1},
+	}
+	for _, tt := range tests {
+		if got := e.post("/hooks/ses", tt.body, nil); got != tt.code {
+			t.Errorf("%s: status %d, want %d", tt.name, got, tt.code)
+		}
+		if got := e.subscribed.Load(); got != tt.confirmed {
+			t.Errorf("%s: %d confirmations fetched, want %d", tt.name, got, tt.confirmed)
+		}
+	}
+}
