@@ -132,11 +132,11 @@ type fakeSender struct {
 }
 
 func (f *fakeSender) Send(_ context.Context, m *gomail.Msg) error {
-	to := m.GetToString()
+	to := m.GetTo()[0].Address
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.mailed = append(f.mailed, to[0])
-	return f.answers[to[0]]
+	f.mailed = append(f.mailed, to)
+	return f.answers[to]
 }
 func (f *fakeSender) BounceDomain() string { return "" }
 func (f *fakeSender) Close() error         { return nil }
