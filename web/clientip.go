@@ -33,22 +33,16 @@ func ParseIPMode(s string) (IPMode, error) {
 	return "", fmt.Errorf("ip mode %q: want full, truncate or none", s)
 }
 
-// clientAddr returns the address the request came from. Behind a trusted
-// reverse proxy it is the last X-Forwarded-For entry, the one our proxy
-// appended; earlier entries are the client's word and could be anything.
-// It returns the zero Addr when nothing parses.
-func clientAddr(r *http.Request, trustProxy bool) netip.Addr {
-	if trustProxy {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			last := xff[len(xff)-1]
-			if i := strings.LastIndexByte(last, ','); i >= 0 {
-				last = last[i+1:]
-			}
-			if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-				return a.Unmap()
-			}
-		}
-	}
+// clientAddr returns the address a request came from. The peer is the
+// client unless it is a trusted proxy; then the hops its forwarding header
+// lists are walked from the right, and the first one that is not a trusted
+// proxy is the client: entries further left are that client's own word.
+// X-Forwarded-For is read when present, Forwarded (RFC 7239) otherwise,
+// because the common proxies append to X-Forwarded-For and pass a
+// client's Forwarded header on untouched. A hop that does not parse
+// (garbage, "unknown", an obfuscated name) ends the walk at the last hop
+// known. It returns the zero Addr when the peer does not parse.
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -57,12 +51,91 @@ func clientAddr(r *http.Request, trustProxy bool) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	return a.Unmap()
+	a = a.Unmap()
+	if !isTrusted(a, trusted) {
+		return a
+	}
+	var hops []string
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops = strings.Split(strings.Join(xff, ","), ",")
+	} else if fwd := r.Header.Values("Forwarded"); len(fwd) > 0 {
+		hops = forwardedFor(strings.Join(fwd, ","))
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return a
+		}
+		a = hop.Unmap()
+		if !isTrusted(a, trusted) {
+			return a
+		}
+	}
+	return a
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor returns the for= node of each element of a Forwarded
+// header, without quotes, brackets and port; an element without for= gives
+// "" (which does not parse as an address).
+func forwardedFor(h string) []string {
+	var out []string
+	for _, elem := range strings.Split(h, ",") {
+		node := ""
+		for _, pair := range strings.Split(elem, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok || !strings.EqualFold(k, "for") {
+				continue
+			}
+			v = strings.Trim(v, `"`)
+			if strings.HasPrefix(v, "[") {
+				if end := strings.IndexByte(v, ']'); end > 0 {
+					v = v[1:end]
+				}
+			} else if h, _, err := net.SplitHostPort(v); err == nil {
+				v = h
+			}
+			node = v
+		}
+		out = append(out, node)
+	}
+	return out
+}
+
+// ParseTrustedProxies reads REPERMIT_TRUSTED_PROXIES: CIDRs or single
+// addresses, separated by commas or spaces.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR", f)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", f)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // clientAddr is the client's address as this server's settings see it.
 func (s *Server) clientAddr(r *http.Request) netip.Addr {
-	return clientAddr(r, s.cfg.TrustProxy)
+	return clientAddr(r, s.cfg.TrustedProxies)
 }
 
 // recordedIP is the form of a client address that goes into the ledger.

@@ -30,19 +30,44 @@ func TestRecordedIPKeepsOnlyWhatTheModeAllows(t *testing.T) {
 	}
 }
 
-func TestClientAddrTrustsOnlyTheLastProxyHop(t *testing.T) {
-	req := httptest.NewRequest("POST", "/u/x", nil)
-	req.RemoteAddr = "10.0.0.1:5555"
-	req.Header.Add("X-Forwarded-For", "203.0.113.9, 198.51.100.4")
-	if got := clientAddr(req, false).String(); got != "10.0.0.1" {
-		t.Errorf("without TrustProxy: %s", got)
-	}
-	if got := clientAddr(req, true).String(); got != "198.51.100.4" {
-		t.Errorf("with TrustProxy: %s, want the last hop", got)
-	}
-	req.Header.Set("X-Forwarded-For", "garbage")
-	if got := clientAddr(req, true).String(); got != "10.0.0.1" {
-		t.Errorf("unparsable header: %s, want RemoteAddr", got)
+func TestClientAddrIsTheRightMostUntrustedHop(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:ffff::/48")}
+	for _, tc := range []struct {
+		name    string
+		remote  string
+		trusted []netip.Prefix
+		xff     []string
+		fwd     []string
+		want    string
+	}{
+		{"no proxies trusted", "10.0.0.1:5555", nil, []string{"203.0.113.9"}, nil, "10.0.0.1"},
+		{"untrusted peer's header is ignored", "198.51.100.7:1", trusted, []string{"203.0.113.9"}, nil, "198.51.100.7"},
+		{"one proxy", "10.0.0.1:5555", trusted, []string{"203.0.113.9"}, nil, "203.0.113.9"},
+		{"client spoofs a left entry", "10.0.0.1:5555", trusted, []string{"1.2.3.4, 203.0.113.9"}, nil, "203.0.113.9"},
+		{"two proxies", "10.0.0.1:5555", trusted, []string{"1.2.3.4, 203.0.113.9, 10.0.0.2"}, nil, "203.0.113.9"},
+		{"headers on two lines", "10.0.0.1:5555", trusted, []string{"1.2.3.4", "203.0.113.9, 10.0.0.2"}, nil, "203.0.113.9"},
+		{"only proxies: the left-most", "10.0.0.1:5555", trusted, []string{"10.0.0.3, 10.0.0.2"}, nil, "10.0.0.3"},
+		{"garbage: the last hop we know", "10.0.0.1:5555", trusted, []string{"garbage"}, nil, "10.0.0.1"},
+		{"garbage further left", "10.0.0.1:5555", trusted, []string{"garbage, 10.0.0.2"}, nil, "10.0.0.2"},
+		{"IPv6 client", "10.0.0.1:5555", trusted, []string{"2001:db8:1::5"}, nil, "2001:db8:1::5"},
+		{"Forwarded", "10.0.0.1:5555", trusted, nil, []string{`for=1.2.3.4, for=203.0.113.9;proto=https`}, "203.0.113.9"},
+		{"Forwarded IPv6 with port", "10.0.0.1:5555", trusted, nil, []string{`for="[2001:db8:1::5]:4711";by=10.0.0.1`}, "2001:db8:1::5"},
+		{"Forwarded quoted v4 with port", "10.0.0.1:5555", trusted, nil, []string{`For="203.0.113.9:80", for=10.0.0.2`}, "203.0.113.9"},
+		{"Forwarded unknown", "10.0.0.1:5555", trusted, nil, []string{`for=unknown`}, "10.0.0.1"},
+		{"X-Forwarded-For wins over Forwarded", "10.0.0.1:5555", trusted, []string{"203.0.113.9"}, []string{"for=1.2.3.4"}, "203.0.113.9"},
+		{"IPv6 proxy", "[2001:db8:ffff::1]:443", trusted, []string{"203.0.113.9"}, nil, "203.0.113.9"},
+	} {
+		req := httptest.NewRequest("POST", "/u/x", nil)
+		req.RemoteAddr = tc.remote
+		for _, v := range tc.xff {
+			req.Header.Add("X-Forwarded-For", v)
+		}
+		for _, v := range tc.fwd {
+			req.Header.Add("Forwarded", v)
+		}
+		if got := clientAddr(req, tc.trusted).String(); got != tc.want {
+			t.Errorf("%s: client %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }
 

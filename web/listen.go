@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // clients from holding connections: a recipient's page and its POST are
 // small.
 func (s *Server) ServeHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
+	return s.ServeHandlerTLS(ctx, ln, h, nil)
+}
+
+// ServeHandlerTLS is ServeHandler speaking TLS with tc (HTTP/2 and
+// HTTP/1.1); a nil tc serves plain HTTP.
+func (s *Server) ServeHandlerTLS(ctx context.Context, ln net.Listener, h http.Handler, tc *tls.Config) error {
 	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -45,7 +52,14 @@ func (s *Server) ServeHandler(ctx context.Context, ln net.Listener, h http.Handl
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if tc != nil {
+			hs.TLSConfig = tc.Clone()
+			errc <- hs.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve http: %w", err)

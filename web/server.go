@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"strings"
 	"time"
@@ -41,10 +42,11 @@ type Config struct {
 	// IPMode is how much of the client address a consent record keeps;
 	// default IPTruncate.
 	IPMode IPMode
-	// TrustProxy takes the client address from the last X-Forwarded-For
-	// entry. Set it only behind exactly one reverse proxy that appends it;
-	// otherwise clients choose their own address.
-	TrustProxy bool
+	// TrustedProxies are the reverse proxies (REPERMIT_TRUSTED_PROXIES)
+	// whose X-Forwarded-For or Forwarded header is believed: the
+	// right-most hop that is not one of them is the client, for the rate
+	// limits and the consent records. Empty: the peer is the client.
+	TrustedProxies []netip.Prefix
 
 	// Hooks, if set, serves POST /hooks/… (ESP bounce and complaint
 	// webhooks, package hooks), which authenticates each request itself.

@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -701,5 +702,33 @@ func TestAdminHandlerAndPublicHandlerServeTheirOwnPaths(t *testing.T) {
 		if got := do(adm, tc.path); got != tc.adm {
 			t.Errorf("admin %s: %d, want %d", tc.path, got, tc.adm)
 		}
+	}
+}
+
+// TestBehindATrustedProxyEachClientHasItsOwnBucketAndIP: two recipients
+// behind one reverse proxy are limited apart, and each consent record
+// keeps the recipient's address, not the proxy's.
+func TestBehindATrustedProxyEachClientHasItsOwnBucketAndIP(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.RatePerSecond, c.RateBurst = 0.001, 2
+		c.IPMode = IPFull
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	})
+	post := func(client string, idx uint32) int {
+		req := httptest.NewRequest(http.MethodPost, h.confirmPath(idx), strings.NewReader(confirmForm("confirm").Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", "6.6.6.6, "+client) // the left entry is the client's own word
+		return h.do(req).Code                                 // from 192.0.2.1, the proxy
+	}
+	codes := []int{post("198.51.100.1", 1), post("198.51.100.1", 1), post("198.51.100.1", 1), post("198.51.100.2", 2)}
+	if want := []int{200, 200, 429, 200}; !slices.Equal(codes, want) {
+		t.Errorf("codes %v, want %v", codes, want)
+	}
+	ips := map[string]bool{}
+	for _, rec := range h.ledger() {
+		ips[rec.IP] = true
+	}
+	if !ips["198.51.100.1"] || !ips["198.51.100.2"] || len(ips) != 2 {
+		t.Errorf("consent records keep the addresses %v, want 198.51.100.1 and 198.51.100.2", ips)
 	}
 }

@@ -58,7 +58,13 @@ type Settings struct {
 	HTTPAddr   string // REPERMIT_HTTP_ADDR
 	AdminToken string // REPERMIT_ADMIN_TOKEN: at least 32 bytes, or unset
 	AdminAddr  string // REPERMIT_ADMIN_ADDR: listener of /admin and /metrics, default 127.0.0.1:8081
-	Prefix     string // REPERMIT_PREFIX: Redis key prefix and asynq queue, default "repermit"
+	// TrustedProxies (REPERMIT_TRUSTED_PROXIES) are CIDRs of reverse
+	// proxies whose forwarding headers are believed.
+	TrustedProxies string
+	// TLSCert and TLSKey (REPERMIT_TLS_CERT, REPERMIT_TLS_KEY) are PEM
+	// files; with both the recipients' listener speaks HTTPS.
+	TLSCert, TLSKey string
+	Prefix          string // REPERMIT_PREFIX: Redis key prefix and asynq queue, default "repermit"
 }
 
 func (e Env) settings() Settings {
@@ -69,7 +75,11 @@ func (e Env) settings() Settings {
 		HTTPAddr:   e.Getenv("REPERMIT_HTTP_ADDR"),
 		AdminToken: e.Getenv("REPERMIT_ADMIN_TOKEN"),
 		AdminAddr:  e.Getenv("REPERMIT_ADMIN_ADDR"),
-		Prefix:     e.Getenv("REPERMIT_PREFIX"),
+
+		TrustedProxies: e.Getenv("REPERMIT_TRUSTED_PROXIES"),
+		TLSCert:        e.Getenv("REPERMIT_TLS_CERT"),
+		TLSKey:         e.Getenv("REPERMIT_TLS_KEY"),
+		Prefix:         e.Getenv("REPERMIT_PREFIX"),
 	}
 	if s.HTTPAddr == "" {
 		s.HTTPAddr = "127.0.0.1:8080"
@@ -136,7 +146,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-14s %-38s %s\n", c.name, c.args, c.summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: REPERMIT_REDIS_URL, REPERMIT_SMTP_URL, REPERMIT_SECRET, REPERMIT_HTTP_ADDR, REPERMIT_ADMIN_ADDR, REPERMIT_ADMIN_TOKEN.")
+	fmt.Fprintln(w, "\nEnvironment: REPERMIT_REDIS_URL, REPERMIT_SMTP_URL, REPERMIT_SECRET, REPERMIT_HTTP_ADDR, REPERMIT_ADMIN_ADDR, REPERMIT_ADMIN_TOKEN,")
+	fmt.Fprintln(w, "REPERMIT_TRUSTED_PROXIES, REPERMIT_TLS_CERT, REPERMIT_TLS_KEY.")
 	fmt.Fprintln(w, "Exit codes: 0 ok, 1 runtime failure, 2 bad input.")
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -153,13 +154,18 @@ func (p *parts) web(env Env) (*web.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := web.ParseTrustedProxies(env.settings().TrustedProxies)
+	if err != nil {
+		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_TRUSTED_PROXIES: %v", err)
+	}
 	return web.New(web.Config{
-		Store:      p.store,
-		Signer:     p.signer,
-		AdminToken: env.settings().AdminToken,
-		Logger:     p.logger,
-		Registry:   p.registry,
-		Hooks:      hk,
+		Store:          p.store,
+		Signer:         p.signer,
+		AdminToken:     env.settings().AdminToken,
+		TrustedProxies: proxies,
+		Logger:         p.logger,
+		Registry:       p.registry,
+		Hooks:          hk,
 	})
 }
 
@@ -206,6 +212,24 @@ func espHooks(env Env, p *parts) (http.Handler, error) {
 	return hooks.New(cfg), nil
 }
 
+// tlsConfig loads REPERMIT_TLS_CERT and REPERMIT_TLS_KEY; nil when neither
+// is set. The files are read once, at start: restart after renewing them.
+func tlsConfig(s Settings) (*tls.Config, error) {
+	switch {
+	case s.TLSCert == "" && s.TLSKey == "":
+		return nil, nil
+	case s.TLSCert == "":
+		return nil, usageError("REPERMIT_TLS_KEY is set but REPERMIT_TLS_CERT is not; set both or neither")
+	case s.TLSKey == "":
+		return nil, usageError("REPERMIT_TLS_CERT is set but REPERMIT_TLS_KEY is not; set both or neither")
+	}
+	cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+	if err != nil {
+		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_TLS_CERT/REPERMIT_TLS_KEY: %v", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // startServer parses a server command's flags and opens what it runs on.
 func startServer(ctx context.Context, env Env, name string, args []string) (*parts, serverFlags, error) {
 	fs, f := newServerFlagSet(name, env.settings())
@@ -240,20 +264,24 @@ func runWeb(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return p.serveWeb(ctx, h, f)
+	tc, err := tlsConfig(env.settings())
+	if err != nil {
+		return err
+	}
+	return p.serveWeb(ctx, h, f, tc)
 }
 
 // serveWeb serves the recipients' pages on --addr and /admin and /metrics
 // on --admin-addr, or everything on one listener when both are the same,
 // until ctx is done.
-func (p *parts) serveWeb(ctx context.Context, h *web.Server, f serverFlags) error {
+func (p *parts) serveWeb(ctx context.Context, h *web.Server, f serverFlags, tc *tls.Config) error {
 	if *f.adminAddr == *f.addr {
 		ln, err := net.Listen("tcp", *f.addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", *f.addr, err)
 		}
-		p.logger.Info("web server listening", "addr", *f.addr, "admin", "same listener")
-		return h.ServeHandler(ctx, ln, h)
+		p.logger.Info("web server listening", "addr", *f.addr, "admin", "same listener", "tls", tc != nil)
+		return h.ServeHandlerTLS(ctx, ln, h, tc)
 	}
 	pub, err := net.Listen("tcp", *f.addr)
 	if err != nil {
@@ -264,13 +292,13 @@ func (p *parts) serveWeb(ctx context.Context, h *web.Server, f serverFlags) erro
 		pub.Close()
 		return fmt.Errorf("listen %s (REPERMIT_ADMIN_ADDR): %w", *f.adminAddr, err)
 	}
-	p.logger.Info("web server listening", "addr", *f.addr, "admin_addr", *f.adminAddr)
+	p.logger.Info("web server listening", "addr", *f.addr, "admin_addr", *f.adminAddr, "tls", tc != nil)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); defer cancel(); errs[0] = h.ServeHandler(ctx, pub, h.PublicHandler()) }()
+	go func() { defer wg.Done(); defer cancel(); errs[0] = h.ServeHandlerTLS(ctx, pub, h.PublicHandler(), tc) }()
 	go func() { defer wg.Done(); defer cancel(); errs[1] = h.ServeHandler(ctx, adm, h.AdminHandler()) }()
 	wg.Wait()
 	return errors.Join(errs...)
@@ -292,13 +320,17 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	tc, err := tlsConfig(env.settings())
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	wg.Add(2)
 	go func() { defer wg.Done(); defer cancel(); errs[0] = w.Run(ctx) }()
-	go func() { defer wg.Done(); defer cancel(); errs[1] = p.serveWeb(ctx, h, f) }()
+	go func() { defer wg.Done(); defer cancel(); errs[1] = p.serveWeb(ctx, h, f, tc) }()
 	p.logger.Info("serving", "prefix", p.store.Prefix())
 	wg.Wait()
 	return errors.Join(errs...)
