@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -22,9 +23,7 @@ import (
 // recipient states, not on the queue surviving. Re-feeding is harmless
 // even when the check races a task: claims decide who is mailed.
 //
-// Each chain keeps a reconcile cursor, the first bucket that still held a
-// waiting or claimed recipient; the buckets before it are done for that
-// step and are not read again.
+// Which buckets a pass reads is scanUnmailed's to say.
 func (s *Server) reconcile(ctx context.Context, c *repermit.Campaign) error {
 	now := s.cfg.Now()
 	if c.Status != repermit.StatusRunning || !now.Before(c.Deadline) {
@@ -54,19 +53,9 @@ func (s *Server) reconcile(ctx context.Context, c *repermit.Campaign) error {
 		if ch.limit == 0 {
 			continue
 		}
-		name := "reconcile:" + strconv.Itoa(ch.step)
-		from, err := s.store.Cursor(ctx, c.ID, name)
+		waiting, err := s.scanUnmailed(ctx, c.ID, ch.step, ch.limit, now)
 		if err != nil {
 			return err
-		}
-		waiting, open, err := s.store.Unmailed(ctx, c.ID, from, redisstore.Buckets(ch.limit), ch.limit, ch.step, now)
-		if err != nil {
-			return err
-		}
-		if open > from {
-			if _, err := s.store.AdvanceCursor(ctx, c.ID, name, from, open); err != nil {
-				return err
-			}
 		}
 		if len(waiting) == 0 {
 			continue
@@ -95,6 +84,67 @@ func (s *Server) reconcile(ctx context.Context, c *repermit.Campaign) error {
 		}
 	}
 	return nil
+}
+
+// reconcileWindow is how many buckets (of 128 recipients) each of a
+// reconcile pass's two windows reads: about 0.35 s of Redis for 1024 on
+// the development machine.
+var reconcileWindow int64 = 1024
+
+// scanUnmailed returns the recipients below limit that wait for step with
+// no live claim, reading at most two windows of reconcileWindow buckets:
+// the newest buckets behind the cursor, where a crash or a lost queue
+// leaves its recipients (the feeder keeps only a bounded backlog queued),
+// and a rolling window over the older ones, so that a lost recipient
+// anywhere is found within a few passes however long the list.
+//
+// Two cursors keep the place: "reconcile:<step>", the first bucket that
+// still held a waiting or claimed recipient (the buckets before it are done
+// for that step and never read again), and "reconcile-at:<step>", where
+// the rolling window goes on.
+func (s *Server) scanUnmailed(ctx context.Context, id string, step int, limit int64, now time.Time) ([]int64, error) {
+	done, at := "reconcile:"+strconv.Itoa(step), "reconcile-at:"+strconv.Itoa(step)
+	open, err := s.store.Cursor(ctx, id, done)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := s.store.Cursor(ctx, id, at)
+	if err != nil {
+		return nil, err
+	}
+	end := redisstore.Buckets(limit)
+	tail := max(open, end-reconcileWindow)
+	from := max(pos, open)
+	if from >= tail {
+		from = open // wrap around
+	}
+	var out []int64
+	if from < tail {
+		to := min(from+reconcileWindow, tail)
+		waiting, first, err := s.store.Unmailed(ctx, id, from, to, limit, step, now)
+		if err != nil {
+			return nil, err
+		}
+		out = waiting
+		if from == open && first > open {
+			if _, err := s.store.AdvanceCursor(ctx, id, done, open, first); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := s.store.AdvanceCursor(ctx, id, at, pos, to); err != nil {
+			return nil, err
+		}
+	}
+	waiting, first, err := s.store.Unmailed(ctx, id, tail, end, limit, step, now)
+	if err != nil {
+		return nil, err
+	}
+	if tail == open && first > open {
+		if _, err := s.store.AdvanceCursor(ctx, id, done, open, first); err != nil {
+			return nil, err
+		}
+	}
+	return append(out, waiting...), nil
 }
 
 // sendKey names one recipient's mail step in the set queuedSends builds.

@@ -2,12 +2,16 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/smtpsink"
 )
 
@@ -69,5 +73,83 @@ func TestARecipientIsRetriedPastMaxAttempts(t *testing.T) {
 	}
 	if st := e.stats(c.ID); st.Counts[repermit.StateSent] != n {
 		t.Errorf("counts %v", st.Counts)
+	}
+}
+
+// TestReconcileScanSpeed measures one reconcile pass over
+// REPERMIT_BENCH_RECONCILE fed and never mailed recipients (e.g. 1000000),
+// the worst case: the reconcile cursor stands at the first bucket.
+func TestReconcileScanSpeed(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("REPERMIT_BENCH_RECONCILE"))
+	if n <= 0 {
+		t.Skip("set REPERMIT_BENCH_RECONCILE=N to run")
+	}
+	e := newEnv(t, smtpsink.Options{Discard: true})
+	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(time.Hour)}, n, nil)
+	ctx := context.Background()
+	began := time.Now()
+	waiting, _, err := e.store.Unmailed(ctx, c.ID, 0, redisstore.Buckets(int64(n)), int64(n), 1, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := time.Since(began)
+	t.Logf("Unmailed over %d recipients (%d buckets): %v, %d waiting", n, redisstore.Buckets(int64(n)), d.Round(time.Millisecond), len(waiting))
+	if len(waiting) != n {
+		t.Errorf("%d waiting, want %d", len(waiting), n)
+	}
+}
+
+// TestReconcileFindsALostRecipientAnywhereWithinAFewPasses: each pass reads
+// the newest buckets behind the cursor and a rolling window of the older
+// ones, so a recipient lost far behind is found after a few passes, and one
+// that waits in the first bucket does not make every pass read them all.
+func TestReconcileFindsALostRecipientAnywhereWithinAFewPasses(t *testing.T) {
+	defer func(w int64) { reconcileWindow = w }(reconcileWindow)
+	reconcileWindow = 2
+	const n = 16 * redisstore.BucketSize
+	e := newEnv(t, smtpsink.Options{})
+	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(time.Hour)}, n, nil)
+	ctx := context.Background()
+	lost := map[int64]bool{5: true, 1500: true, n - 3: true}
+	var mailed []int64
+	for i := int64(0); i < n; i++ {
+		if !lost[i] {
+			mailed = append(mailed, i)
+		}
+	}
+	for _, step := range []func() ([]error, error){
+		func() ([]error, error) { return e.store.ClaimBatch(ctx, c.ID, mailed, 1, time.Now(), time.Minute) },
+		func() ([]error, error) { return e.store.MarkSentBatch(ctx, c.ID, mailed, 1, time.Now()) },
+	} {
+		if errs, err := step(); err != nil || errors.Join(errs...) != nil {
+			t.Fatal(errs, err)
+		}
+	}
+	s, err := New(e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := make(map[int64]int) // index -> first pass that found it
+	for pass := 1; pass <= 8; pass++ {
+		waiting, err := s.scanUnmailed(ctx, c.ID, 1, n, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range waiting {
+			if !lost[i] {
+				t.Errorf("pass %d: %d reported waiting, but it was mailed", pass, i)
+			}
+			if found[i] == 0 {
+				found[i] = pass
+			}
+		}
+	}
+	// Pass 1 reads buckets 0-1 and the newest, 14-15; 1500 (bucket 11) is
+	// reached by the rolling window on pass 6.
+	want := map[int64]int{5: 1, n - 3: 1, 1500: 6}
+	for i, p := range want {
+		if found[i] != p {
+			t.Errorf("recipient %d found on pass %d, want %d", i, found[i], p)
+		}
 	}
 }
