@@ -18,7 +18,7 @@ import (
 
 // dump reads every key under prefix into one comparable text: type,
 // content, and whether it has a TTL.
-func dump(t *testing.T, rdb *redis.Client, prefix string) string {
+func dump(t *testing.T, rdb redis.UniversalClient, prefix string) string {
 	t.Helper()
 	ctx := context.Background()
 	var keys []string

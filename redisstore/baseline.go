@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,56 +77,59 @@ func (s *Store) BaselineExpire(ctx context.Context, keyPrefix string, n int) (ti
 // data costs in Redis, without the noise other clients add to INFO's
 // used_memory.
 func (s *Store) MemoryUnder(ctx context.Context, pattern string) (int64, error) {
-	iter := s.rdb.Scan(ctx, 0, pattern, 2000).Iterator()
-	var total int64
-	batch := make([]string, 0, 512)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		cmds := make([]*redis.IntCmd, len(batch))
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, k := range batch {
-				cmds[i] = p.MemoryUsage(ctx, k, 0) // SAMPLES 0: every field, not 5
+	var total atomic.Int64
+	err := s.forEachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
+		return scanKeys(ctx, node, pattern, func(keys []string) error {
+			cmds := make([]*redis.IntCmd, len(keys))
+			_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, k := range keys {
+					cmds[i] = p.MemoryUsage(ctx, k, 0) // SAMPLES 0: every field, not 5
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("memory usage: %w", err)
+			}
+			for _, c := range cmds {
+				total.Add(c.Val())
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("memory usage: %w", err)
-		}
-		for _, c := range cmds {
-			total += c.Val()
-		}
-		batch = batch[:0]
-		return nil
-	}
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return 0, fmt.Errorf("scan %s: %w", pattern, err)
-	}
-	if err := flush(); err != nil {
-		return 0, err
-	}
-	return total, nil
+	})
+	return total.Load(), err
 }
 
 // DeleteMatching deletes every key matching pattern, a thousand at a time.
 // It is for benches and tests that own every key the pattern matches.
 func (s *Store) DeleteMatching(ctx context.Context, pattern string) error {
-	iter := s.rdb.Scan(ctx, 0, pattern, 2000).Iterator()
+	return s.forEachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
+		return scanKeys(ctx, node, pattern, func(keys []string) error {
+			// One UNLINK per key: on a cluster the keys of one batch sit in
+			// many slots, which one multi-key command may not span.
+			_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("delete %s: %w", pattern, err)
+			}
+			return nil
+		})
+	})
+}
+
+// scanKeys calls fn with the keys of node that match pattern, up to a
+// thousand at a time.
+func scanKeys(ctx context.Context, node redis.UniversalClient, pattern string, fn func([]string) error) error {
+	iter := node.Scan(ctx, 0, pattern, 2000).Iterator()
 	keys := make([]string, 0, 1000)
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())
 		if len(keys) == cap(keys) {
-			if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
-				return fmt.Errorf("delete %s: %w", pattern, err)
+			if err := fn(keys); err != nil {
+				return err
 			}
 			keys = keys[:0]
 		}
@@ -134,11 +138,19 @@ func (s *Store) DeleteMatching(ctx context.Context, pattern string) error {
 		return fmt.Errorf("scan %s: %w", pattern, err)
 	}
 	if len(keys) > 0 {
-		if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
-			return fmt.Errorf("delete %s: %w", pattern, err)
-		}
+		return fn(keys)
 	}
 	return nil
+}
+
+// forEachNode calls fn with the store's client, or on a Redis Cluster with
+// a client of each master in turn (SCAN and INFO see one node only).
+func (s *Store) forEachNode(ctx context.Context, fn func(context.Context, redis.UniversalClient) error) error {
+	c, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return fn(ctx, s.rdb)
+	}
+	return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return fn(ctx, m) })
 }
 
 // WithPrefix returns a store under another prefix on the same connection,
@@ -185,17 +197,24 @@ func (s *Store) highWater(ctx context.Context, id string) (int64, error) {
 
 // UsedMemory returns INFO memory's used_memory: all of Redis, so other
 // clients' writes show in a difference of two readings.
+// On a cluster it is the sum over the masters.
 func (s *Store) UsedMemory(ctx context.Context) (int64, error) {
-	info, err := s.rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, fmt.Errorf("info memory: %w", err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	var total atomic.Int64
+	err := s.forEachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
+		info, err := node.Info(ctx, "memory").Result()
+		if err != nil {
+			return fmt.Errorf("info memory: %w", err)
 		}
-	}
-	return 0, fmt.Errorf("info memory: no used_memory")
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				total.Add(n)
+				return err
+			}
+		}
+		return fmt.Errorf("info memory: no used_memory")
+	})
+	return total.Load(), err
 }
 
 // PackedSize is the length of the longest hash value the store writes for

@@ -9,28 +9,38 @@ import (
 )
 
 // Open connects to the Redis at url (redis://host:port/db, rediss:// for
-// TLS) and checks within five seconds that it answers. The store owns the
-// connection: Close closes it. A url that does not parse is an EINVALID
-// error (see ParseURL).
+// TLS, redis+cluster:// or redis+sentinel://, see Endpoint) and checks
+// within five seconds that it answers; on a cluster, that every master
+// does. The store owns the connection: Close closes it. A url that does
+// not parse is an EINVALID error (see ParseEndpoint).
 func Open(ctx context.Context, url, prefix string) (*Store, error) {
-	opt, err := ParseURL(url)
+	e, err := ParseEndpoint(url)
 	if err != nil {
 		return nil, err
 	}
-	rdb := redis.NewClient(opt)
+	rdb := e.Client()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
+	err = rdb.Ping(pctx).Err()
+	if c, ok := rdb.(*redis.ClusterClient); ok && err == nil {
+		err = c.ForEachMaster(pctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() })
+	}
+	if err != nil {
 		rdb.Close()
-		return nil, unavailable("redis at "+opt.Addr, err)
+		return nil, unavailable("redis at "+e.String(), err)
 	}
 	s := New(rdb, prefix)
 	s.ownsClient = true
+	s.addr = e.String()
 	return s, nil
 }
 
-// Addr names the server for messages: host:port, never credentials.
+// Addr names the server for messages: host:port (or the cluster's or
+// Sentinels' list), never credentials.
 func (s *Store) Addr() string {
+	if s.addr != "" {
+		return s.addr
+	}
 	if c, ok := s.rdb.(*redis.Client); ok {
 		return c.Options().Addr
 	}

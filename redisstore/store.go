@@ -62,7 +62,8 @@ var (
 // Store is safe for concurrent use.
 type Store struct {
 	rdb        redis.UniversalClient
-	ownsClient bool // Close closes rdb (Open made it)
+	ownsClient bool   // Close closes rdb (Open made it)
+	addr       string // Addr's answer when Open made the client
 	prefix     string
 	ledger     ledgerTurns
 

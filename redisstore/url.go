@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 
@@ -19,6 +20,147 @@ func ParseURL(raw string) (*redis.Options, error) {
 		return nil, repermit.Errorf(repermit.EINVALID, "%s: %s", RedactURL(raw), scrubCredentials(err, raw))
 	}
 	return opt, nil
+}
+
+// Endpoint is a parsed REPERMIT_REDIS_URL: one server, a Redis Cluster or
+// a Sentinel-managed primary.
+//
+//	redis://[user:pass@]host:port/db          one server (rediss:// for TLS)
+//	redis+cluster://[user:pass@]host:port,host:port/
+//	                                          Redis Cluster: any reachable
+//	                                          nodes; the rest are discovered
+//	redis+sentinel://[user:pass@]host:port,host:port/db?master=NAME
+//	                                          the primary NAME that these
+//	                                          Sentinels name; sentinel_password
+//	                                          in the query if they need one
+//
+// rediss+cluster:// and rediss+sentinel:// use TLS. The user and password
+// are the data nodes'; the query takes go-redis' options (dial_timeout,
+// pool_size, …) as for redis://.
+type Endpoint struct {
+	// Kind is "single", "cluster" or "sentinel".
+	Kind string
+	// Addrs are the host:port pairs of the URL.
+	Addrs []string
+
+	single   *redis.Options
+	cluster  *redis.ClusterOptions
+	failover *redis.FailoverOptions
+}
+
+// ParseEndpoint parses a REPERMIT_REDIS_URL of any of the three kinds. Its
+// errors are EINVALID and never repeat a user name or password.
+func ParseEndpoint(raw string) (*Endpoint, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	base, kind, _ := strings.Cut(scheme, "+")
+	if !ok || (base != "redis" && base != "rediss") {
+		_, err := ParseURL(raw) // go-redis' own message for a bad scheme
+		if err == nil {
+			err = repermit.Errorf(repermit.EINVALID, "%s: unsupported scheme %q", RedactURL(raw), scheme)
+		}
+		return nil, err
+	}
+	if kind == "" {
+		opt, err := ParseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		return &Endpoint{Kind: "single", Addrs: []string{opt.Addr}, single: opt}, nil
+	}
+	bad := func(format string, args ...any) error {
+		return repermit.Errorf(repermit.EINVALID, "%s: %s", RedactURL(raw), fmt.Sprintf(format, args...))
+	}
+	if kind != "cluster" && kind != "sentinel" {
+		return nil, bad("unsupported scheme %q; want redis, redis+cluster or redis+sentinel", scheme)
+	}
+	userinfo := ""
+	if u, at := credentials(raw); u != "" {
+		userinfo = u + "@"
+		rest = raw[at+len(u)+1:]
+	}
+	hostEnd := strings.IndexAny(rest, "/?#")
+	hosts, tail := rest, ""
+	if hostEnd >= 0 {
+		hosts, tail = rest[:hostEnd], rest[hostEnd:]
+	}
+	path, rawQuery, _ := strings.Cut(tail, "?")
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, bad("query: %s", scrubCredentials(err, raw))
+	}
+	master := query.Get("master")
+	sentinelPass := query.Get("sentinel_password")
+	query.Del("master")
+	query.Del("sentinel_password")
+	var addrs []string
+	var opts []*redis.Options
+	for _, h := range strings.Split(hosts, ",") {
+		if h == "" {
+			return nil, bad("empty host in the list")
+		}
+		one := base + "://" + userinfo + h + path
+		if len(query) > 0 {
+			one += "?" + query.Encode()
+		}
+		opt, err := redis.ParseURL(one)
+		if err != nil {
+			return nil, bad("%s", scrubCredentials(err, raw))
+		}
+		addrs = append(addrs, opt.Addr)
+		opts = append(opts, opt)
+	}
+	o := opts[0]
+	e := &Endpoint{Kind: kind, Addrs: addrs}
+	switch kind {
+	case "cluster":
+		if o.DB != 0 {
+			return nil, bad("a Redis Cluster has database 0 only")
+		}
+		if master != "" {
+			return nil, bad("master= belongs to redis+sentinel://")
+		}
+		e.cluster = &redis.ClusterOptions{
+			Addrs: addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+			PoolSize: o.PoolSize, MinIdleConns: o.MinIdleConns, MaxRetries: o.MaxRetries,
+		}
+	case "sentinel":
+		if master == "" {
+			return nil, bad("redis+sentinel:// needs ?master=NAME")
+		}
+		e.failover = &redis.FailoverOptions{
+			MasterName: master, SentinelAddrs: addrs, SentinelPassword: sentinelPass,
+			Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+			PoolSize: o.PoolSize, MinIdleConns: o.MinIdleConns, MaxRetries: o.MaxRetries,
+		}
+	}
+	return e, nil
+}
+
+// Client builds the go-redis client of the endpoint: a Client, a
+// ClusterClient or a failover Client.
+func (e *Endpoint) Client() redis.UniversalClient {
+	switch e.Kind {
+	case "cluster":
+		return redis.NewClusterClient(e.cluster)
+	case "sentinel":
+		return redis.NewFailoverClient(e.failover)
+	}
+	return redis.NewClient(e.single)
+}
+
+// String names the endpoint for messages, never with credentials:
+// "127.0.0.1:6379", "cluster 10.0.0.1:7000,10.0.0.2:7000",
+// "sentinel 10.0.0.1:26379 master mymaster".
+func (e *Endpoint) String() string {
+	switch e.Kind {
+	case "cluster":
+		return "cluster " + strings.Join(e.Addrs, ",")
+	case "sentinel":
+		return "sentinel " + strings.Join(e.Addrs, ",") + " master " + e.failover.MasterName
+	}
+	return e.Addrs[0]
 }
 
 // RedactURL returns raw with its user name and password replaced, also when

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,9 @@ const EnvURL = "REPERMIT_TEST_REDIS_URL"
 
 // Redis is one test's view of Redis.
 type Redis struct {
-	Client *redis.Client
+	// Client is a *redis.Client, or a *redis.ClusterClient when
+	// REPERMIT_TEST_REDIS_URL is a redis+cluster:// URL.
+	Client redis.UniversalClient
 	// URL reaches the same server, for processes and libraries (asynq) that
 	// open their own connections.
 	URL string
@@ -54,11 +57,18 @@ func New(t testing.TB) *Redis {
 		r.Mini = m
 		r.URL = "redis://" + m.Addr()
 	}
-	opt, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatalf("parse %s=%q: %v", EnvURL, r.URL, err)
+	if hosts, ok := strings.CutPrefix(r.URL, "redis+cluster://"); ok {
+		// A Redis Cluster (CI runs the suite against one too): any nodes,
+		// comma-separated; the client discovers the rest.
+		hosts, _, _ = strings.Cut(hosts, "/")
+		r.Client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(hosts, ",")})
+	} else {
+		opt, err := redis.ParseURL(r.URL)
+		if err != nil {
+			t.Fatalf("parse %s=%q: %v", EnvURL, r.URL, err)
+		}
+		r.Client = redis.NewClient(opt)
 	}
-	r.Client = redis.NewClient(opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.Client.Ping(ctx).Err(); err != nil {
@@ -79,22 +89,38 @@ func (r *Redis) deletePrefix(t testing.TB) {
 	defer cancel()
 	// Keys are prefix:… for the store and asynq:{prefix}:… for the queue.
 	for _, pattern := range []string{r.Prefix + ":*", "asynq:{" + r.Prefix + "*"} {
-		iter := r.Client.Scan(ctx, 0, pattern, 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-			if len(keys) == 1000 {
-				r.Client.Unlink(ctx, keys...)
-				keys = keys[:0]
-			}
-		}
-		if len(keys) > 0 {
-			r.Client.Unlink(ctx, keys...)
-		}
-		if err := iter.Err(); err != nil && !strings.Contains(err.Error(), "closed") {
+		err := r.scan(ctx, pattern, func(k string) { r.Client.Unlink(ctx, k) })
+		if err != nil && !strings.Contains(err.Error(), "closed") {
 			t.Logf("cleanup of %s: %v", pattern, err)
 		}
 	}
+}
+
+// Cluster reports whether the Redis is a Redis Cluster.
+func (r *Redis) Cluster() bool {
+	_, ok := r.Client.(*redis.ClusterClient)
+	return ok
+}
+
+// scan calls fn with every key matching pattern, on every master of a
+// cluster.
+func (r *Redis) scan(ctx context.Context, pattern string, fn func(string)) error {
+	each := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			fn(iter.Val())
+		}
+		return iter.Err()
+	}
+	if c, ok := r.Client.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			mu.Lock() // fn need not be safe for concurrent use
+			defer mu.Unlock()
+			return each(ctx, m)
+		})
+	}
+	return each(ctx, r.Client)
 }
 
 // Keys returns every key under the test's prefix.
@@ -102,11 +128,7 @@ func (r *Redis) Keys(t testing.TB) []string {
 	t.Helper()
 	ctx := context.Background()
 	var keys []string
-	iter := r.Client.Scan(ctx, 0, r.Prefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	if err := r.scan(ctx, r.Prefix+":*", func(k string) { keys = append(keys, k) }); err != nil {
 		t.Fatalf("scan keys: %v", err)
 	}
 	return keys

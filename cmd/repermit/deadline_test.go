@@ -132,7 +132,7 @@ func TestDeadlineErasesEveryExpiredAddressAndLaterCampaignsSkipThem(t *testing.T
 	}
 }
 
-func values(ctx context.Context, t *testing.T, rdb *redis.Client, key string) []string {
+func values(ctx context.Context, t *testing.T, rdb redis.UniversalClient, key string) []string {
 	t.Helper()
 	switch rdb.Type(ctx, key).Val() {
 	case "string":
