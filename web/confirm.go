@@ -105,7 +105,11 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 		ans = answerForm{state: repermit.StateDeclined}
 	}
 	data := campaignData(c, r.URL.Path)
-	wording, err := s.pages.wordingHash(c, pageLanding, t.locale, data)
+	// A confirmed recipient answered on the page that offers a change of
+	// topics; its words are what the record's wording hash names.
+	wordingData := data
+	wordingData.TopicChange = t.recipient.State == repermit.StateConfirmed && len(data.Topics) > 0
+	wording, err := s.pages.wordingHash(c, pageLanding, t.locale, wordingData)
 	if err != nil {
 		s.fail(w, r, t.locale, err)
 		return

@@ -101,7 +101,11 @@ func TestNarrowingTopicsIsAnAnswer(t *testing.T) {
 	}
 	led := h.ledger()
 	if len(led) != 2 || !slices.Equal(led[1].TopicsBefore, []string{"yoga", "events"}) || !slices.Equal(led[1].Topics, []string{"yoga"}) {
-		t.Errorf("ledger after narrowing: %+v", led)
+		t.Fatalf("ledger after narrowing: %+v", led)
+	}
+	// The change was made on the page that offers it: its own wording.
+	if led[1].WordingSHA256 == "" || led[1].WordingSHA256 == led[0].WordingSHA256 {
+		t.Errorf("wording hashes %q (first answer) and %q (change of topics); want two different ones", led[0].WordingSHA256, led[1].WordingSHA256)
 	}
 	page = h.get(h.confirmPath(1)).Body.String()
 	if !strings.Contains(page, `value="yoga" checked`) || strings.Contains(page, `value="events" checked`) {

@@ -188,6 +188,9 @@ type staticKey struct {
 	locale    string
 	preselect string
 	root      string
+	// topicChange: the landing page as a confirmed recipient sees it
+	// (their topics to change); its wording differs.
+	topicChange bool
 }
 
 type staticPage struct {
@@ -366,7 +369,7 @@ func (p *pageSet) release(buf *bytes.Buffer) {
 // saves the template work on every GET of an unanswered link. data must
 // hold campaignData and Preselect only. The body must not be modified.
 func (p *pageSet) static(c *repermit.Campaign, page, locale string, data PageData) (staticPage, error) {
-	key := staticKey{c.ID, c.Seq, page, locale, data.Preselect, data.Root}
+	key := staticKey{c.ID, c.Seq, page, locale, data.Preselect, data.Root, data.TopicChange}
 	p.mu.RLock()
 	sp, ok := p.statics[key]
 	p.mu.RUnlock()
@@ -392,7 +395,9 @@ func (p *pageSet) static(c *repermit.Campaign, page, locale string, data PageDat
 // wordingHash returns the hex SHA-256 of a page exactly as a recipient
 // without a recorded answer sees it on GET without ?answer: the words the
 // answer was given to. Preselection changes only which button is focused
-// and emphasised, never a word, so it is left out.
+// and emphasised, never a word, so it is left out. With data.TopicChange
+// it is the landing page a confirmed recipient changes topics on, less
+// their own answer and ticks (their data, not our words).
 func (p *pageSet) wordingHash(c *repermit.Campaign, page, locale string, data PageData) (string, error) {
 	data.Preselect = ""
 	sp, err := p.static(c, page, locale, data)
