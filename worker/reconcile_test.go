@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/redisstore"
@@ -27,15 +29,31 @@ func TestLostQueueStillMailsEveryoneOnce(t *testing.T) {
 	e.start(e.config())
 	e.waitFor("a third of the mails", 10*time.Second, func() bool { return e.sink.Count() >= n/3 })
 	ctx := context.Background()
+	// asynq's keys of the queue share its {queue} hash tag: one slot, one
+	// node of a cluster.
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	collect := func(ctx context.Context, c redis.UniversalClient) error {
+		ks, err := c.Keys(ctx, "asynq:{"+e.r.Prefix+"}:*").Result()
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, ks...)
+		return err
+	}
+	var err error
+	if cc, ok := e.r.Client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return collect(ctx, m) })
+	} else {
+		err = collect(ctx, e.r.Client)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	deleted := 0
-	for _, pattern := range []string{"asynq:{" + e.r.Prefix + "}:*"} {
-		keys, err := e.r.Client.Keys(ctx, pattern).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(keys) > 0 {
-			deleted += int(e.r.Client.Del(ctx, keys...).Val())
-		}
+	if len(keys) > 0 {
+		deleted = int(e.r.Client.Del(ctx, keys...).Val())
 	}
 	if deleted == 0 {
 		t.Fatal("no asynq key deleted; the test would not test anything")
