@@ -238,7 +238,7 @@ func TestParseIMAPURL(t *testing.T) {
 		want bounces.MailboxConfig
 	}{
 		{"imap://u:p@mail.example/Bounces?tls=starttls&processed=Done", bounces.MailboxConfig{Host: "mail.example", TLS: "starttls", Username: "u", Password: "p", Mailbox: "Bounces", Processed: "Done"}},
-		{"imap://u%40x:p@127.0.0.1:1143?tls=none", bounces.MailboxConfig{Host: "127.0.0.1", Port: 1143, TLS: "none", Username: "u@x", Password: "p"}},
+		{"imap://u%40x:p@127.0.0.1:1143?tls=none&batch=2", bounces.MailboxConfig{Host: "127.0.0.1", Port: 1143, TLS: "none", Username: "u@x", Password: "p", Batch: 2}},
 		{"imap://u@mail.example", bounces.MailboxConfig{Host: "mail.example", TLS: "tls", Username: "u"}},
 	}
 	for _, tt := range good {
@@ -247,7 +247,7 @@ func TestParseIMAPURL(t *testing.T) {
 			t.Errorf("ParseIMAPURL(%q) = %+v, %v; want %+v", tt.raw, got, err, tt.want)
 		}
 	}
-	bad := []string{"http://u@h", "imap://h", "imap://u:s3cret@h:99999", "imap://u:s3cret@h?tls=ssl", "imap://u@h?timeout=soon", "imap://u:s3cret@:143"}
+	bad := []string{"http://u@h", "imap://h", "imap://u:s3cret@h:99999", "imap://u:s3cret@h?tls=ssl", "imap://u@h?timeout=soon", "imap://u@h?batch=0", "imap://u:s3cret@:143"}
 	for _, raw := range bad {
 		_, err := bounces.ParseIMAPURL(raw)
 		if repermit.ErrorCode(err) != repermit.EINVALID {

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -45,7 +47,7 @@ type MailboxConfig struct {
 }
 
 // ParseIMAPURL parses REPERMIT_BOUNCE_IMAP_URL:
-// imap://user:pass@host:port/MAILBOX?tls=tls|starttls|none&processed=FOLDER.
+// imap://user:pass@host:port/MAILBOX?tls=tls|starttls|none&processed=FOLDER&batch=N.
 // Errors are EINVALID and never repeat the password.
 func ParseIMAPURL(raw string) (MailboxConfig, error) {
 	u, err := url.Parse(raw)
@@ -79,6 +81,11 @@ func ParseIMAPURL(raw string) (MailboxConfig, error) {
 		return MailboxConfig{}, repermit.Errorf(repermit.EINVALID, "bounce IMAP URL: tls=%q, want tls, starttls or none", c.TLS)
 	}
 	c.Processed = q.Get("processed")
+	if v := q.Get("batch"); v != "" {
+		if c.Batch, err = strconv.Atoi(v); err != nil || c.Batch < 1 {
+			return MailboxConfig{}, repermit.Errorf(repermit.EINVALID, "bounce IMAP URL: batch=%q is not a positive number", v)
+		}
+	}
 	if v := q.Get("timeout"); v != "" {
 		if c.Timeout, err = time.ParseDuration(v); err != nil {
 			return MailboxConfig{}, repermit.Errorf(repermit.EINVALID, "bounce IMAP URL: timeout=%q is not a duration", v)
@@ -119,6 +126,14 @@ type Mailbox struct {
 	Config    MailboxConfig
 	Processor *Processor
 	Logger    *slog.Logger
+
+	// seen is, per UIDVALIDITY, the highest UID this process has read and
+	// finished with: mail left alone stays in the box, and without the
+	// cursor a backlog of more than Batch such messages would hide every
+	// report behind it. A restart reads the box from the start again,
+	// which repeats nothing (reports count once).
+	mu   sync.Mutex
+	seen map[uint32]imap.UID
 }
 
 // PollResult counts what one poll saw.
@@ -145,14 +160,25 @@ func (m *Mailbox) Poll(ctx context.Context) (PollResult, error) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 
-	if _, err := c.Select(m.Config.mailbox(), &imap.SelectOptions{}).Wait(); err != nil {
+	sel, err := c.Select(m.Config.mailbox(), &imap.SelectOptions{}).Wait()
+	if err != nil {
 		return res, fmt.Errorf("bounce mailbox: select %s: %w", m.Config.mailbox(), err)
 	}
-	found, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+	m.mu.Lock()
+	after := m.seen[sel.UIDValidity]
+	m.mu.Unlock()
+	found, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: after + 1, Stop: 0}}}}, nil).Wait()
 	if err != nil {
 		return res, fmt.Errorf("bounce mailbox: search: %w", err)
 	}
-	uids := found.AllUIDs()
+	var uids []imap.UID
+	for _, u := range found.AllUIDs() {
+		// "N:*" also matches the last message when N is past it.
+		if u > after {
+			uids = append(uids, u)
+		}
+	}
+	slices.Sort(uids)
 	batch := m.Config.Batch
 	if batch <= 0 {
 		batch = DefaultBatch
@@ -168,8 +194,10 @@ func (m *Mailbox) Poll(ctx context.Context) (PollResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("bounce mailbox: fetch: %w", err)
 	}
+	slices.SortFunc(msgs, func(a, b *imapclient.FetchMessageBuffer) int { return cmpUID(a.UID, b.UID) })
 	var done imap.UIDSet
 	var procErr error
+	finished := after
 	for _, msg := range msgs {
 		res.Read++
 		raw := msg.FindBodySection(body)
@@ -180,6 +208,7 @@ func (m *Mailbox) Poll(ctx context.Context) (PollResult, error) {
 			procErr = err
 			break
 		}
+		finished = msg.UID
 		if !out.Matched {
 			res.Left++
 			m.log().Debug("bounce mailbox: left alone", "uid", msg.UID, "kind", out.Kind.String())
@@ -202,10 +231,27 @@ func (m *Mailbox) Poll(ctx context.Context) (PollResult, error) {
 			return res, errors.Join(procErr, fmt.Errorf("bounce mailbox: move to %s: %w", m.Config.processed(), err))
 		}
 	}
+	// Only now, with the reports moved: a failed move must read them again.
+	m.mu.Lock()
+	if m.seen == nil {
+		m.seen = make(map[uint32]imap.UID)
+	}
+	m.seen[sel.UIDValidity] = max(m.seen[sel.UIDValidity], finished)
+	m.mu.Unlock()
 	if procErr != nil {
 		return res, procErr
 	}
 	return res, c.Logout().Wait()
+}
+
+func cmpUID(a, b imap.UID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func (m *Mailbox) log() *slog.Logger {

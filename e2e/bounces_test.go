@@ -102,7 +102,10 @@ func TestBouncesThroughPostfixAndDovecot(t *testing.T) {
 		"&dkim_domain=" + mtaDomain + "&dkim_selector=rsa2026&dkim_key=" + url.QueryEscape(key.File)
 	w := newWorld(t, r.URL, r.Prefix, smtpURL)
 	w.extraEnv = []string{
-		"REPERMIT_BOUNCE_IMAP_URL=imap://" + bounceAccount + ":" + mailboxPass + "@" + m.IMAP + "/INBOX?tls=none",
+		// Two messages a poll: the three that stay in the box arrive before
+		// the complaint, which is read only if each poll moves on past
+		// what it left alone.
+		"REPERMIT_BOUNCE_IMAP_URL=imap://" + bounceAccount + ":" + mailboxPass + "@" + m.IMAP + "/INBOX?tls=none&batch=2",
 		"REPERMIT_BOUNCE_INTERVAL=1s",
 	}
 	const id = "e2e-bounces"
@@ -133,35 +136,6 @@ func TestBouncesThroughPostfixAndDovecot(t *testing.T) {
 	i := len("bounces+") + 5
 	forged := cydVERP[:i] + map[bool]string{true: "b", false: "a"}[cydVERP[i] == 'a'] + cydVERP[i+1:]
 
-	m.sendRaw("complaints@isp.example", bounceAccount+"@"+bounceDomain, `From: Feedback Loop <complaints@isp.example>
-To: `+bounceAccount+`@`+bounceDomain+`
-Subject: Abuse report
-Message-ID: <arf-1@isp.example>
-Date: Sun, 29 Nov 2026 07:00:00 +0000
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=feedback-report; boundary="arf-boundary"
-
---arf-boundary
-Content-Type: text/plain; charset=us-ascii
-
-This is an email abuse report for a message received from IP 127.0.0.1.
-
---arf-boundary
-Content-Type: message/feedback-report
-
-Feedback-Type: abuse
-User-Agent: e2e-fbl/1.0
-Version: 1
-Source-IP: 127.0.0.1
-Arrival-Date: Sun, 29 Nov 2026 06:59:00 +0000
-
---arf-boundary
-Content-Type: message/rfc822
-Content-Disposition: inline
-
-`+string(bytes.ReplaceAll(original, []byte("\r\n"), []byte("\n")))+`
---arf-boundary--
-`)
 	m.sendRaw("bob@"+mtaDomain, bobVERP, `From: Bob <bob@`+mtaDomain+`>
 To: `+bobVERP+`
 Subject: Out of office: Do you still want E2E News?
@@ -206,6 +180,37 @@ Status: 5.1.1
 --dsn-boundary--
 `)
 
+	// Let the three be polled first.
+	time.Sleep(1500 * time.Millisecond)
+	m.sendRaw("complaints@isp.example", bounceAccount+"@"+bounceDomain, `From: Feedback Loop <complaints@isp.example>
+To: `+bounceAccount+`@`+bounceDomain+`
+Subject: Abuse report
+Message-ID: <arf-1@isp.example>
+Date: Sun, 29 Nov 2026 07:00:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="arf-boundary"
+
+--arf-boundary
+Content-Type: text/plain; charset=us-ascii
+
+This is an email abuse report for a message received from IP 127.0.0.1.
+
+--arf-boundary
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: e2e-fbl/1.0
+Version: 1
+Source-IP: 127.0.0.1
+Arrival-Date: Sun, 29 Nov 2026 06:59:00 +0000
+
+--arf-boundary
+Content-Type: message/rfc822
+Content-Disposition: inline
+
+`+string(bytes.ReplaceAll(original, []byte("\r\n"), []byte("\n")))+`
+--arf-boundary--
+`)
 	st = w.waitStatus(id, 60*time.Second, "ada unsubscribed by her complaint", func(s status) bool {
 		return s.Counts["unsubscribed"] >= 1
 	})
