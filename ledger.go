@@ -1,25 +1,142 @@
 package repermit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"slices"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
-// ConsentRecord is one answer in a campaign's append-only ledger. Records
-// are hash-chained: Hash covers every other field including Prev, the Hash of
-// the record before it, so an edited, removed or reordered record breaks the
-// chain from that point on.
+// ConsentRecord is one answer in a campaign's consent log, a Merkle-tree
+// log (golang.org/x/mod/sumdb/tlog) whose signed checkpoints commit to
+// every record before them. A record is a leaf: its bytes are exactly
+// Canonical(), and its leaf hash is tlog.RecordHash of those bytes.
+//
+// It names the person by Subject, a keyed hash of the normalized address
+// (see consentlog.Subject), never by the address itself, so the log can
+// leave the building and outlive the recipient data, and a lookup by
+// address still finds the records.
 type ConsentRecord struct {
-	Seq       int64    `json:"seq"` // 1-based position in the ledger
-	Campaign  string   `json:"campaign"`
-	Recipient int64    `json:"recipient"`
-	Answer    State    `json:"answer"` // confirmed, declined or unsubscribed
-	Topics    []string `json:"topics,omitempty"`
-	// TopicsBefore is set when a confirmed recipient changed topics: what
-	// they had chosen before this record (Topics is the choice after it).
+	Seq       int64  `json:"seq"` // 1-based position in the log
+	Campaign  string `json:"campaign"`
+	Recipient int64  `json:"recipient"`
+	Subject   string `json:"subject"` // keyed hash of the normalized address, lower-case hex
+	Answer    State  `json:"answer"`  // confirmed, declined or unsubscribed
+	// TopicsBefore is what a confirmed recipient had chosen before this
+	// record; Topics is the choice after it.
+	TopicsBefore []string  `json:"topics_before,omitempty"`
+	Topics       []string  `json:"topics,omitempty"`
+	At           time.Time `json:"at"` // UTC, millisecond precision
+	IP           string    `json:"ip,omitempty"`
+	UserAgent    string    `json:"user_agent,omitempty"`
+	// Wording is the lower-case hex SHA-256 of the page the answer was
+	// given to; the page itself is kept once per campaign under that hash.
+	Wording string `json:"wording,omitempty"`
+}
+
+// recordKeys are the keys a canonical record may have, spelled exactly.
+var recordKeys = []string{"seq", "campaign", "recipient", "subject", "answer", "topics_before", "topics", "at", "ip", "user_agent", "wording"}
+
+// Canonical returns the record's one valid encoding: encoding/json's
+// output for the struct (fields in declaration order, empty optional fields
+// left out, the time in UTC RFC 3339 with milliseconds at most).
+func (r ConsentRecord) Canonical() []byte {
+	r.At = r.At.UTC()
+	b, err := json.Marshal(r)
+	if err != nil {
+		// Strings, ints and a UTC time cannot fail to marshal.
+		panic(fmt.Sprintf("marshal consent record: %v", err))
+	}
+	return b
+}
+
+// LeafHash is the record's hash as a leaf of the log.
+func (r ConsentRecord) LeafHash() tlog.Hash { return tlog.RecordHash(r.Canonical()) }
+
+// ParseRecord reads one record strictly: one JSON object with only known
+// keys, in lower case, none twice, exactly in canonical form. Any other
+// encoding of the same values is refused too, so that every reader of a
+// log sees the same answer and the signed leaf hashes cover what is read.
+func ParseRecord(b []byte) (ConsentRecord, error) {
+	if err := CheckKeys(b, recordKeys); err != nil {
+		return ConsentRecord{}, err
+	}
+	var r ConsentRecord
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return ConsentRecord{}, fmt.Errorf("not a consent record: %w", err)
+	}
+	if dec.More() {
+		return ConsentRecord{}, fmt.Errorf("not a consent record: data after the object")
+	}
+	switch r.Answer {
+	case StateConfirmed, StateDeclined, StateUnsubscribed:
+	default:
+		return ConsentRecord{}, fmt.Errorf("answer %q is not confirmed, declined or unsubscribed", r.Answer)
+	}
+	if !bytes.Equal(r.Canonical(), b) {
+		return ConsentRecord{}, fmt.Errorf("record is not in canonical form (key order, spacing, escapes, time format)")
+	}
+	return r, nil
+}
+
+// CheckKeys checks that b is one JSON object whose keys are all in allowed,
+// spelled exactly, and none twice. encoding/json alone takes the last of
+// duplicated keys and matches keys case-insensitively, so two parsers
+// could read two different answers from one line.
+func CheckKeys(b []byte, allowed []string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("not a consent record: %w", err)
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("duplicate key %q", key)
+		}
+		seen[key] = true
+		if !slices.Contains(allowed, key) {
+			return fmt.Errorf("unknown key %q", key)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("not a consent record: %w", err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return fmt.Errorf("not a consent record: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("not a consent record: data after the object")
+	}
+	return nil
+}
+
+// LegacyConsentRecord is a record of the first kind of ledger, written by
+// campaigns launched before the consent log: an unsigned SHA-256 chain.
+// It is kept so that those campaigns can go on answering and their
+// exports can still be checked, and so that verify-ledger can say what
+// such a file does and does not prove.
+type LegacyConsentRecord struct {
+	Seq           int64     `json:"seq"`
+	Campaign      string    `json:"campaign"`
+	Recipient     int64     `json:"recipient"`
+	Answer        State     `json:"answer"`
+	Topics        []string  `json:"topics,omitempty"`
 	TopicsBefore  []string  `json:"topics_before,omitempty"`
 	At            time.Time `json:"at"`
 	IP            string    `json:"ip,omitempty"`
@@ -29,37 +146,57 @@ type ConsentRecord struct {
 	Hash          string    `json:"hash"`
 }
 
-// ComputeHash returns the SHA-256 of the record's canonical JSON form with
-// Hash left empty. encoding/json writes struct fields in declaration order,
-// which makes the form canonical.
-func (r ConsentRecord) ComputeHash() string {
+// ComputeHash returns the SHA-256 of the legacy record's JSON with Hash
+// left empty.
+func (r LegacyConsentRecord) ComputeHash() string {
 	r.Hash = ""
 	r.At = r.At.UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
-		// A struct of strings, ints and a time cannot fail to marshal.
 		panic(fmt.Sprintf("marshal consent record: %v", err))
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 
-// VerifyLedger checks a ledger in order: each record's hash, its link to the
-// previous record and its sequence number. It names the first record that
-// does not fit.
-func VerifyLedger(records []ConsentRecord) error {
-	prev := ""
+// StoredRecordHash names a stored record by hash, in lower-case hex: for
+// the consent log its leaf hash (what inclusion proofs prove), for a
+// ledger of the old kind the chain hash it carries.
+func StoredRecordHash(raw []byte) string {
+	if bytes.Contains(raw, []byte(`"prev":`)) {
+		var old LegacyConsentRecord
+		if json.Unmarshal(raw, &old) == nil {
+			return old.Hash
+		}
+	}
+	h := tlog.RecordHash(raw)
+	return hex.EncodeToString(h[:])
+}
+
+// DecodeStoredRecord reads a stored record of either kind.
+func DecodeStoredRecord(raw []byte) (ConsentRecord, error) {
+	if bytes.Contains(raw, []byte(`"prev":`)) {
+		var old LegacyConsentRecord
+		if err := json.Unmarshal(raw, &old); err != nil {
+			return ConsentRecord{}, err
+		}
+		return ConsentRecord{Seq: old.Seq, Campaign: old.Campaign, Recipient: old.Recipient, Answer: old.Answer,
+			TopicsBefore: old.TopicsBefore, Topics: old.Topics, At: old.At, IP: old.IP, UserAgent: old.UserAgent,
+			Wording: old.WordingSHA256}, nil
+	}
+	var r ConsentRecord
+	err := json.Unmarshal(raw, &r)
+	return r, err
+}
+
+// CheckSequence reports the first record whose Seq is not its 1-based
+// position: a log read back whole has neither gaps nor repeats. (Edits
+// are found by the tree hashes, consentlog.VerifyLog.)
+func CheckSequence(records []ConsentRecord) error {
 	for i, r := range records {
 		if r.Seq != int64(i+1) {
 			return Errorf(EINVALID, "record %d: sequence %d, want %d (removed or reordered record)", i+1, r.Seq, i+1)
 		}
-		if r.Prev != prev {
-			return Errorf(EINVALID, "record %d: previous hash does not match record %d (removed or reordered record)", i+1, i)
-		}
-		if h := r.ComputeHash(); h != r.Hash {
-			return Errorf(EINVALID, "record %d: hash mismatch (edited record)", i+1)
-		}
-		prev = r.Hash
 	}
 	return nil
 }

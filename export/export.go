@@ -29,8 +29,8 @@ func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 	// A confirmed recipient points at its consent record by stream id; the
 	// proof a user can check is the record's hash.
 	hashes := make(map[string]string)
-	if err := st.Ledger(ctx, id, func(r repermit.ConsentRecord, streamID string) error {
-		hashes[streamID] = r.Hash
+	if err := st.RawLedger(ctx, id, -1, func(raw []byte, streamID string) error {
+		hashes[streamID] = repermit.StoredRecordHash(raw)
 		return nil
 	}); err != nil {
 		return err

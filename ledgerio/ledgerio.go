@@ -1,18 +1,6 @@
-// Package ledgerio writes a campaign's consent ledger as JSON lines and
-// verifies such a file.
-//
-// Format: one repermit.ConsentRecord per line, in ledger order, followed by
-// one trailer line
-//
-//	{"head":"<hash of the last record>","records":<number of records>}
-//
-// The hash chain shows an edited, reordered or removed record, except the
-// removal of records at the end: the shortened chain is still intact. The
-// trailer, taken from the head Redis keeps beside the ledger, closes that
-// gap for a file cut short by accident. It is not signed: whoever can
-// rewrite the file can rewrite the trailer, so to hold an export against
-// deliberate truncation, keep the head (the last line) somewhere the file's
-// holder cannot change it, e.g. print it in the audit report.
+// Package ledgerio writes a campaign's consent log as a file, checks such
+// a file, makes checkpoints and per-person proof bundles from the store.
+// The formats themselves are consentlog's.
 package ledgerio
 
 import (
@@ -23,130 +11,195 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/consentlog"
 	"github.com/repermit/repermit/redisstore"
 )
 
-// Trailer is the last line of an export.
-type Trailer struct {
-	Head    string `json:"head"`
-	Records int64  `json:"records"`
+// Checkpoint brings the campaign's tree up to date and returns its newest
+// signed checkpoint, signing a new one when records came in since the last
+// and the last is at least gap old. made tells whether this call signed
+// one. A campaign without records has no checkpoint (signed == "").
+func Checkpoint(ctx context.Context, s *redisstore.Store, id string, signer note.Signer, now time.Time, gap time.Duration) (signed string, made bool, err error) {
+	size, th, err := s.SyncTree(ctx, id)
+	if err != nil {
+		return "", false, err
+	}
+	cps, err := s.Checkpoints(ctx, id)
+	if err != nil {
+		return "", false, err
+	}
+	last := ""
+	lastSize := int64(0)
+	if len(cps) > 0 {
+		last = cps[len(cps)-1]
+		lastSize = signedSize(last)
+	}
+	if size == 0 || size <= lastSize {
+		return last, false, nil
+	}
+	if signer == nil {
+		return last, false, repermit.Errorf(repermit.EINVALID, "campaign %s has %d records, its last checkpoint signs %d: REPERMIT_LEDGER_KEY is needed to sign one", id, size, lastSize)
+	}
+	cp := consentlog.Checkpoint{Campaign: id, Size: size, Hash: th, Time: now.UTC().Truncate(time.Millisecond)}
+	msg, err := consentlog.Sign(cp, signer)
+	if err != nil {
+		return "", false, err
+	}
+	ok, err := s.AddCheckpoint(ctx, id, size, cp.Time, gap, msg)
+	if err != nil {
+		return "", false, err
+	}
+	if !ok {
+		// Another process was first, or the gap is not over yet.
+		if cps, err = s.Checkpoints(ctx, id); err != nil || len(cps) == 0 {
+			return last, false, err
+		}
+		return cps[len(cps)-1], false, nil
+	}
+	return msg, true, nil
 }
 
-var errEnough = errors.New("enough records")
+// signedSize reads the size of a stored signed checkpoint without checking
+// its signature (the store wrote it; verifiers check).
+func signedSize(msg string) int64 {
+	text, _, ok := strings.Cut(msg, "\n\n")
+	if !ok {
+		return -1
+	}
+	cp, err := consentlog.ParseCheckpoint(text + "\n")
+	if err != nil {
+		return -1
+	}
+	return cp.Size
+}
 
-// Export writes the ledger of campaign id to w: the records Redis held
-// when the export began, then the trailer. Records appended during the
-// export are left for the next one. It fails, writing no trailer, when
-// the stored ledger does not reach the stored head.
-func Export(ctx context.Context, w io.Writer, s *redisstore.Store, id string) error {
-	head, n, err := s.LedgerHead(ctx, id)
+// Export writes campaign id's consent log: the header, the records, each
+// stored checkpoint after the record that completes it, and a checkpoint
+// of all records last (signed now with signer when the newest records have
+// none yet). Records appended meanwhile are left for the next export. A
+// campaign launched before the consent log is written in the old format.
+func Export(ctx context.Context, w io.Writer, s *redisstore.Store, id string, signer note.Signer, now time.Time) error {
+	isLog, err := s.LedgerIsLog(ctx, id)
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(w)
-	var written int64
-	last := ""
-	err = s.Ledger(ctx, id, func(rec repermit.ConsentRecord, _ string) error {
-		if written == n {
-			return errEnough
-		}
-		if err := enc.Encode(rec); err != nil {
-			return fmt.Errorf("export ledger %s: %w", id, err)
-		}
-		written++
-		last = rec.Hash
-		return nil
-	})
-	if err != nil && !errors.Is(err, errEnough) {
+	if !isLog {
+		return exportLegacy(ctx, w, s, id)
+	}
+	if _, _, err := Checkpoint(ctx, s, id, signer, now, 0); err != nil {
 		return err
 	}
-	if written != n || last != head {
-		return fmt.Errorf("export ledger %s: stored ledger has %d records ending in %q, its head says %d ending in %q", id, written, last, n, head)
+	cps, err := s.Checkpoints(ctx, id)
+	if err != nil {
+		return err
 	}
-	if err := enc.Encode(Trailer{Head: head, Records: n}); err != nil {
+	size := int64(0)
+	if len(cps) > 0 {
+		size = signedSize(cps[len(cps)-1])
+	}
+	bw := bufio.NewWriter(w)
+	line := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		bw.Write(b)
+		return bw.WriteByte('\n')
+	}
+	if err := line(consentlog.Header{Log: consentlog.LogFormat, Campaign: id}); err != nil {
+		return fmt.Errorf("export ledger %s: %w", id, err)
+	}
+	var n int64
+	next := 0
+	err = s.RawLedger(ctx, id, size, func(raw []byte, _ string) error {
+		bw.Write(raw)
+		bw.WriteByte('\n')
+		n++
+		for next < len(cps) && signedSize(cps[next]) <= n {
+			if signedSize(cps[next]) == n {
+				if err := line(consentlog.CheckpointLine{Checkpoint: cps[next]}); err != nil {
+					return err
+				}
+			}
+			next++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("export ledger %s: %w", id, err)
+	}
+	if n != size {
+		return fmt.Errorf("export ledger %s: the log holds %d records, its checkpoint signs %d", id, n, size)
+	}
+	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("export ledger %s: %w", id, err)
 	}
 	return nil
 }
 
-// maxLine bounds one record; real ones are well under 2 KiB.
-const maxLine = 1 << 20
+// OldKindError: the file is a ledger of the old kind, an unsigned hash
+// chain. Err is nil when its chain and trailer are intact.
+type OldKindError struct {
+	Name    string
+	Records int
+	Err     error
+}
 
-// Verify reads an export and checks every record's sequence, link and
-// hash, as repermit.VerifyLedger does, and the trailer. It reads one line
-// at a time, so a ledger of any length fits. Errors are EINVALID and start
-// with name and the line number: "ledger.jsonl:7: hash mismatch (edited
-// record)". n is the number of records checked.
-func Verify(r io.Reader, name string) (n int, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	bad := func(line int, format string, args ...any) error {
-		return repermit.Errorf(repermit.EINVALID, "%s:%d: %s", name, line, fmt.Sprintf(format, args...))
+func (e *OldKindError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%v (a ledger of the old kind: unsigned hash chain, from a campaign launched before the consent log)", e.Err)
 	}
-	prev := ""
+	return fmt.Sprintf("%s: a ledger of the old kind (unsigned hash chain, from a campaign launched before the consent log): chain and trailer intact over %d records, but nothing in it is signed, so whoever holds the file can rewrite it and recompute every hash undetected; it proves nothing against its holder", e.Name, e.Records)
+}
+
+// Code makes the old kind a bad input for exit codes.
+func (e *OldKindError) Code() string { return repermit.EINVALID }
+
+// Verify checks an exported ledger: a consent log against the public key
+// v (and the witnessed checkpoints, if any), or, for a file of the old
+// kind, its chain, reporting *OldKindError either way.
+func Verify(r io.Reader, name string, v note.Verifier, witnessed []consentlog.Checkpoint) (consentlog.Summary, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	first, _ := br.Peek(64)
+	if consentlog.IsLogHeader(first) {
+		return consentlog.VerifyLog(br, name, v, witnessed)
+	}
+	n, err := verifyLegacy(br, name)
+	return consentlog.Summary{Records: int64(n)}, &OldKindError{Name: name, Records: n, Err: err}
+}
+
+// ReadWitness reads a witness file: signed checkpoints as JSON lines
+// {"checkpoint":…}, each checked against v.
+func ReadWitness(r io.Reader, name string, v note.Verifier) ([]consentlog.Checkpoint, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<16)
+	var out []consentlog.Checkpoint
 	line := 0
-	var trailer *Trailer
 	for sc.Scan() {
 		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
-		if trailer != nil {
-			return n, bad(line, "line after the trailer")
+		var cl consentlog.CheckpointLine
+		if err := json.Unmarshal(sc.Bytes(), &cl); err != nil {
+			return nil, repermit.Errorf(repermit.EINVALID, "%s:%d: not a checkpoint line: %v", name, line, err)
 		}
-		if t, ok := parseTrailer(b); ok {
-			if t.Records != int64(n) || t.Head != prev {
-				return n, bad(line, "trailer says %d records ending in %.12s…, the file has %d ending in %.12s… (records removed from the end)", t.Records, t.Head, n, prev)
-			}
-			trailer = &t
-			continue
+		cp, err := consentlog.Open(cl.Checkpoint, v)
+		if err != nil {
+			return nil, repermit.Errorf(repermit.EINVALID, "%s:%d: %v", name, line, err)
 		}
-		var rec repermit.ConsentRecord
-		dec := json.NewDecoder(bytes.NewReader(b))
-		// A field the hash does not cover must not ride along unnoticed.
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rec); err != nil {
-			return n, bad(line, "not a consent record: %v", err)
-		}
-		// The same three checks as repermit.VerifyLedger, in the same
-		// order, one record at a time; a test holds the two to agreement.
-		want := int64(n + 1)
-		switch {
-		case rec.Seq != want:
-			return n, bad(line, "sequence %d, want %d (removed or reordered record)", rec.Seq, want)
-		case rec.Prev != prev:
-			return n, bad(line, "previous hash does not match the record before (removed or reordered record)")
-		case rec.ComputeHash() != rec.Hash:
-			return n, bad(line, "hash mismatch (edited record)")
-		}
-		prev = rec.Hash
-		n++
+		out = append(out, cp)
 	}
 	if err := sc.Err(); err != nil {
-		return n, repermit.Errorf(repermit.EINVALID, "%s:%d: %v", name, line+1, err)
+		return nil, repermit.Errorf(repermit.EINVALID, "%s:%d: %v", name, line+1, err)
 	}
-	if trailer == nil {
-		return n, repermit.Errorf(repermit.EINVALID, "%s: no trailer line {\"head\":…,\"records\":…}: the file is cut short or not from repermit export", name)
-	}
-	return n, nil
+	return out, nil
 }
 
-// parseTrailer recognises the trailer: an object with exactly the keys
-// head and records.
-func parseTrailer(b []byte) (Trailer, bool) {
-	if !bytes.Contains(b, []byte(`"head"`)) {
-		return Trailer{}, false
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil || len(m) != 2 || m["head"] == nil || m["records"] == nil {
-		return Trailer{}, false
-	}
-	var t Trailer
-	if json.Unmarshal(b, &t) != nil {
-		return Trailer{}, false
-	}
-	return t, true
-}
+var errEnough = errors.New("enough records")

@@ -148,6 +148,7 @@ func (imp *Import) Commit(ctx context.Context, r repermit.ImportResult) error {
 			fSkipSupp, r.SkippedSuppressed,
 			fCountPfx+string(repermit.StatePending), imp.next,
 			fStatus, string(repermit.StatusRunning),
+			fLedgerKind, ledgerKindLog,
 		)
 		p.HDel(ctx, meta, fHeartbeat)
 		return nil
@@ -213,7 +214,7 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 		}
 	}
 	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.metaKey(id),
-		s.feedbackSeenKey(id), s.softKey(id)).Err(); err != nil {
+		s.feedbackSeenKey(id), s.softKey(id), s.treeKey(id), s.checkpointsKey(id), s.wordingsKey(id)).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
 	return nil

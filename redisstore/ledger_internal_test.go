@@ -65,7 +65,7 @@ func TestStaleLedgerHeadCostsOneRetryAndNoTurn(t *testing.T) {
 	if len(recs) != 3 {
 		t.Fatalf("ledger has %d records, want 3", len(recs))
 	}
-	if err := repermit.VerifyLedger(recs); err != nil {
+	if err := repermit.CheckSequence(recs); err != nil {
 		t.Errorf("chain broken: %v", err)
 	}
 	s.ledger.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/consentlog"
 )
 
 // Recipient reads one recipient. ENOTFOUND when the index is not part of
@@ -163,6 +164,9 @@ type Answer struct {
 	IP            string
 	UserAgent     string
 	WordingSHA256 string
+	// Wording is the page WordingSHA256 hashes, kept once per campaign
+	// (nil: the caller knows it is kept already, or there is none).
+	Wording []byte
 	// Current is the recipient as the caller just read it, if it did; it
 	// saves Record a round trip. The script checks the state again, so a
 	// stale Current cannot cause a wrong transition.
@@ -203,6 +207,7 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 			return AnswerResult{}, err
 		}
 	}
+	a.Current = cur
 	var before []string
 	if cur.State == repermit.StateConfirmed {
 		before = cur.Topics
@@ -293,31 +298,66 @@ func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot,
 // moved the head, which it then caches for the next attempt.
 func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string, before []string) (*repermit.ConsentRecord, bool, error) {
 	defer s.ledger.take(a.Campaign)()
-	head, seq, ok := s.ledger.head(a.Campaign)
+	h, ok := s.ledger.head(a.Campaign)
 	if !ok {
-		vals, err := s.rdb.HMGet(ctx, s.metaKey(a.Campaign), fLedgerHead, fLedgerSeq).Result()
+		vals, err := s.rdb.HMGet(ctx, s.metaKey(a.Campaign), fLedgerHead, fLedgerSeq, fLedgerKind).Result()
 		if err != nil {
 			return nil, false, unavailable("answer "+a.Campaign, err)
 		}
-		head, _ = vals[0].(string)
-		seq, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+		h.hash, _ = vals[0].(string)
+		h.seq, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+		h.legacy = vals[2] != ledgerKindLog
 	}
-	rec := repermit.ConsentRecord{
-		Seq: seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
-		Topics: a.Topics, TopicsBefore: before, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
-		WordingSHA256: a.WordingSHA256, Prev: head,
+	if a.Wording != nil {
+		if err := s.keepWording(ctx, a.Campaign, a.WordingSHA256, a.Wording); err != nil {
+			return nil, false, err
+		}
 	}
-	rec.Hash = rec.ComputeHash()
-	js, err := json.Marshal(rec)
-	if err != nil {
-		return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
+	at := a.At.UTC().Truncate(time.Millisecond)
+	var next ledgerHead
+	var js []byte
+	var rec repermit.ConsentRecord
+	if h.legacy {
+		// A campaign launched before the consent log goes on with the hash
+		// chain it began with, so that its export stays one kind.
+		old := repermit.LegacyConsentRecord{
+			Seq: h.seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
+			Topics: a.Topics, TopicsBefore: before, At: at, IP: a.IP, UserAgent: a.UserAgent,
+			WordingSHA256: a.WordingSHA256, Prev: h.hash,
+		}
+		old.Hash = old.ComputeHash()
+		var err error
+		if js, err = json.Marshal(old); err != nil {
+			return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
+		}
+		next = ledgerHead{hash: old.Hash, seq: old.Seq, legacy: true}
+		rec = repermit.ConsentRecord{Seq: old.Seq, Campaign: old.Campaign, Recipient: old.Recipient, Answer: old.Answer,
+			TopicsBefore: old.TopicsBefore, Topics: old.Topics, At: old.At, IP: old.IP, UserAgent: old.UserAgent, Wording: old.WordingSHA256}
+	} else {
+		subject := ""
+		if a.Current != nil && a.Current.Email != "" {
+			key, err := s.SubjectKey(ctx)
+			if err != nil {
+				return nil, false, err
+			}
+			subject, _ = consentlog.Subject(key, a.Current.Email)
+		}
+		rec = repermit.ConsentRecord{
+			Seq: h.seq + 1, Campaign: a.Campaign, Recipient: a.Index, Subject: subject, Answer: a.State,
+			TopicsBefore: before, Topics: a.Topics, At: at, IP: a.IP, UserAgent: a.UserAgent,
+			Wording: a.WordingSHA256,
+		}
+		js = rec.Canonical()
+		// The head the script compares is the last leaf's hash: it names
+		// the record and its position, as the chain's hash did.
+		next = ledgerHead{hash: rec.LeafHash().String(), seq: rec.Seq}
 	}
 	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{
-		answer: topics, ledgerPrev: head, ledgerHash: rec.Hash, ledgerJSON: string(js),
+		answer: topics, ledgerPrev: h.hash, ledgerHash: next.hash, ledgerJSON: string(js),
 	}, []slotChange{{slot: slot, suppress: entry}})
 	var moved *errLedgerMoved
 	if errors.As(err, &moved) {
-		s.ledger.setHead(a.Campaign, moved.head, moved.seq)
+		s.ledger.setHead(a.Campaign, ledgerHead{hash: moved.head, seq: moved.seq, legacy: h.legacy})
 		return nil, false, err
 	}
 	if err != nil {
@@ -327,7 +367,7 @@ func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, en
 	if !out[0].applied {
 		return nil, false, nil
 	}
-	s.ledger.setHead(a.Campaign, rec.Hash, rec.Seq)
+	s.ledger.setHead(a.Campaign, next)
 	return &rec, true, nil
 }
 
@@ -495,9 +535,9 @@ func (s *Store) Ledger(ctx context.Context, id string, fn func(repermit.ConsentR
 			return unavailable("ledger "+id, err)
 		}
 		for _, m := range msgs {
-			var rec repermit.ConsentRecord
 			raw, _ := m.Values["rec"].(string)
-			if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+			rec, err := repermit.DecodeStoredRecord([]byte(raw))
+			if err != nil {
 				return fmt.Errorf("ledger %s: record %s: %w", id, m.ID, err)
 			}
 			if err := fn(rec, m.ID); err != nil {

@@ -15,7 +15,12 @@
 //	P:{ID}:supp          set   suppression entries waiting to be copied to
 //	                           P:suppression (an outbox: the global hash lives
 //	                           in another slot, so a script cannot write it)
-//	P:{ID}:ledger        stream consent records, hash-chained
+//	P:{ID}:ledger        stream consent records, the leaves of the consent log
+//	                           (campaigns launched before it: a hash chain)
+//	P:{ID}:tree          list  the log's stored hashes (tlog.StoredHashIndex order)
+//	P:{ID}:cp            list  signed checkpoints, oldest first
+//	P:{ID}:wording       hash  sha256 -> page wording shown to those who answered
+//	P:subjectkey         string the deployment's key of the address hashes in the log
 //	P:{ID}:timeline      hash  "<state>:<unix minute>" -> recipients that
 //	                           entered the state in that minute
 //	P:{ID}:fb:seen       set   keys of bounce and complaint reports already
@@ -66,6 +71,8 @@ type Store struct {
 	addr       string // Addr's answer when Open made the client
 	prefix     string
 	ledger     ledgerTurns
+	subject    subjectKeyCache
+	wordings   sync.Map // campaign "\x00" sha256 -> struct{}: wordings known kept
 
 	limiterOnce sync.Once
 	limiter     *redis_rate.Limiter
@@ -85,8 +92,9 @@ type ledgerTurns struct {
 }
 
 type ledgerHead struct {
-	hash string
-	seq  int64
+	hash   string
+	seq    int64
+	legacy bool // the campaign writes the hash chain of before the consent log
 }
 
 type turn struct {
@@ -94,20 +102,20 @@ type turn struct {
 	refs int
 }
 
-func (k *ledgerTurns) head(id string) (string, int64, bool) {
+func (k *ledgerTurns) head(id string) (ledgerHead, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	h, ok := k.heads[id]
-	return h.hash, h.seq, ok
+	return h, ok
 }
 
-func (k *ledgerTurns) setHead(id, hash string, seq int64) {
+func (k *ledgerTurns) setHead(id string, h ledgerHead) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.heads == nil {
 		k.heads = make(map[string]ledgerHead)
 	}
-	k.heads[id] = ledgerHead{hash, seq}
+	k.heads[id] = h
 }
 
 func (k *ledgerTurns) forgetHead(id string) {
@@ -183,6 +191,7 @@ const (
 	fHeartbeat  = "heartbeat_ms"
 	fLedgerHead = "lhead"
 	fLedgerSeq  = "lseq"
+	fLedgerKind = "lkind" // ledgerKindLog for campaigns launched with the consent log
 	fCountPfx   = "n:"
 	fCursorPfx  = "cursor:"
 	fTopicPfx   = "topic:"

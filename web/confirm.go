@@ -109,7 +109,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 	// topics; its words are what the record's wording hash names.
 	wordingData := data
 	wordingData.TopicChange = t.recipient.State == repermit.StateConfirmed && len(data.Topics) > 0
-	wording, err := s.pages.wordingHash(c, pageLanding, t.locale, wordingData)
+	wording, text, err := s.pages.wordingHash(c, pageLanding, t.locale, wordingData)
 	if err != nil {
 		s.fail(w, r, t.locale, err)
 		return
@@ -123,6 +123,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 		IP:            recordedIP(s.clientAddr(r), s.cfg.IPMode),
 		UserAgent:     userAgent(r),
 		WordingSHA256: wording,
+		Wording:       text,
 		Current:       t.recipient,
 	})
 	if err != nil {

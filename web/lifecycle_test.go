@@ -104,8 +104,8 @@ func TestNarrowingTopicsIsAnAnswer(t *testing.T) {
 		t.Fatalf("ledger after narrowing: %+v", led)
 	}
 	// The change was made on the page that offers it: its own wording.
-	if led[1].WordingSHA256 == "" || led[1].WordingSHA256 == led[0].WordingSHA256 {
-		t.Errorf("wording hashes %q (first answer) and %q (change of topics); want two different ones", led[0].WordingSHA256, led[1].WordingSHA256)
+	if led[1].Wording == "" || led[1].Wording == led[0].Wording {
+		t.Errorf("wording hashes %q (first answer) and %q (change of topics); want two different ones", led[0].Wording, led[1].Wording)
 	}
 	page = h.get(h.confirmPath(1)).Body.String()
 	if !strings.Contains(page, `value="yoga" checked`) || strings.Contains(page, `value="events" checked`) {

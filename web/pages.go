@@ -397,9 +397,10 @@ func (p *pageSet) static(c *repermit.Campaign, page, locale string, data PageDat
 // answer was given to. Preselection changes only which button is focused
 // and emphasised, never a word, so it is left out. With data.TopicChange
 // it is the landing page a confirmed recipient changes topics on, less
-// their own answer and ticks (their data, not our words).
-func (p *pageSet) wordingHash(c *repermit.Campaign, page, locale string, data PageData) (string, error) {
+// their own answer and ticks (their data, not our words). The page itself
+// is returned too, to be kept verbatim; it must not be modified.
+func (p *pageSet) wordingHash(c *repermit.Campaign, page, locale string, data PageData) (string, []byte, error) {
 	data.Preselect = ""
 	sp, err := p.static(c, page, locale, data)
-	return sp.sum, err
+	return sp.sum, sp.body, err
 }

@@ -172,9 +172,9 @@ func TestConfirmWithTwoTopicsRecordsOneConsent(t *testing.T) {
 	rec := recs[0]
 	sum := sha256.Sum256(shown)
 	want := repermit.ConsentRecord{Seq: 1, Campaign: h.c.ID, Recipient: 1, Answer: repermit.StateConfirmed,
-		Topics: []string{"yoga", "events"}, IP: "192.0.2.0", UserAgent: "Mozilla/5.0 (test)", WordingSHA256: hex.EncodeToString(sum[:])}
+		Topics: []string{"yoga", "events"}, IP: "192.0.2.0", UserAgent: "Mozilla/5.0 (test)", Wording: hex.EncodeToString(sum[:])}
 	if rec.Seq != want.Seq || rec.Recipient != want.Recipient || rec.Answer != want.Answer || !slices.Equal(rec.Topics, want.Topics) ||
-		rec.IP != want.IP || rec.UserAgent != want.UserAgent || rec.WordingSHA256 != want.WordingSHA256 || !rec.At.Equal(t0.Add(time.Hour)) {
+		rec.IP != want.IP || rec.UserAgent != want.UserAgent || rec.Wording != want.Wording || !rec.At.Equal(t0.Add(time.Hour)) {
 		t.Errorf("record %+v\nwant     %+v (wording = SHA-256 of the page shown)", rec, want)
 	}
 	if got := h.recipient(1).Topics; !slices.Equal(got, []string{"yoga", "events"}) {
@@ -385,7 +385,7 @@ func TestOneClickUnsubscribe(t *testing.T) {
 		t.Errorf("unsubscribed address not suppressed: %v %v", sup, err)
 	}
 	for _, rec := range h.ledger() {
-		if rec.Answer == repermit.StateUnsubscribed && rec.WordingSHA256 != "" {
+		if rec.Answer == repermit.StateUnsubscribed && rec.Wording != "" {
 			t.Errorf("one-click record %d claims a wording was shown", rec.Seq)
 		}
 	}
@@ -401,7 +401,7 @@ func TestUnsubscribePageRecordsItsWording(t *testing.T) {
 	sum := sha256.Sum256(w.Body.Bytes())
 	wantStatus(t, "POST /u", h.postForm(h.unsubPath(1), url.Values{"List-Unsubscribe": {"One-Click"}, "from": {"page"}}), http.StatusOK)
 	recs := h.ledger()
-	if len(recs) != 1 || recs[0].WordingSHA256 != hex.EncodeToString(sum[:]) {
+	if len(recs) != 1 || recs[0].Wording != hex.EncodeToString(sum[:]) {
 		t.Errorf("ledger %+v, want one record with the page's hash", recs)
 	}
 	if page := h.get(h.unsubPath(1)).Body.String(); !strings.Contains(page, "You are unsubscribed") {

@@ -65,8 +65,9 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	data := campaignData(c, r.URL.Path)
 	data.Topics = nil
 	wording := ""
+	var text []byte
 	if form.Get("from") == "page" {
-		if wording, err = s.pages.wordingHash(c, pageUnsubscribe, t.locale, data); err != nil {
+		if wording, text, err = s.pages.wordingHash(c, pageUnsubscribe, t.locale, data); err != nil {
 			s.fail(w, r, t.locale, err)
 			return
 		}
@@ -79,6 +80,7 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		IP:            recordedIP(s.clientAddr(r), s.cfg.IPMode),
 		UserAgent:     userAgent(r),
 		WordingSHA256: wording,
+		Wording:       text,
 		Current:       t.recipient,
 	})
 	if err != nil {

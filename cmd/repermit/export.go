@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"flag"
-	"fmt"
 
-	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/export"
 	"github.com/repermit/repermit/ledgerio"
 )
@@ -32,7 +30,11 @@ func runExport(ctx context.Context, env Env, args []string) error {
 	case "unreached":
 		err = export.Unreached(ctx, w, st, pos[0])
 	case "ledger":
-		err = ledgerio.Export(ctx, w, st, pos[0])
+		signer, serr := ledgerSigner(env, false)
+		if serr != nil {
+			return serr
+		}
+		err = ledgerio.Export(ctx, w, st, pos[0], signer, env.Now())
 	default:
 		return usageError("export: --what must be confirmed, suppressed, unreached or ledger, not %q", *what)
 	}
@@ -40,23 +42,4 @@ func runExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	return w.Flush()
-}
-
-func runVerifyLedger(ctx context.Context, env Env, args []string) error {
-	fs := flag.NewFlagSet("verify-ledger", flag.ContinueOnError)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	f, err := repermit.OpenFile(pos[0])
-	if err != nil {
-		return repermit.Errorf(repermit.EINVALID, "%s: %v", pos[0], err)
-	}
-	defer f.Close()
-	n, err := ledgerio.Verify(f, pos[0])
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "%s: %d records, chain intact\n", pos[0], n)
-	return nil
 }

@@ -114,7 +114,10 @@ func commands() []command {
 		{"resume", "ID", "continue a paused campaign", runControl(repermit.StatusRunning, repermit.StatusPaused)},
 		{"cancel", "ID", "stop sending for good (the deadline still expires)", runControl(repermit.StatusCancelled, repermit.StatusRunning, repermit.StatusPaused)},
 		{"export", "ID --what confirmed|suppressed|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
-		{"verify-ledger", "FILE", "check an exported ledger's hash chain", runVerifyLedger},
+		{"verify-ledger", "FILE --pubkey KEY [--witness FILE]", "check an exported consent log: records, inclusion, signed checkpoints", runVerifyLedger},
+		{"ledger-key", "NAME", "make the consent log's signing key pair", runLedgerKey},
+		{"proof", "EMAIL [--campaign ID] [--bundle FILE]", "a person's consent history; --bundle writes a proof", runProof},
+		{"verify-proof", "FILE --pubkey KEY", "check a proof bundle offline", runVerifyProof},
 		{"bench", "send|import|expire|web [--json]", "measure against a baseline in the same run", runBench},
 	}
 }
@@ -147,7 +150,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %-38s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintln(w, "\nEnvironment: REPERMIT_REDIS_URL, REPERMIT_SMTP_URL, REPERMIT_SECRET, REPERMIT_HTTP_ADDR, REPERMIT_ADMIN_ADDR, REPERMIT_ADMIN_TOKEN,")
-	fmt.Fprintln(w, "REPERMIT_TRUSTED_PROXIES, REPERMIT_TLS_CERT, REPERMIT_TLS_KEY.")
+	fmt.Fprintln(w, "REPERMIT_TRUSTED_PROXIES, REPERMIT_TLS_CERT, REPERMIT_TLS_KEY, REPERMIT_LEDGER_KEY.")
 	fmt.Fprintln(w, "Exit codes: 0 ok, 1 runtime failure, 2 bad input.")
 }
 

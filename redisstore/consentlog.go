@@ -1,0 +1,326 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/repermit/repermit"
+)
+
+// ledgerKindLog marks a campaign whose ledger is the consent log (Merkle
+// tree, signed checkpoints); campaigns launched before it lack the field
+// and keep their hash chain.
+const ledgerKindLog = "tlog"
+
+// Meta fields of the consent log.
+const (
+	fTreeSize = "tsize" // records hashed into the tree
+	fTreeLast = "tlast" // stream id of the last of them
+	fCPSize   = "cpsize"
+	fCPTime   = "cpms"
+)
+
+func (s *Store) treeKey(id string) string        { return s.prefix + ":{" + id + "}:tree" }
+func (s *Store) checkpointsKey(id string) string { return s.prefix + ":{" + id + "}:cp" }
+func (s *Store) wordingsKey(id string) string    { return s.prefix + ":{" + id + "}:wording" }
+func (s *Store) subjectKeyKey() string           { return s.prefix + ":subjectkey" }
+
+// subjectKeyCache holds the deployment's subject key once read.
+type subjectKeyCache struct {
+	mu  sync.Mutex
+	key []byte
+}
+
+// SubjectKey returns the deployment's key of the subject hashes in the
+// consent log (consentlog.Subject), making it on first use: 32 random
+// bytes, kept in Redis for good. It is not the link secret, so rotating
+// that does not break the lookup of a person's records.
+func (s *Store) SubjectKey(ctx context.Context) ([]byte, error) {
+	s.subject.mu.Lock()
+	defer s.subject.mu.Unlock()
+	if s.subject.key != nil {
+		return s.subject.key, nil
+	}
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, fmt.Errorf("subject key: %w", err)
+	}
+	if err := s.rdb.SetNX(ctx, s.subjectKeyKey(), fresh, 0).Err(); err != nil {
+		return nil, unavailable("subject key", err)
+	}
+	key, err := s.rdb.Get(ctx, s.subjectKeyKey()).Bytes()
+	if err != nil {
+		return nil, unavailable("subject key", err)
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("subject key %s holds %d bytes, want 32", s.subjectKeyKey(), len(key))
+	}
+	s.subject.key = key
+	return key, nil
+}
+
+// keepWording stores a page wording under its hash, once per campaign
+// (HSETNX, and remembered in this process). Wordings are never purged with
+// the recipients: every record that points to one stays.
+func (s *Store) keepWording(ctx context.Context, id, sum string, text []byte) error {
+	k := id + "\x00" + sum
+	if _, ok := s.wordings.Load(k); ok {
+		return nil
+	}
+	if err := s.rdb.HSetNX(ctx, s.wordingsKey(id), sum, text).Err(); err != nil {
+		return unavailable("keep wording "+id, err)
+	}
+	s.wordings.Store(k, struct{}{})
+	return nil
+}
+
+// Wording returns the wording kept under sum; ok is false when none is.
+func (s *Store) Wording(ctx context.Context, id, sum string) (text string, ok bool, err error) {
+	text, err = s.rdb.HGet(ctx, s.wordingsKey(id), sum).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, unavailable("wording "+id, err)
+	}
+	return text, true, nil
+}
+
+// ErrLegacyLedger: the campaign was launched before the consent log; its
+// ledger is a hash chain without a tree or checkpoints.
+var ErrLegacyLedger = errors.New("ledger of the old kind (hash chain, launched before the consent log)")
+
+// LedgerIsLog reports whether campaign id keeps the consent log (true)
+// or the hash chain of before it (false). ENOTFOUND for no campaign.
+func (s *Store) LedgerIsLog(ctx context.Context, id string) (bool, error) {
+	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fStatus, fLedgerKind).Result()
+	if err != nil {
+		return false, unavailable("ledger "+id, err)
+	}
+	if vals[0] == nil {
+		return false, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
+	}
+	return vals[1] == ledgerKindLog, nil
+}
+
+// RawLedger calls fn with each stored record of campaign id in order, as
+// the bytes stored (for the consent log, the record's canonical form),
+// stopping after the first max records (max < 0: all).
+func (s *Store) RawLedger(ctx context.Context, id string, max int64, fn func(raw []byte, streamID string) error) error {
+	return s.rawLedgerFrom(ctx, id, "-", max, fn)
+}
+
+func (s *Store) rawLedgerFrom(ctx context.Context, id, start string, max int64, fn func(raw []byte, streamID string) error) error {
+	const page = 1000
+	var n int64
+	for {
+		msgs, err := s.rdb.XRangeN(ctx, s.ledgerKey(id), start, "+", page).Result()
+		if err != nil {
+			return unavailable("ledger "+id, err)
+		}
+		for _, m := range msgs {
+			if max >= 0 && n == max {
+				return nil
+			}
+			raw, _ := m.Values["rec"].(string)
+			if err := fn([]byte(raw), m.ID); err != nil {
+				return err
+			}
+			n++
+		}
+		if len(msgs) < page {
+			return nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}
+
+// treeReader reads the stored hashes of a campaign's tree: those computed
+// in this call from memory, the rest from Redis in one round trip per
+// call of ReadHashes.
+type treeReader struct {
+	ctx context.Context
+	s   *Store
+	id  string
+	mem map[int64]tlog.Hash
+}
+
+func (r *treeReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var missing []int
+	for i, x := range indexes {
+		if h, ok := r.mem[x]; ok {
+			out[i] = h
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(missing))
+	_, err := r.s.rdb.Pipelined(r.ctx, func(p redis.Pipeliner) error {
+		for j, i := range missing {
+			cmds[j] = p.LIndex(r.ctx, r.s.treeKey(r.id), indexes[i])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable("tree "+r.id, err)
+	}
+	for j, i := range missing {
+		b, _ := cmds[j].Bytes()
+		if len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("tree %s: stored hash %d missing", r.id, indexes[i])
+		}
+		copy(out[i][:], b)
+		if r.mem != nil {
+			r.mem[indexes[i]] = out[i]
+		}
+	}
+	return out, nil
+}
+
+// HashReader reads campaign id's stored tree hashes, for proofs
+// (tlog.ProveRecord, tlog.ProveTree) over a size SyncTree reached.
+func (s *Store) HashReader(ctx context.Context, id string) tlog.HashReader {
+	return &treeReader{ctx: ctx, s: s, id: id}
+}
+
+// appendTreeScript adds stored hashes to a campaign's tree if nobody else
+// did meanwhile.
+//
+// KEYS[1] meta hash, KEYS[2] tree list. ARGV[1] tree size the hashes were
+// computed on, ARGV[2] new size, ARGV[3] stream id of the last record
+// hashed, ARGV[4…] the hashes. Returns 1 if appended, 0 if the size moved.
+var appendTreeScript = redis.NewScript(`
+local size = tonumber(redis.call('HGET', KEYS[1], 'tsize') or '0')
+if size ~= tonumber(ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'tsize', ARGV[2], 'tlast', ARGV[3])
+return 1
+`)
+
+// SyncTree hashes the records appended since the last call into the
+// campaign's tree and returns its size and hash. Several processes may
+// call it at once: the script takes one batch, the others start again
+// from where it ended.
+func (s *Store) SyncTree(ctx context.Context, id string) (int64, tlog.Hash, error) {
+	isLog, err := s.LedgerIsLog(ctx, id)
+	if err != nil {
+		return 0, tlog.Hash{}, err
+	}
+	if !isLog {
+		return 0, tlog.Hash{}, fmt.Errorf("campaign %s: %w", id, ErrLegacyLedger)
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt == 100 {
+			return 0, tlog.Hash{}, repermit.Errorf(repermit.EUNAVAILABLE, "tree %s: too many concurrent updates", id)
+		}
+		vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fTreeSize, fTreeLast).Result()
+		if err != nil {
+			return 0, tlog.Hash{}, unavailable("tree "+id, err)
+		}
+		size, _ := strconv.ParseInt(fmt.Sprint(vals[0]), 10, 64)
+		last, _ := vals[1].(string)
+		start := "-"
+		if last != "" {
+			start = "(" + last
+		}
+		r := &treeReader{ctx: ctx, s: s, id: id, mem: map[int64]tlog.Hash{}}
+		n := size
+		var hashes []any
+		lastID := last
+		const batch = 4096
+		err = s.rawLedgerFrom(ctx, id, start, batch, func(raw []byte, streamID string) error {
+			hs, err := tlog.StoredHashes(n, raw, r)
+			if err != nil {
+				return fmt.Errorf("tree %s: record %d: %w", id, n+1, err)
+			}
+			base := tlog.StoredHashCount(n)
+			for i, h := range hs {
+				r.mem[base+int64(i)] = h
+				hashes = append(hashes, h[:])
+			}
+			n++
+			lastID = streamID
+			return nil
+		})
+		if err != nil {
+			return 0, tlog.Hash{}, err
+		}
+		if n == size {
+			th, err := tlog.TreeHash(size, r)
+			if err != nil {
+				return 0, tlog.Hash{}, fmt.Errorf("tree %s: %w", id, err)
+			}
+			return size, th, nil
+		}
+		args := append([]any{size, n, lastID}, hashes...)
+		ok, err := appendTreeScript.Run(ctx, s.rdb, []string{s.metaKey(id), s.treeKey(id)}, args...).Int()
+		if err != nil {
+			return 0, tlog.Hash{}, unavailable("tree "+id, err)
+		}
+		_ = ok // appended or overtaken: either way read the size again
+	}
+}
+
+// addCheckpointScript appends a signed checkpoint if it is larger than the
+// last one and at least the gap after it.
+//
+// KEYS[1] meta hash, KEYS[2] checkpoint list. ARGV[1] size, ARGV[2] time
+// (unix ms), ARGV[3] least gap in ms, ARGV[4] the signed note. Returns 1
+// if appended, 0 if not.
+var addCheckpointScript = redis.NewScript(`
+local size = tonumber(redis.call('HGET', KEYS[1], 'cpsize') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], 'cpms') or '0')
+if tonumber(ARGV[1]) <= size then return 0 end
+if last > 0 and tonumber(ARGV[2]) - last < tonumber(ARGV[3]) then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], 'cpsize', ARGV[1], 'cpms', ARGV[2])
+return 1
+`)
+
+// AddCheckpoint keeps a signed checkpoint of size records made at at,
+// unless one of as many records or more is kept already, or the last one
+// is younger than gap. It reports whether it kept this one.
+func (s *Store) AddCheckpoint(ctx context.Context, id string, size int64, at time.Time, gap time.Duration, signed string) (bool, error) {
+	ok, err := addCheckpointScript.Run(ctx, s.rdb, []string{s.metaKey(id), s.checkpointsKey(id)},
+		size, at.UnixMilli(), gap.Milliseconds(), signed).Int()
+	if err != nil {
+		return false, unavailable("checkpoint "+id, err)
+	}
+	return ok == 1, nil
+}
+
+// Checkpoints returns the campaign's signed checkpoints, oldest first.
+func (s *Store) Checkpoints(ctx context.Context, id string) ([]string, error) {
+	cps, err := s.rdb.LRange(ctx, s.checkpointsKey(id), 0, -1).Result()
+	if err != nil {
+		return nil, unavailable("checkpoints "+id, err)
+	}
+	return cps, nil
+}
+
+// RecordsOf returns the stored records of campaign id whose subject is
+// subject, in log order, as stored.
+func (s *Store) RecordsOf(ctx context.Context, id, subject string) ([][]byte, error) {
+	needle := `"subject":"` + subject + `"`
+	var out [][]byte
+	err := s.RawLedger(ctx, id, -1, func(raw []byte, _ string) error {
+		if strings.Contains(string(raw), needle) {
+			out = append(out, raw)
+		}
+		return nil
+	})
+	return out, err
+}
