@@ -28,8 +28,11 @@ func mkfifo(t *testing.T, path string) {
 	})
 }
 
+// testPubkey is a well-formed public key, of no log.
+const testPubkey = "acme-consent+9643f182+AehCUS4frO55OcoIfsWHMH3WyvFrSEm+6tHdsLpE01YK"
+
 // TestCommandsRefuseFilesThatAreNotRegular gives validate, launch and
-// verify-ledger a FIFO where a file belongs: each must refuse at once with
+// verify-ledger and verify-proof a FIFO where a file belongs: each must refuse at once with
 // exit 2 and name the file, not wait for a writer that never comes.
 func TestCommandsRefuseFilesThatAreNotRegular(t *testing.T) {
 	for _, tc := range []struct {
@@ -40,7 +43,12 @@ func TestCommandsRefuseFilesThatAreNotRegular(t *testing.T) {
 		{"validate recipients", "recipients.csv", func(dir string) []string { return []string{"validate", filepath.Join(dir, "campaign.yaml")} }},
 		{"validate suppression", "suppression.csv", func(dir string) []string { return []string{"validate", filepath.Join(dir, "campaign.yaml")} }},
 		{"launch recipients", "recipients.csv", func(dir string) []string { return []string{"launch", filepath.Join(dir, "campaign.yaml")} }},
-		{"verify-ledger", "ledger.jsonl", func(dir string) []string { return []string{"verify-ledger", filepath.Join(dir, "ledger.jsonl")} }},
+		{"verify-ledger", "ledger.jsonl", func(dir string) []string {
+			return []string{"verify-ledger", filepath.Join(dir, "ledger.jsonl"), "--pubkey", testPubkey}
+		}},
+		{"verify-proof", "proof.json", func(dir string) []string {
+			return []string{"verify-proof", filepath.Join(dir, "proof.json"), "--pubkey", testPubkey}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{
