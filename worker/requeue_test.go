@@ -159,7 +159,9 @@ func TestSendBatchRecordsEachOutcome(t *testing.T) {
 			}
 			return out, nil
 		},
-		RenewBatchFn: func(context.Context, string, []int64, int, time.Time, time.Duration) ([]error, error) { return nil, nil },
+		RenewBatchFn: func(context.Context, string, []int64, int, time.Time, time.Duration) ([]error, error) {
+			return nil, nil
+		},
 		IsSuppressedFn: func(_ context.Context, hs []string) ([]bool, error) {
 			out := make([]bool, len(hs))
 			for i, h := range hs {
