@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -292,4 +293,62 @@ func scaled(n, div int) int {
 		return n / div
 	}
 	return n
+}
+
+// sendTasks returns the ids of the queue's send tasks that may still mail
+// someone (pending, active, scheduled or waiting for a retry), and how
+// many of them are running or due within the next 100ms.
+func (e *env) sendTasks() (ids map[string]bool, busy int) {
+	e.t.Helper()
+	in := asynq.NewInspectorFromRedisClient(e.r.Client)
+	ids = make(map[string]bool)
+	soon := time.Now().Add(100 * time.Millisecond)
+	lists := []struct {
+		list func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
+		busy bool
+	}{{in.ListActiveTasks, true}, {in.ListPendingTasks, true}, {in.ListScheduledTasks, false}, {in.ListRetryTasks, false}}
+	for _, l := range lists {
+		ts, err := l.list(e.r.Prefix, asynq.PageSize(100000))
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			e.t.Fatalf("list tasks: %v", err)
+		}
+		for _, t := range ts {
+			if t.Type == TypeSend {
+				ids[t.ID] = true
+				if l.busy || t.NextProcessAt.Before(soon) {
+					busy++
+				}
+			}
+		}
+	}
+	return ids, busy
+}
+
+// waitSendsDone waits until no send task is running or due: every mail
+// the queue had ready, a duplicate included, is in the sink by then. (A
+// task scheduled later, e.g. for recipients another worker held, finds
+// them mailed when it runs.)
+func (e *env) waitSendsDone(timeout time.Duration) {
+	e.t.Helper()
+	e.waitFor("no send task running or due", timeout, func() bool { _, busy := e.sendTasks(); return busy == 0 })
+}
+
+// waitPausedRound waits until no send task is running or due, then until
+// every send task that existed then has run again (a paused campaign's
+// tasks re-check every PauseRecheck): the paused handlers had their chance
+// to mail and the test can look at what they did.
+func (e *env) waitPausedRound(timeout time.Duration) {
+	e.t.Helper()
+	e.waitSendsDone(timeout)
+	before, _ := e.sendTasks()
+	e.waitFor("every send task run again", timeout, func() bool {
+		now, _ := e.sendTasks()
+		for id := range before {
+			if now[id] {
+				return false
+			}
+		}
+		return true
+	})
+	e.waitSendsDone(timeout)
 }

@@ -60,7 +60,7 @@ func TestLostQueueStillMailsEveryoneOnce(t *testing.T) {
 	}
 	atLoss := e.sink.Count()
 	e.waitFor("every address mailed", 30*time.Second, func() bool { return len(e.initialMailed()) == n })
-	time.Sleep(time.Second) // a late duplicate would arrive now
+	e.waitSendsDone(30 * time.Second) // a late duplicate would be in the sink now
 	t.Logf("deleted %d asynq keys after %d of %d mails; every address mailed", deleted, atLoss, n)
 	e.assertNoDuplicates()
 	if st := e.stats(c.ID); st.Counts[repermit.StateSent] != n {
