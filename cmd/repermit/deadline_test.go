@@ -268,6 +268,18 @@ func TestACampaignPausedUntilTheDeadlineKeepsTheUnmailedUnreached(t *testing.T) 
 			t.Errorf("unreached recipient %s suppressed", rec[0])
 		}
 	}
+
+	// The export is a recipients file: a later campaign asks them all.
+	_, unreached, _ := c.run("export", "short", "--what", "unreached")
+	dir2 := writeFiles(t, map[string]string{"campaign.yaml": fmt.Sprintf(campaignYAML, "second-try"), "recipients.csv": unreached})
+	code, out, errOut = c.run("launch", filepath.Join(dir2, "campaign.yaml"), "--json")
+	var res repermit.ImportResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("launch of the unreached: exit %d %s %s", code, out, errOut)
+	}
+	if res.Imported != int64(n-len(mailed)) || res.SkippedSuppressed != 0 || res.SkippedInvalid != 0 {
+		t.Errorf("launch of the unreached = %+v, want all %d imported", res, n-len(mailed))
+	}
 }
 
 // TestValidateAndLaunchRefuseACampaignThatCannotAskEveryone: 10,000
