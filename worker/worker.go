@@ -160,6 +160,9 @@ func (cfg *Config) fillDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// SMTP replies and go-mail's errors quote addresses; none may reach a
+	// log line.
+	cfg.Logger = newScrubLogger(cfg.Logger)
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
@@ -268,6 +271,7 @@ func New(cfg Config) (*Server, error) {
 // own asynq server.
 func (s *Server) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
+	mux.Use(scrubErrors)
 	mux.HandleFunc(TypeFeed, s.handleFeed)
 	mux.HandleFunc(TypeRemind, s.handleRemind)
 	mux.HandleFunc(TypeSend, s.handleSend)
