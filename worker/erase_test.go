@@ -38,7 +38,7 @@ func (l *lockedBuffer) String() string {
 // dumpRedis reads every key of the database the test's Redis holds, by
 // type, and returns one text with all names and values: the store's keys
 // and asynq's (tasks, archived errors, queues, servers) alike.
-func dumpRedis(t *testing.T, rdb *redis.Client) string {
+func dumpRedis(t *testing.T, rdb redis.UniversalClient) string {
 	t.Helper()
 	ctx := context.Background()
 	var b strings.Builder
