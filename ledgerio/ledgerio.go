@@ -38,7 +38,7 @@ func Checkpoint(ctx context.Context, s *redisstore.Store, id string, signer note
 	lastSize := int64(0)
 	if len(cps) > 0 {
 		last = cps[len(cps)-1]
-		lastSize = signedSize(last)
+		lastSize = SignedSize(last)
 	}
 	if size == 0 || size <= lastSize {
 		return last, false, nil
@@ -65,9 +65,9 @@ func Checkpoint(ctx context.Context, s *redisstore.Store, id string, signer note
 	return msg, true, nil
 }
 
-// signedSize reads the size of a stored signed checkpoint without checking
+// SignedSize reads the size of a stored signed checkpoint without checking
 // its signature (the store wrote it; verifiers check).
-func signedSize(msg string) int64 {
+func SignedSize(msg string) int64 {
 	text, _, ok := strings.Cut(msg, "\n\n")
 	if !ok {
 		return -1
@@ -101,7 +101,7 @@ func Export(ctx context.Context, w io.Writer, s *redisstore.Store, id string, si
 	}
 	size := int64(0)
 	if len(cps) > 0 {
-		size = signedSize(cps[len(cps)-1])
+		size = SignedSize(cps[len(cps)-1])
 	}
 	bw := bufio.NewWriter(w)
 	line := func(v any) error {
@@ -121,8 +121,8 @@ func Export(ctx context.Context, w io.Writer, s *redisstore.Store, id string, si
 		bw.Write(raw)
 		bw.WriteByte('\n')
 		n++
-		for next < len(cps) && signedSize(cps[next]) <= n {
-			if signedSize(cps[next]) == n {
+		for next < len(cps) && SignedSize(cps[next]) <= n {
+			if SignedSize(cps[next]) == n {
 				if err := line(consentlog.CheckpointLine{Checkpoint: cps[next]}); err != nil {
 					return err
 				}

@@ -69,7 +69,7 @@ func Proof(ctx context.Context, s *redisstore.Store, address, campaign string, s
 		if err != nil {
 			return nil, err
 		}
-		size := signedSize(signed)
+		size := SignedSize(signed)
 		cp := consentlog.CampaignProof{Campaign: id, Checkpoint: signed}
 		for _, raw := range raws {
 			rec, err := repermit.ParseRecord(raw)

@@ -324,3 +324,27 @@ func (s *Store) RecordsOf(ctx context.Context, id, subject string) ([][]byte, er
 	})
 	return out, err
 }
+
+// fWitnessed is the size of the last checkpoint published to the witness.
+const fWitnessed = "wsize"
+
+// Witnessed returns the size of the last checkpoint published to the
+// witness (0: none).
+func (s *Store) Witnessed(ctx context.Context, id string) (int64, error) {
+	n, err := s.rdb.HGet(ctx, s.metaKey(id), fWitnessed).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable("witnessed "+id, err)
+	}
+	return n, nil
+}
+
+// SetWitnessed notes that the checkpoint of size records was published.
+func (s *Store) SetWitnessed(ctx context.Context, id string, size int64) error {
+	if err := s.rdb.HSet(ctx, s.metaKey(id), fWitnessed, size).Err(); err != nil {
+		return unavailable("witnessed "+id, err)
+	}
+	return nil
+}

@@ -65,6 +65,7 @@ func (s *Server) handleExpire(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	s.log.Info("campaign finished", "campaign", c.ID, "expired", n, "unreached", unreached)
+	s.checkpointAtDeadline(ctx, c)
 	if unreached > 0 {
 		s.log.Warn("recipients never got the initial mail before the deadline; they are kept as unreached (repermit export "+c.ID+" --what unreached)",
 			"campaign", c.ID, "unreached", unreached)

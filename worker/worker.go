@@ -28,9 +28,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/bounces"
+	"github.com/repermit/repermit/ledgerio"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/token"
@@ -127,6 +129,13 @@ type Config struct {
 	BounceMailbox   *bounces.MailboxConfig
 	BounceInterval  time.Duration
 	SoftBounceLimit int
+
+	// LedgerSigner, when set, signs a checkpoint of each campaign's consent
+	// log that grew, at most once per CheckpointInterval (default 1m), and
+	// one at the deadline; Witness, when set, receives each of them.
+	LedgerSigner       note.Signer
+	Witness            *ledgerio.Witness
+	CheckpointInterval time.Duration
 }
 
 func (cfg *Config) setDefaults() error {
@@ -175,6 +184,7 @@ func (cfg *Config) fillDefaults() {
 	setDefault(&cfg.SweepInterval, 15*time.Second)
 	setDefault(&cfg.ClaimLease, 20*time.Second)
 	setDefault(&cfg.BounceInterval, time.Minute)
+	setDefault(&cfg.CheckpointInterval, time.Minute)
 	setDefault(&cfg.StaleAfter, max(10*cfg.TickInterval, 30*time.Second))
 	setDefault(&cfg.PauseRecheck, 2*time.Second)
 	setDefault(&cfg.RetryBase, 30*time.Second)
@@ -279,6 +289,7 @@ func (s *Server) Mux() *asynq.ServeMux {
 	mux.HandleFunc(TypeSweep, s.handleSweep)
 	mux.HandleFunc(TypePurge, s.handlePurge)
 	mux.HandleFunc(TypeBounces, s.handleBounces)
+	mux.HandleFunc(TypeCheckpoint, s.handleCheckpoint)
 	return mux
 }
 
@@ -303,6 +314,13 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			s.bounceLoop(ctx)
+		}()
+	}
+	if s.cfg.LedgerSigner != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.checkpointLoop(ctx)
 		}()
 	}
 	<-ctx.Done()

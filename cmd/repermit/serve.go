@@ -19,6 +19,7 @@ import (
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/bounces"
 	"github.com/repermit/repermit/hooks"
+	"github.com/repermit/repermit/ledgerio"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/metrics"
 	"github.com/repermit/repermit/redisstore"
@@ -102,6 +103,17 @@ func (p *parts) worker(env Env, f serverFlags) (*worker.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ledgerKey, err := ledgerSigner(env, false)
+	if err != nil {
+		return nil, err
+	}
+	witness, err := ledgerio.NewWitness(env.Getenv("REPERMIT_LEDGER_WITNESS"))
+	if err != nil {
+		return nil, usageError("REPERMIT_LEDGER_WITNESS: %s", repermit.ErrorMessage(err))
+	}
+	if witness != nil && ledgerKey == nil {
+		return nil, usageError("REPERMIT_LEDGER_WITNESS needs REPERMIT_LEDGER_KEY to sign the checkpoints it receives")
+	}
 	return worker.New(worker.Config{
 		Store:          p.store,
 		Signer:         p.signer,
@@ -112,6 +124,8 @@ func (p *parts) worker(env Env, f serverFlags) (*worker.Server, error) {
 		Observer:       metrics.NewWorkerObserver(p.registry),
 		BounceMailbox:  box,
 		BounceInterval: interval,
+		LedgerSigner:   ledgerKey,
+		Witness:        witness,
 	})
 }
 
