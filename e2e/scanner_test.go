@@ -101,7 +101,10 @@ func TestScannerChangesNothing(t *testing.T) {
 		l := mailbox1(t, mp, s.ID)
 		links = append(links, l.Confirm, l.Yes, l.No, l.Unsubscribe)
 		for _, h := range hrefRE.FindAllStringSubmatch(m.HTML, -1) {
-			if strings.HasPrefix(h[1], "http") {
+			// Only our own server's links: the controller's privacy policy
+			// and other footer links point at the sender's site, which a
+			// scanner would follow too but which is not ours to test.
+			if strings.HasPrefix(h[1], w.baseURL()+"/") {
 				links = append(links, strings.ReplaceAll(h[1], "&amp;", "&"))
 			}
 		}
