@@ -148,11 +148,11 @@ func (p *Processor) claims(rep Report) (token.Claims, bool) {
 		if err != nil {
 			continue
 		}
-		i := strings.LastIndex(u.Path, "/u/")
+		i := strings.LastIndex(u.Path, token.UnsubscribePath)
 		if i < 0 {
 			continue
 		}
-		c, err := p.Signer.Verify(u.Path[i+len("/u/"):], now)
+		c, err := p.Signer.Verify(u.Path[i+len(token.UnsubscribePath):], now)
 		if (err == nil || errors.Is(err, token.ErrExpired)) && c.Purpose == token.Unsubscribe {
 			return c, true
 		}

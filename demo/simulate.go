@@ -77,16 +77,14 @@ func (s *tokenSource) poll(ctx context.Context) ([]Links, error) {
 			}
 			s.seen[r.Index] = r.Step
 			claims := token.Claims{CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
-			claims.Purpose = token.Confirm
-			confirm := s.baseURL + "/c/" + s.signer.Sign(claims)
-			claims.Purpose = token.Unsubscribe
+			confirm, unsubscribe := s.signer.Links(s.baseURL, claims)
 			out = append(out, Links{
 				To:          r.Email,
 				MessageID:   mailer.MessageID(c.ID, r.Index, mailer.Kind(r.Step-1), c.From),
 				Confirm:     confirm,
 				Yes:         confirm + "?answer=yes",
 				No:          confirm + "?answer=no",
-				Unsubscribe: s.baseURL + "/u/" + s.signer.Sign(claims),
+				Unsubscribe: unsubscribe,
 				OneClick:    true,
 			})
 		}

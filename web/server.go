@@ -163,10 +163,10 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	m.HandleFunc("GET /c/{token}", s.getConfirm)
-	m.HandleFunc("POST /c/{token}", s.postConfirm)
-	m.HandleFunc("GET /u/{token}", s.getUnsubscribe)
-	m.HandleFunc("POST /u/{token}", s.postUnsubscribe)
+	m.HandleFunc("GET "+token.ConfirmPath+"{token}", s.getConfirm)
+	m.HandleFunc("POST "+token.ConfirmPath+"{token}", s.postConfirm)
+	m.HandleFunc("GET "+token.UnsubscribePath+"{token}", s.getUnsubscribe)
+	m.HandleFunc("POST "+token.UnsubscribePath+"{token}", s.postUnsubscribe)
 	m.HandleFunc("GET /static/style.css", s.styleSheet)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))

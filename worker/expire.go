@@ -43,8 +43,7 @@ func (s *Server) handleExpire(ctx context.Context, t *asynq.Task) error {
 	// asynq schedules to the whole second, so the task may come early.
 	if wait := c.Deadline.Sub(s.cfg.Now()); wait > 0 {
 		if wait > 5*time.Second {
-			return s.sched.enqueue(ctx, TypeExpire, p, "expire:"+c.ID+":"+fmt.Sprint(c.Deadline.UnixMilli()),
-				asynq.ProcessAt(c.Deadline), asynq.Timeout(time.Hour), asynq.MaxRetry(100))
+			return s.sched.expire(ctx, c.ID, c.Deadline.UnixMilli(), c.Deadline, 0)
 		}
 		select {
 		case <-ctx.Done():

@@ -95,6 +95,9 @@ type queued struct {
 	Indexes []int64
 	Attempt int
 	Delay   time.Duration
+	TaskID  string        // "" for none
+	At      time.Time     // ProcessAt, zero for none
+	Keep    time.Duration // Retention
 }
 
 func (q *fakeQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
@@ -109,8 +112,15 @@ func (q *fakeQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asy
 	}
 	task := queued{Indexes: p.Indexes, Attempt: p.Attempt}
 	for _, o := range opts {
-		if o.Type() == asynq.ProcessInOpt {
+		switch o.Type() {
+		case asynq.ProcessInOpt:
 			task.Delay = o.Value().(time.Duration)
+		case asynq.TaskIDOpt:
+			task.TaskID = o.Value().(string)
+		case asynq.ProcessAtOpt:
+			task.At = o.Value().(time.Time)
+		case asynq.RetentionOpt:
+			task.Keep = o.Value().(time.Duration)
 		}
 	}
 	q.tasks = append(q.tasks, task)

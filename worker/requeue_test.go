@@ -6,6 +6,7 @@ import (
 	"net/textproto"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -225,5 +226,31 @@ func TestSendBatchRecordsEachOutcome(t *testing.T) {
 	if counters.SentN.Load() != 1 || counters.RecipientRejectedN.Load() != 1 || counters.TemporaryN.Load() != 1 || counters.SuppressedN.Load() != 1 {
 		t.Errorf("observer: sent %d, rejected %d, temporary %d, suppressed %d; want 1 each",
 			counters.SentN.Load(), counters.RecipientRejectedN.Load(), counters.TemporaryN.Load(), counters.SuppressedN.Load())
+	}
+}
+
+// TestExpiryTaskIDs: the launch's expiry, one that came early and waits
+// for the deadline, and one the sweep re-arms each have their own TaskID
+// scheme, so that repeats of one collide and distinct ones do not.
+func TestExpiryTaskIDs(t *testing.T) {
+	s, q, _ := fakeServer(t, &mockStore{}, &fakeSender{})
+	ctx := context.Background()
+	deadline := fakeT0.Add(time.Hour)
+	if err := s.sched.expire(ctx, "camp", 0, deadline, 25*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sched.expire(ctx, "camp", deadline.UnixMilli(), deadline, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sched.expire(ctx, "camp", 1234, time.Time{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := []queued{
+		{TaskID: "expire:camp", At: deadline, Keep: 25 * time.Hour},
+		{TaskID: "expire:camp:" + strconv.FormatInt(deadline.UnixMilli(), 10), At: deadline},
+		{TaskID: "expire:camp:1234"},
+	}
+	if got := q.sent(); !reflect.DeepEqual(got, want) {
+		t.Errorf("enqueued %+v, want %+v", got, want)
 	}
 }

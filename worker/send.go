@@ -277,10 +277,7 @@ func (b *sendBatch) build(r *repermit.Recipient) (*gomail.Msg, error) {
 	c := &b.e.c
 	signer := b.s.cfg.Signer
 	claims := token.Claims{CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
-	claims.Purpose = token.Confirm
-	confirm := c.ConfirmBaseURL + "/c/" + signer.Sign(claims)
-	claims.Purpose = token.Unsubscribe
-	unsub := c.ConfirmBaseURL + "/u/" + signer.Sign(claims)
+	confirm, unsub := signer.Links(c.ConfirmBaseURL, claims)
 	kind := mailer.Initial
 	if b.p.Step > 1 {
 		kind = mailer.Reminder(b.p.Step - 1)

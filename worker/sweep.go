@@ -70,8 +70,7 @@ func (s *Server) repair(ctx context.Context, c *repermit.Campaign) error {
 		}
 		s.log.Warn("re-arming the expiry", "campaign", c.ID)
 		slot := now.Truncate(s.cfg.StaleAfter).UnixMilli()
-		return s.sched.enqueue(ctx, TypeExpire, expirePayload{Campaign: c.ID}, "expire:"+c.ID+":"+strconv.FormatInt(slot, 10),
-			asynq.Timeout(time.Hour), asynq.MaxRetry(100))
+		return s.sched.expire(ctx, c.ID, slot, time.Time{}, 0)
 	}
 	if c.Status == repermit.StatusCancelled {
 		return nil

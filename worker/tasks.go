@@ -88,8 +88,7 @@ func (s *Scheduler) Schedule(ctx context.Context, c repermit.Campaign) error {
 			return err
 		}
 	}
-	err = s.enqueue(ctx, TypeExpire, expirePayload{Campaign: c.ID}, "expire:"+c.ID,
-		asynq.ProcessAt(c.Deadline), asynq.Retention(keep), asynq.Timeout(time.Hour), asynq.MaxRetry(100))
+	err = s.expire(ctx, c.ID, 0, c.Deadline, keep)
 	if err != nil || c.Retention <= 0 {
 		return err
 	}
@@ -118,6 +117,27 @@ func (s *Scheduler) enqueue(ctx context.Context, typ string, payload any, id str
 		return fmt.Errorf("enqueue %s %s: %w", typ, id, err)
 	}
 	return nil
+}
+
+// expire enqueues the expiry of campaign id at at (zero: now), kept for
+// retention after it ran (zero: not kept). Its TaskID is "expire:ID" for
+// the one Schedule arms at launch and "expire:ID:N" for a later one: N is
+// the deadline in unix ms for a task that came early and waits for it, or
+// the sweep's time slot for an expiry it re-arms, so that repeats of one
+// collide and distinct ones do not.
+func (s *Scheduler) expire(ctx context.Context, id string, n int64, at time.Time, retention time.Duration) error {
+	taskID := "expire:" + id
+	if n != 0 {
+		taskID += ":" + strconv.FormatInt(n, 10)
+	}
+	opts := []asynq.Option{asynq.Timeout(time.Hour), asynq.MaxRetry(100)}
+	if !at.IsZero() {
+		opts = append(opts, asynq.ProcessAt(at))
+	}
+	if retention > 0 {
+		opts = append(opts, asynq.Retention(retention))
+	}
+	return s.enqueue(ctx, TypeExpire, expirePayload{Campaign: id}, taskID, opts...)
 }
 
 // tick enqueues the next tick of a chain at at. The id holds the expected
