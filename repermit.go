@@ -101,6 +101,8 @@ type Campaign struct {
 	MinAnswerWindow time.Duration `json:"min_answer_window,omitempty"`
 	// UnsubscribeMailto adds a mailto: List-Unsubscribe target when set.
 	UnsubscribeMailto string `json:"unsubscribe_mailto,omitempty"`
+	// Waves, when set, sends the list in waves (see Waves).
+	Waves *Waves `json:"waves,omitempty"`
 
 	// ListName is what the recipients would keep getting ("ACME News"),
 	// per locale; empty means the display name of From.

@@ -39,7 +39,7 @@ type File struct {
 	Warnings Problems
 	// deadlineLine and rateLine are where the deadline and the rate are
 	// written (0: not written), for CheckFeasible's problems.
-	deadlineLine, rateLine int
+	deadlineLine, rateLine, wavesLine int
 	// texts names each per-locale wording by its key ("list_name",
 	// "topics.yoga.label") with the line it is on, for CheckLocales.
 	texts []namedText
@@ -65,7 +65,7 @@ var keys = []string{
 	"id", "from", "subject", "recipients", "suppression", "confirm_base_url",
 	"start_at", "deadline", "reminders", "rate", "topics", "templates",
 	"retention", "list_unsubscribe_mailto", "min_answer_window",
-	"list_name", "reminder_subject", "default_locale", "timezone", "controller",
+	"list_name", "reminder_subject", "default_locale", "timezone", "controller", "waves",
 }
 
 var required = []string{"id", "from", "subject", "recipients", "confirm_base_url", "deadline", "controller"}
@@ -98,6 +98,8 @@ type loader struct {
 	problems Problems
 	warnings Problems
 	texts    []namedText
+	// wavesLine is where waves: is written (0: not written).
+	wavesLine int
 }
 
 func (l *loader) warnf(line int, format string, args ...any) {
@@ -261,6 +263,10 @@ func (l *loader) load(path string, now time.Time) *File {
 			f.rateLine = n.Line
 		case "topics":
 			c.Topics, c.TopicText = l.topics(n)
+		case "waves":
+			if !isNull(n) {
+				c.Waves = l.waves(n)
+			}
 		case "retention":
 			if v, ok := l.str(k, n); ok {
 				d, err := ParseDuration(v)
@@ -296,6 +302,7 @@ func (l *loader) load(path string, now time.Time) *File {
 		}
 	}
 	f.texts = l.texts
+	f.wavesLine = l.wavesLine
 	c.StartAt = startAt
 	// The deadline and the reminders are relative to the start; with a bad
 	// start_at only their own syntax is checked, as comparing them with a

@@ -360,6 +360,14 @@ func TestInfeasibleCampaignIsRefusedWithItsLineAndAFit(t *testing.T) {
 		{"reminders take their share", "deadline: 40s\nreminders: [5s]\nrate: {per_second: 10}\n", map[string]int64{"example.com": 200},
 			[]string{"campaign.yaml:9: rate:", "25s after the start", "rate.per_second: 14"}},
 		{"no rate, no line of its own", "deadline: 30d\n", ten, nil},
+		// 10,000 in waves of 100, 250, 625, 1562, 3905, 3558: 6 waves, 5
+		// observation times of 1h, 8m20s of sending at 20/s.
+		{"waves leave the window", "deadline: 7h\nmin_answer_window: 1h\nrate: {per_second: 20}\nwaves: {pilot: 100, grow: 2.5, observe: 1h}\n", ten, nil},
+		{"waves' observation eats the window", "deadline: 6h\nmin_answer_window: 1h\nrate: {per_second: 20}\nwaves: {pilot: 100, grow: 2.5, observe: 1h}\n", ten,
+			[]string{"campaign.yaml:10: waves:", "10000 recipients make 6 waves (pilot 100)", "5 observation times of 1h", "8m20s of sending",
+				"at 2026-12-01T14:08:20Z, 51m40s before the deadline", "a deadline of at least 6h8m20s after the start"}},
+		{"fixed waves", "deadline: 1d\nmin_answer_window: 1h\nwaves: {pilot: 1000, grow: 3000, observe: 8h}\n", ten,
+			[]string{"campaign.yaml:9: waves:", "make 4 waves", "3 observation times of 8h", "1d1h after the start"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/repermit/repermit"
 )
 
 // CheckFeasible refuses a campaign whose initial mails, to recipients
@@ -16,7 +18,7 @@ func (f *File) CheckFeasible(perDomain map[string]int64, now time.Time) error {
 	c := &f.Campaign
 	p := c.Project(perDomain, now)
 	if p.Feasible() {
-		return nil
+		return f.checkWaves(p)
 	}
 	var fit []string
 	if p.Domain != "" {
@@ -48,6 +50,33 @@ func (f *File) CheckFeasible(perDomain map[string]int64, now time.Time) error {
 		msg = strings.Replace(msg, fmtDuration(0)+" before the deadline", fmtDuration(-p.Left)+" after the deadline", 1)
 	}
 	return Problems{{File: f.Path, Line: line, Msg: msg}}
+}
+
+// checkWaves refuses a campaign whose waves, each sent at the rate of p
+// and followed by waves.observe, leave less than min_answer_window after
+// the last wave's last mail. The problem is on the line of waves and
+// names the waves, their observation time and the deadline that fits.
+func (f *File) checkWaves(p repermit.Projection) error {
+	c := &f.Campaign
+	w := c.Waves
+	if w == nil || p.Recipients == 0 {
+		return nil
+	}
+	n := w.Count(p.Recipients)
+	observing := time.Duration(n-1) * w.Observe
+	finish := p.Finish.Add(observing)
+	left := c.Deadline.Sub(finish)
+	if left >= p.Window {
+		return nil
+	}
+	where := fmt.Sprintf("%s before the deadline", fmtDuration(max(left, 0)))
+	if left < 0 {
+		where = fmt.Sprintf("%s after the deadline", fmtDuration(-left))
+	}
+	msg := fmt.Sprintf("waves: %d recipients make %d waves (pilot %d); %d observation times of %s and %s of sending put the last wave's last mail at %s, %s %s, less than min_answer_window %s; would fit: a deadline of at least %s after the start, a shorter waves.observe, or fewer waves (a larger pilot or grow)",
+		p.Recipients, n, w.Pilot, n-1, fmtDuration(w.Observe), fmtDuration(p.Sending), finish.UTC().Format(time.RFC3339),
+		where, c.Deadline.UTC().Format(time.RFC3339), fmtDuration(p.Window), fmtDuration(finish.Add(p.Window).Sub(c.StartAt)))
+	return Problems{{File: f.Path, Line: f.wavesLine, Msg: msg}}
 }
 
 // fmtDuration writes d in the units of a campaign file: days, hours,
