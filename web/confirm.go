@@ -96,7 +96,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 	c := t.campaign
 	ans, err := parseAnswerForm(form, c.Topics)
 	if err != nil {
-		s.fail(w, r, t.locale, err)
+		s.failFor(w, r, t, err)
 		return
 	}
 	if ans.state == repermit.StateConfirmed && t.recipient.State == repermit.StateConfirmed &&
@@ -111,7 +111,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 	wordingData.TopicChange = t.recipient.State == repermit.StateConfirmed && len(data.Topics) > 0
 	wording, text, err := s.pages.wordingHash(c, pageLanding, t.locale, wordingData)
 	if err != nil {
-		s.fail(w, r, t.locale, err)
+		s.failFor(w, r, t, err)
 		return
 	}
 	res, err := s.store.Record(ctx, redisstore.Answer{
@@ -127,7 +127,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 		Current:       t.recipient,
 	})
 	if err != nil {
-		s.fail(w, r, t.locale, err)
+		s.failFor(w, r, t, err)
 		return
 	}
 	if res.Changed {

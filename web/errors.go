@@ -75,6 +75,18 @@ func httpStatus(err error) int {
 
 // fail shows the error page in locale and logs what the user does not see.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, locale string, err error) {
+	s.failIn(w, r, nil, locale, err)
+}
+
+// failFor shows the error page of a request whose link resolved: in the
+// recipient's language, with the campaign's controller in the footer.
+func (s *Server) failFor(w http.ResponseWriter, r *http.Request, t *target, err error) {
+	s.failIn(w, r, t.campaign, t.locale, err)
+}
+
+// failIn shows the error page; c is the link's campaign if known (a 410
+// names its own).
+func (s *Server) failIn(w http.ResponseWriter, r *http.Request, c *repermit.Campaign, locale string, err error) {
 	code := httpStatus(err)
 	switch {
 	case code >= 500:
@@ -88,17 +100,21 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, locale string, err
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "60")
 	}
-	data := &PageData{Root: root(r.URL.Path), Status: code}
 	var g *goneError
-	if errors.As(err, &g) {
-		if c := g.campaign; c != nil {
-			d := campaignData(c, r.URL.Path)
-			d.Status, d.Topics = code, nil
-			data = &d
-			if locale == "" {
-				locale, _ = pagesLocale.Match(r.Header.Get("Accept-Language"), pagesLocale.Covered(c))
-			}
+	gone := errors.As(err, &g)
+	if gone && g.campaign != nil {
+		c = g.campaign
+	}
+	data := &PageData{Root: root(r.URL.Path), Status: code}
+	if c != nil {
+		d := campaignData(c, r.URL.Path)
+		d.Status, d.Topics = code, nil
+		data = &d
+		if locale == "" {
+			locale, _ = pagesLocale.Match(r.Header.Get("Accept-Language"), pagesLocale.Covered(c))
 		}
+	}
+	if gone {
 		data.Gone = g.kind
 	}
 	if locale == "" {

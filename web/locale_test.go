@@ -195,3 +195,19 @@ func TestEveryLanguageRendersEveryPageInItself(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorPagesOfACampaignNameItsController: an answer the server cannot
+// read gets its 400 page in the recipient's language, with the footer
+// every page of the campaign has.
+func TestErrorPagesOfACampaignNameItsController(t *testing.T) {
+	h := newCampaignHarness(t, multilingual(), multiLocales)
+	rec := h.postForm(h.confirmPath(2), url.Values{"choice": {"maybe"}})
+	wantStatus(t, "POST choice=maybe", rec, http.StatusBadRequest)
+	page := rec.Body.String()
+	wantOnly(t, "400", page, "da", h.c)
+	for _, s := range []string{testController.Name, testController.PrivacyURL, "Dataansvarlig"} {
+		if !strings.Contains(html.UnescapeString(page), s) {
+			t.Errorf("400 page lacks %q", s)
+		}
+	}
+}

@@ -68,7 +68,7 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	var text []byte
 	if form.Get("from") == "page" {
 		if wording, text, err = s.pages.wordingHash(c, pageUnsubscribe, t.locale, data); err != nil {
-			s.fail(w, r, t.locale, err)
+			s.failFor(w, r, t, err)
 			return
 		}
 	}
@@ -84,7 +84,7 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		Current:       t.recipient,
 	})
 	if err != nil {
-		s.fail(w, r, t.locale, err)
+		s.failFor(w, r, t, err)
 		return
 	}
 	if res.Changed {
