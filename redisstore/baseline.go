@@ -26,7 +26,9 @@ func (s *Store) BaselineImport(ctx context.Context, keyPrefix string, rows int, 
 	for i := range rows {
 		email, name, locale, extra := row(i)
 		b, slot := i/BucketSize, strconv.Itoa(i%BucketSize)
-		pipe.HSet(ctx, keyPrefix+"b:"+strconv.Itoa(b), "s"+slot, "p", "d"+slot, encodeData(email, name, locale, extra))
+		var cols columnIndex
+		fields := append([]any{"s" + slot, "p"}, rowFields(slot, encodeRow(email, name, locale, extra, &cols))...)
+		pipe.HSet(ctx, keyPrefix+"b:"+strconv.Itoa(b), fields...)
 		if pipe.Len() == 8192 || i == rows-1 {
 			if _, err := pipe.Exec(ctx); err != nil {
 				return 0, fmt.Errorf("baseline import: %w", err)
@@ -52,7 +54,7 @@ func (s *Store) BaselineExpire(ctx context.Context, keyPrefix string, n int) (ti
 		for slot := range size {
 			s := strconv.Itoa(slot)
 			set = append(set, "s"+s, "e")
-			del = append(del, "d"+s)
+			del = append(del, dataFields(s)...)
 		}
 		pipe.HSet(ctx, key, set...)
 		pipe.HDel(ctx, key, del...)
@@ -217,9 +219,10 @@ func (s *Store) UsedMemory(ctx context.Context) (int64, error) {
 	return total.Load(), err
 }
 
-// PackedSize is the length of the longest hash value the store writes for
-// a recipient with this data: the figure Redis compares with
-// hash-max-listpack-value (64 by default).
+// PackedSize is the length of a recipient's packed data (row.go), before
+// it is split into values of at most 64 bytes (Redis'
+// hash-max-listpack-value).
 func PackedSize(email, name, locale string, extra map[string]string) int {
-	return len(encodeData(email, name, locale, extra))
+	var cols columnIndex
+	return len(encodeRow(email, name, locale, extra, &cols))
 }

@@ -48,6 +48,8 @@ type Import struct {
 	pending  int
 	maxBkt   int64
 	lastBeat time.Time
+	cols     columnIndex // the extra columns met so far, see row.go
+	colsSent int         // how many of them meta holds
 }
 
 // BeginImport reserves c.ID and assigns c.Seq. It fails with ECONFLICT when
@@ -103,7 +105,8 @@ const flushEvery = 64 * BucketSize
 func (imp *Import) Add(ctx context.Context, email, name, locale string, extra map[string]string) error {
 	b, slot := bucketOf(imp.next)
 	imp.next++
-	imp.pipe.HSet(ctx, imp.s.bucketKey(imp.c.ID, b), "s"+slot, "p", "d"+slot, encodeData(email, name, locale, extra))
+	fields := append([]any{"s" + slot, "p"}, rowFields(slot, encodeRow(email, name, locale, extra, &imp.cols))...)
+	imp.pipe.HSet(ctx, imp.s.bucketKey(imp.c.ID, b), fields...)
 	imp.maxBkt = b
 	imp.pending++
 	if imp.pending >= flushEvery {
@@ -117,6 +120,15 @@ func (imp *Import) flush(ctx context.Context) error {
 	// import cleanup know every bucket that may exist.
 	meta := imp.s.metaKey(imp.c.ID)
 	imp.pipe.HSet(ctx, meta, fHighWater, imp.maxBkt+1, fHeartbeat, time.Now().UnixMilli())
+	if len(imp.cols.names) > imp.colsSent {
+		// The column list goes out with the rows that name its columns.
+		js, err := json.Marshal(imp.cols.names)
+		if err != nil {
+			return fmt.Errorf("import %s: %w", imp.c.ID, err)
+		}
+		imp.pipe.HSet(ctx, meta, fColumns, js)
+		imp.colsSent = len(imp.cols.names)
+	}
 	_, err := imp.pipe.Exec(ctx)
 	imp.pending = 0
 	if err != nil {
@@ -188,6 +200,7 @@ func (imp *Import) Abort(ctx context.Context) error {
 
 // deleteCampaignKeys removes every key of a campaign.
 func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
+	s.cols.forget(id)
 	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fHighWater, fSeq).Result()
 	if err != nil {
 		return unavailable("delete "+id, err)

@@ -22,7 +22,7 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 		return nil, repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
 	}
 	b, slot := bucketOf(idx)
-	vals, err := s.rdb.HMGet(ctx, s.bucketKey(id, b), "s"+slot, "d"+slot, "a"+slot).Result()
+	vals, err := s.rdb.HMGet(ctx, s.bucketKey(id, b), append([]string{"s" + slot, "a" + slot}, dataFields(slot)...)...).Result()
 	if err != nil {
 		return nil, unavailable("recipient "+id, err)
 	}
@@ -30,16 +30,28 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 	if code == "" {
 		return nil, repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
 	}
-	data, _ := vals[1].(string)
-	answer, _ := vals[2].(string)
-	return buildRecipient(id, idx, code, data, answer), nil
+	answer, _ := vals[1].(string)
+	return s.buildRecipient(ctx, id, idx, code, joinValues(vals[2:]), answer)
 }
 
-func buildRecipient(id string, idx int64, code, data, answer string) *repermit.Recipient {
+// joinValues joins the string values of an HMGET, skipping the missing.
+func joinValues(vals []any) string {
+	var b strings.Builder
+	for _, v := range vals {
+		if s, ok := v.(string); ok {
+			b.WriteString(s)
+		}
+	}
+	return b.String()
+}
+
+// buildRecipient makes a recipient of its stored fields: state code, data
+// (the packed row, see row.go) and answer.
+func (s *Store) buildRecipient(ctx context.Context, id string, idx int64, code, data, answer string) (*repermit.Recipient, error) {
 	r := &repermit.Recipient{Campaign: id, Index: idx}
 	r.State, r.Step = publicState(code)
-	if data != "" {
-		decodeData(r, data)
+	if err := s.decode(ctx, id, r, data); err != nil {
+		return nil, err
 	}
 	if answer != "" {
 		parts := strings.SplitN(answer, "|", 3)
@@ -51,7 +63,7 @@ func buildRecipient(id string, idx int64, code, data, answer string) *repermit.R
 			r.LedgerID = parts[2]
 		}
 	}
-	return r
+	return r, nil
 }
 
 // Bucket reads the recipients of bucket b, in index order.
@@ -67,7 +79,11 @@ func (s *Store) Bucket(ctx context.Context, id string, b int64) ([]*repermit.Rec
 		if code == "" {
 			continue
 		}
-		out = append(out, buildRecipient(id, b*BucketSize+int64(slot), code, m["d"+k], m["a"+k]))
+		r, err := s.buildRecipient(ctx, id, b*BucketSize+int64(slot), code, m["d"+k]+m["e"+k]+m["f"+k]+m["g"+k], m["a"+k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
 	}
 	return out, nil
 }

@@ -78,6 +78,8 @@ type Store struct {
 	limiter     *redis_rate.Limiter
 	inspectOnce sync.Once
 	inspect     *asynq.Inspector
+
+	cols columnCache // each campaign's extra column names, see row.go
 }
 
 // ledgerTurns lets the answers of one campaign take turns within this
@@ -197,6 +199,7 @@ const (
 	fTopicPfx   = "topic:"
 	fPausedBy   = "pause_reason"
 	fPurged     = "purged_ms"
+	fColumns    = "cols" // JSON list of the extra columns' names, see row.go
 )
 
 func unavailable(op string, err error) error {
@@ -240,7 +243,8 @@ func parseMs(s string) time.Time {
 	return time.UnixMilli(n)
 }
 
-// encodeData packs a recipient's personal data into one value: email,
+// encodeData was the packing before encodeRow, kept for the rows written
+// then and as the benches' text baseline: email,
 // name, locale, then key=value per extra column, separated by the ASCII
 // unit separator (0x1f). Any text round-trips: inside a field the record
 // separator (0x1e) escapes the unit separator ("\x1e_"), itself
@@ -314,11 +318,9 @@ func unescapeField(s string) string {
 	return b.String()
 }
 
-func decodeData(r *repermit.Recipient, v string) {
-	if h, ok := strings.CutPrefix(v, keptHashPrefix); ok {
-		r.AddressHash = h
-		return
-	}
+// decodeText decodes a value encodeData wrote (campaigns launched before
+// the binary rows of row.go).
+func decodeText(r *repermit.Recipient, v string) {
 	parts := strings.Split(v, "\x1f")
 	r.Email = unescapeField(parts[0])
 	if len(parts) > 1 {

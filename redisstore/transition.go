@@ -186,6 +186,9 @@ for j = 1, #slots do
       end
       if erase and new ~= 'n' then
         table.insert(dels, 'd' .. slot)
+        table.insert(dels, 'e' .. slot)
+        table.insert(dels, 'f' .. slot)
+        table.insert(dels, 'g' .. slot)
         if ARGV[i + 1] ~= '' then table.insert(adds, ARGV[i + 1]) end
       end
       if answer then

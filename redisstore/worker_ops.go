@@ -38,7 +38,7 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 	// them one round trip all the same.
 	for i, idx := range idxs {
 		b, slot := bucketOf(idx)
-		cmds[i] = pipe.HMGet(ctx, s.bucketKey(id, b), "s"+slot, "d"+slot)
+		cmds[i] = pipe.HMGet(ctx, s.bucketKey(id, b), append([]string{"s" + slot}, dataFields(slot)...)...)
 	}
 	_, err := pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -51,15 +51,16 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 	out := make([]*repermit.Recipient, len(idxs))
 	for i, cmd := range cmds {
 		vals := cmd.Val()
-		if len(vals) < 2 {
+		if len(vals) < 5 {
 			continue
 		}
 		code, _ := vals[0].(string)
 		if code == "" || idxs[i] < 0 {
 			continue
 		}
-		data, _ := vals[1].(string)
-		out[i] = buildRecipient(id, idxs[i], code, data, "")
+		if out[i], err = s.buildRecipient(ctx, id, idxs[i], code, joinValues(vals[1:]), ""); err != nil {
+			return "", nil, err
+		}
 	}
 	return repermit.CampaignStatus(st), out, nil
 }
