@@ -6,6 +6,7 @@ package repermit
 
 import (
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,8 +33,11 @@ const (
 )
 
 // States lists every state in funnel order; reports iterate over it so that
-// the counts they print always add up to the number imported.
-var States = []State{
+// the counts they print always add up to the number imported. Each call
+// returns a fresh slice, so no caller can reorder another's.
+func States() []State { return slices.Clone(states) }
+
+var states = []State{
 	StatePending, StateSent, StateConfirmed, StateDeclined,
 	StateBounced, StateUnsubscribed, StateExpired, StateUnreached, StateSuppressed,
 }
@@ -246,7 +250,7 @@ type Counts map[State]int64
 // Total is the number of recipients counted; it equals the number imported.
 func (c Counts) Total() int64 {
 	var n int64
-	for _, s := range States {
+	for _, s := range states {
 		n += c[s]
 	}
 	return n

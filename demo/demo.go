@@ -389,7 +389,7 @@ func (e *engine) watch(ctx context.Context, w io.Writer, sim *simulator, deadlin
 
 func countsLine(c repermit.Counts) string {
 	var b strings.Builder
-	for i, s := range repermit.States {
+	for i, s := range repermit.States() {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
@@ -402,7 +402,7 @@ func printFunnel(w io.Writer, r Result, st redisstore.Stats) {
 	fmt.Fprintf(w, "\nfunnel of %s after %s:\n", r.Campaign, r.Elapsed.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "  %-13s %6s  %6s  %s\n", "state", "count", "share", "aimed by the simulation")
 	f := repermit.NewFunnel(st.Imported, st.Counts)
-	for _, s := range repermit.States {
+	for _, s := range repermit.States() {
 		fmt.Fprintf(w, "  %-13s %6d  %5.1f%%  %d\n", s, st.Counts[s], f.Share(s), r.Aimed[s])
 	}
 	fmt.Fprintf(w, "  %-13s %6d  = imported %d (skipped: %d invalid, %d duplicate, %d on the suppression file)\n",

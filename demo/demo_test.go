@@ -42,7 +42,7 @@ func TestDemoFunnelAddsUp(t *testing.T) {
 	if got := res.Counts.Total(); got != res.Import.Imported {
 		t.Errorf("funnel adds up to %d, imported %d: %v", got, res.Import.Imported, res.Counts)
 	}
-	for _, s := range repermit.States {
+	for _, s := range repermit.States() {
 		if res.Aimed[s] > 0 && res.Counts[s] == 0 {
 			t.Errorf("the simulation aims for %d %s, the funnel has none: %v", res.Aimed[s], s, res.Counts)
 		}
@@ -124,7 +124,7 @@ func TestDemoWithExternalSMTP(t *testing.T) {
 	}
 	// Every planned answer lands unless it came after the deadline, which
 	// only a machine too loaded to keep the compressed time would cause.
-	for _, s := range repermit.States {
+	for _, s := range repermit.States() {
 		if res.Aimed[s] != res.Counts[s] && res.Late == 0 {
 			t.Errorf("%s: %d, aimed %d", s, res.Counts[s], res.Aimed[s])
 		}

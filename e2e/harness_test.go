@@ -355,7 +355,7 @@ func (s status) total() int64 {
 func (s status) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s:", s.State)
-	for _, st := range repermit.States {
+	for _, st := range repermit.States() {
 		fmt.Fprintf(&b, " %s=%d", st, s.Counts[st])
 	}
 	return b.String()

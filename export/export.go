@@ -19,7 +19,9 @@ import (
 // attributes are the columns listmonk's importer reads (attributes holds
 // the rest as JSON); spreadsheet users and Mailchimp's column mapper get the
 // same facts as plain columns after them.
-var ConfirmedHeader = []string{"email", "name", "attributes", "locale", "topics", "confirmed_at", "consent_record_hash"}
+func ConfirmedHeader() []string {
+	return []string{"email", "name", "attributes", "locale", "topics", "confirmed_at", "consent_record_hash"}
+}
 
 // Confirmed writes one CSV row per confirmed recipient of campaign id.
 func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string) error {
@@ -40,7 +42,7 @@ func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 		return err
 	}
 	cw := NewCSVWriter(w)
-	if err := cw.Write(ConfirmedHeader); err != nil {
+	if err := cw.Write(ConfirmedHeader()); err != nil {
 		return fmt.Errorf("export confirmed %s: %w", id, err)
 	}
 	for b := int64(0); b < redisstore.Buckets(n); b++ {

@@ -341,14 +341,14 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 	}
 	n := func(f string) int64 { v, _ := strconv.ParseInt(m[f], 10, 64); return v }
 	st := Stats{
-		Counts:            make(repermit.Counts, len(repermit.States)),
+		Counts:            make(repermit.Counts, len(repermit.States())),
 		Imported:          n(fImported),
 		SkippedInvalid:    n(fSkipInv),
 		SkippedDuplicate:  n(fSkipDup),
 		SkippedSuppressed: n(fSkipSupp),
 		LedgerRecords:     n(fLedgerSeq),
 	}
-	for _, state := range repermit.States {
+	for _, state := range repermit.States() {
 		st.Counts[state] = n(fCountPfx + string(state))
 	}
 	for f := range m {

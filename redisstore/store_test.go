@@ -49,7 +49,7 @@ func assertCounts(t *testing.T, s *redisstore.Store, id string, want map[repermi
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
-	for _, state := range repermit.States {
+	for _, state := range repermit.States() {
 		if st.Counts[state] != want[state] {
 			t.Errorf("count %s = %d, want %d (all: %v)", state, st.Counts[state], want[state], st.Counts)
 		}

@@ -121,8 +121,8 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := repermit.NewFunnel(st.Imported, st.Counts)
-	funnel := make([]funnelRow, len(repermit.States))
-	for i, state := range repermit.States {
+	funnel := make([]funnelRow, len(repermit.States()))
+	for i, state := range repermit.States() {
 		funnel[i] = funnelRow{State: state, N: st.Counts[state], Share: percent(f.Share(state), st.Imported)}
 	}
 	// The axis runs up to now while the campaign runs, and to the deadline

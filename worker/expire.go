@@ -16,9 +16,10 @@ import (
 
 const cursorExpire = "expire"
 
-// expireWindow is how many buckets are expired between two cursor writes;
-// a crash repeats at most one window, which ExpireBucket makes harmless.
-const expireWindow = 256
+// bucketsPerCursorWrite is how many buckets are expired between two
+// cursor writes (one window of expireWindow); a crash repeats at most one
+// window, which ExpireBucket makes harmless.
+const bucketsPerCursorWrite = 256
 
 // handleExpire runs at the deadline: every recipient still sent becomes
 // expired, its address erased and its hash put on the suppression list;
@@ -89,7 +90,7 @@ func (s *Server) expire(ctx context.Context, c *repermit.Campaign) (int64, int64
 		if err := s.store.SetBeat(ctx, c.ID, cursorExpire, s.cfg.Now()); err != nil {
 			return total.Load(), unreached.Load(), err
 		}
-		end := min(cur+expireWindow, buckets)
+		end := min(cur+bucketsPerCursorWrite, buckets)
 		if err := s.expireWindow(ctx, c.ID, cur, end, &total, &unreached); err != nil {
 			return total.Load(), unreached.Load(), err
 		}
@@ -108,6 +109,8 @@ func (s *Server) expire(ctx context.Context, c *repermit.Campaign) (int64, int64
 	return total.Load(), unreached.Load(), nil
 }
 
+// expireWindow expires buckets from to to, ExpireConcurrency at a time,
+// adding to total and unreached what it expired and kept.
 func (s *Server) expireWindow(ctx context.Context, id string, from, to int64, total, unreached *atomic.Int64) error {
 	next := make(chan int64)
 	errs := make(chan error, s.cfg.ExpireConcurrency)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -169,7 +170,7 @@ func TestLaunchStatusControlAndExports(t *testing.T) {
 	for _, n := range status.Counts {
 		sum += n
 	}
-	if status.State != "running" || sum != 500 || status.Counts["confirmed"] != 1 || status.Counts["declined"] != 1 || len(status.Counts) != len(repermit.States) ||
+	if status.State != "running" || sum != 500 || status.Counts["confirmed"] != 1 || status.Counts["declined"] != 1 || len(status.Counts) != len(repermit.States()) ||
 		status.Topics["yoga"] != 1 || status.Topics["events"] != 0 || len(status.Topics) != 2 {
 		t.Errorf("status = %+v (sum %d)", status, sum)
 	}
@@ -275,5 +276,24 @@ func TestValidateCountsTheRowsLaunchWouldImport(t *testing.T) {
 				t.Errorf("launch imported %d, validate promised %d", res.Imported, tc.good)
 			}
 		})
+	}
+}
+
+// TestUsageNamesEveryVariable: `repermit help` lists every environment
+// variable the command reads.
+func TestUsageNamesEveryVariable(t *testing.T) {
+	_, _, errOut := newCLI(t, nil).run("help")
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := regexp.MustCompile(`Getenv\("(REPERMIT_[A-Z_]+)"\)`).FindAllStringSubmatch(string(src), -1)
+	if len(read) < 5 {
+		t.Fatalf("found only %d variables read in main.go", len(read))
+	}
+	for _, m := range read {
+		if !strings.Contains(errOut, m[1]) {
+			t.Errorf("usage does not name %s:\n%s", m[1], errOut)
+		}
 	}
 }

@@ -40,7 +40,7 @@ func newServerFlagSet(name string, s Settings) (*flag.FlagSet, serverFlags) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	return fs, serverFlags{
 		poolSize:    fs.Int("smtp-connections", 16, "SMTP connections the worker keeps open"),
-		concurrency: fs.Int("concurrency", 0, "tasks the worker runs at once (default twice the SMTP connections)"),
+		concurrency: fs.Int("concurrency", 0, "tasks the worker runs at once (default four times the SMTP connections)"),
 		addr:        fs.String("addr", s.HTTPAddr, "listen address of the web server (REPERMIT_HTTP_ADDR)"),
 		adminAddr:   fs.String("admin-addr", s.AdminAddr, "listen address of /admin and /metrics (REPERMIT_ADMIN_ADDR); the same as --addr serves all on one"),
 	}

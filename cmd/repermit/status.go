@@ -112,7 +112,7 @@ func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline
 		s.Imported, s.SkippedInvalid, s.SkippedDuplicate, s.SkippedSuppressed)
 	const width = 40
 	f := repermit.NewFunnel(s.Imported, s.Counts)
-	for _, state := range repermit.States {
+	for _, state := range repermit.States() {
 		n := s.Counts[state]
 		bar := 0
 		if s.Imported > 0 {
