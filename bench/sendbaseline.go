@@ -42,7 +42,7 @@ func buildMessages(signer *token.Signer, n int, shape Shape) ([]*gomail.Msg, err
 	for i := range n {
 		row := shape.Generate(i)
 		r := &repermit.Recipient{Campaign: c.ID, Index: int64(i), Email: row.Email, Name: row.Name, Locale: row.Locale, Extra: row.Extra}
-		claims := token.Claims{CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline}
+		claims := token.Claims{Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline}
 		confirm, unsub := signer.Links(c.ConfirmBaseURL, claims)
 		m, err := tpl.Build(mailer.NewData(&c, r, confirm, unsub), mailer.Initial)
 		if err != nil {

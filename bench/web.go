@@ -98,7 +98,7 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 	}
 	tokens := make([]string, n)
 	for i := range tokens {
-		tokens[i] = signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
+		tokens[i] = signer.Sign(token.Claims{Purpose: token.Confirm, Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
 	}
 
 	logOut := io.Discard

@@ -127,11 +127,11 @@ func newEnv(t *testing.T, n int) *env {
 }
 
 func (e *env) verp(idx int) string {
-	return e.signer.BounceAddress(token.Claims{CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline}, "bounce.acme.example")
+	return e.signer.BounceAddress(token.Claims{Campaign: e.c.ID, CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline}, "bounce.acme.example")
 }
 
 func (e *env) unsub(idx int) string {
-	return "https://consent.acme.example/u/" + e.signer.Sign(token.Claims{Purpose: token.Unsubscribe, CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline})
+	return "https://consent.acme.example/u/" + e.signer.Sign(token.Claims{Purpose: token.Unsubscribe, Campaign: e.c.ID, CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline})
 }
 
 func (e *env) state(t *testing.T, idx int) repermit.State {
@@ -147,7 +147,7 @@ func TestProcessAppliesEachReportOnce(t *testing.T) {
 	e := newEnv(t, 8)
 	ctx := context.Background()
 	other := newSigner(t, "another-deployment-secret-0123456789abcdef")
-	forgedVERP := other.BounceAddress(token.Claims{CampaignSeq: e.c.Seq, Recipient: 5, Deadline: e.c.Deadline}, "bounce.acme.example")
+	forgedVERP := other.BounceAddress(token.Claims{Campaign: e.c.ID, CampaignSeq: e.c.Seq, Recipient: 5, Deadline: e.c.Deadline}, "bounce.acme.example")
 	delayed := func(n int) []byte {
 		// Distinct reports differ in their bytes (here the Message-Id).
 		return []byte(strings.Replace(string(fixture(t, "delayed-dsn.eml", "{{VERP}}", e.verp(1))), "delayed-1@", fmt.Sprintf("delayed-%d@", n), 1))

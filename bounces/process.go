@@ -78,6 +78,9 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Outcome, error) {
 	if err != nil {
 		return out, err
 	}
+	if !claims.IsFor(c.ID) {
+		return out, nil // signed for another campaign that had this number
+	}
 	sum := sha256.Sum256(raw)
 	applied, err := p.Apply(ctx, rep.Kind, rep.Source, c.ID, int64(claims.Recipient), hex.EncodeToString(sum[:]))
 	applied.Report = rep

@@ -303,7 +303,11 @@ func start(ctx context.Context, cfg *Config, bounce []string) (e *engine, err er
 	if err != nil {
 		return e, err
 	}
-	if e.signer, err = token.NewSigner(secrets); err != nil {
+	id, err := e.store.Deployment(ctx)
+	if err != nil {
+		return e, err
+	}
+	if e.signer, err = token.NewBoundSigner(secrets, token.Deployment(e.store.Prefix(), id)); err != nil {
 		return e, err
 	}
 

@@ -76,7 +76,7 @@ func (s *tokenSource) poll(ctx context.Context) ([]Links, error) {
 				continue
 			}
 			s.seen[r.Index] = r.Step
-			claims := token.Claims{CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
+			claims := token.Claims{Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
 			confirm, unsubscribe := s.signer.Links(s.baseURL, claims)
 			out = append(out, Links{
 				To:          r.Email,

@@ -244,7 +244,7 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 	otherSG, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
 	verp := func(idx int) string {
-		return e.signer.BounceAddress(token.Claims{CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline}, "bounce.acme.example")
+		return e.signer.BounceAddress(token.Claims{Campaign: e.c.ID, CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline}, "bounce.acme.example")
 	}
 	sg := func(event, typ string, idx int) map[string]any {
 		return map[string]any{"email": fmt.Sprintf("a%d@example.org", idx), "timestamp": now.Unix(), "smtp-id": e.msgID(idx),

@@ -8,9 +8,20 @@
 //
 // The plaintext block is
 //
-//	version(1) | purpose(1) | campaign seq(4) | recipient(4) | deadline(4) | zero(2)
+//	version(1) | purpose(1) | campaign seq(4) | recipient(4) | deadline(4) | campaign tag(2)
 //
-// with integers big-endian and the deadline in Unix seconds. Encrypting a
+// with integers big-endian, the deadline in Unix seconds and the campaign
+// tag the first two bytes of SHA-256 of the campaign id.
+//
+// A token is bound to its deployment and its campaign. The deployment (the
+// Redis key prefix and a random id the store creates once, see Deployment)
+// goes into the derivation of both keys, so a token of one deployment fails
+// the MAC of every other, with the same secret too, before anything is
+// looked up. The campaign id is bound by the tag, which the MAC covers and
+// the caller checks (Claims.IsFor) against the campaign its sequence number
+// names: a sequence number that came to name another campaign does not
+// carry the token over (but for a chance of 2^-16). Version 1 tokens (no
+// binding) fail the version 2 MAC and are refused like forged ones. Encrypting a
 // single block under ECB is safe here: the block is a permutation of its
 // input and no two distinct claims share a block, so the only thing an
 // observer learns is that two links with identical claims are identical. The
@@ -46,7 +57,11 @@ const (
 
 // Claims is what a token carries.
 type Claims struct {
-	Purpose     Purpose
+	Purpose Purpose
+	// Campaign is the campaign's id, signed as its tag; Verify cannot give
+	// it back, use IsFor.
+	Campaign    string
+	tag         uint16
 	CampaignSeq uint32
 	Recipient   uint32
 	// Deadline is kept to the second, rounded down, so a token stops
@@ -55,6 +70,18 @@ type Claims struct {
 	// 2106 sign as the last second uint32 holds.
 	Deadline time.Time
 }
+
+// IsFor reports whether verified claims were signed for campaign id.
+func (c Claims) IsFor(id string) bool { return c.tag == campaignTag(id) }
+
+func campaignTag(id string) uint16 {
+	sum := sha256.Sum256([]byte(id))
+	return binary.BigEndian.Uint16(sum[:2])
+}
+
+// Deployment names a deployment for NewBoundSigner: the Redis key prefix and
+// the id the store keeps under it.
+func Deployment(prefix, id string) string { return prefix + "\x00" + id }
 
 var (
 	ErrInvalid = errors.New("token: invalid")           // forged, truncated, garbled, wrong key
@@ -65,14 +92,14 @@ var (
 const MinSecretLen = 32
 
 const (
-	version    = 1
+	version    = 2
 	blockLen   = aes.BlockSize
 	tagLen     = 16 // 128 bits of HMAC-SHA256
 	rawLen     = blockLen + tagLen
 	encodedLen = (rawLen*8 + 5) / 6 // 43
 
-	encLabel = "repermit token enc v1"
-	macLabel = "repermit token mac v1"
+	encLabel = "repermit token enc v2"
+	macLabel = "repermit token mac v2"
 )
 
 // Signer signs with the first of its secrets and verifies with any of them.
@@ -138,8 +165,15 @@ func checkSecrets(secrets [][]byte) error {
 }
 
 // NewSigner derives the keys of each secret; secrets[0] signs. It keeps no
-// reference to the secrets.
+// reference to the secrets. Its tokens are bound to no deployment (tests,
+// tools); servers use NewBoundSigner.
 func NewSigner(secrets [][]byte) (*Signer, error) {
+	return NewBoundSigner(secrets, "")
+}
+
+// NewBoundSigner is NewSigner for one deployment (see Deployment): its
+// tokens verify with no other deployment's signer, whatever the secret.
+func NewBoundSigner(secrets [][]byte, deployment string) (*Signer, error) {
 	if err := checkSecrets(secrets); err != nil {
 		return nil, err
 	}
@@ -148,7 +182,7 @@ func NewSigner(secrets [][]byte) (*Signer, error) {
 		enc:  base64.RawURLEncoding.Strict(),
 	}
 	for i, sec := range secrets {
-		k, err := newKey(sec)
+		k, err := newKey(sec, deployment)
 		if err != nil {
 			return nil, err
 		}
@@ -157,13 +191,13 @@ func NewSigner(secrets [][]byte) (*Signer, error) {
 	return s, nil
 }
 
-func newKey(secret []byte) (*key, error) {
-	encKey := derive(secret, encLabel)
+func newKey(secret []byte, deployment string) (*key, error) {
+	encKey := derive(secret, encLabel+"\x00"+deployment)
 	block, err := aes.NewCipher(encKey[:16])
 	if err != nil {
 		return nil, err
 	}
-	k := &key{block: block, macKey: derive(secret, macLabel)}
+	k := &key{block: block, macKey: derive(secret, macLabel+"\x00"+deployment)}
 	k.work.New = func() any { return &work{mac: hmac.New(sha256.New, k.macKey)} }
 	return k, nil
 }
@@ -218,6 +252,7 @@ func (s *Signer) Sign(c Claims) string {
 	binary.BigEndian.PutUint32(pt[2:6], c.CampaignSeq)
 	binary.BigEndian.PutUint32(pt[6:10], c.Recipient)
 	binary.BigEndian.PutUint32(pt[10:14], unixSeconds(c.Deadline))
+	binary.BigEndian.PutUint16(pt[14:16], campaignTag(c.Campaign))
 
 	var raw [rawLen]byte
 	s.keys[0].seal(&raw, &pt)
@@ -271,10 +306,11 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	}
 	// An authentic tag makes this hold for every token Sign wrote; the
 	// check keeps a later format that reused these keys from being misread.
-	if pt[0] != version || pt[14] != 0 || pt[15] != 0 {
+	if pt[0] != version {
 		return Claims{}, ErrInvalid
 	}
 	c := Claims{
+		tag:         binary.BigEndian.Uint16(pt[14:16]),
 		Purpose:     Purpose(pt[1]),
 		CampaignSeq: binary.BigEndian.Uint32(pt[2:6]),
 		Recipient:   binary.BigEndian.Uint32(pt[6:10]),

@@ -182,8 +182,9 @@ func TestOnlyOneSpellingVerifies(t *testing.T) {
 	}
 }
 
-// The version and padding checks sit behind the MAC, so only blocks sealed
-// with the signer's own keys reach them.
+// The version check sits behind the MAC, so only blocks sealed with the
+// signer's own keys reach it. Version 1 (tokens before deployment binding)
+// is refused too.
 func TestAuthenticForeignFormatIsInvalid(t *testing.T) {
 	s := newSigner(t, secretA)
 	seal := func(pt [blockLen]byte) string {
@@ -202,9 +203,8 @@ func TestAuthenticForeignFormatIsInvalid(t *testing.T) {
 		val  byte
 	}{
 		{"version 0", 0, 0},
-		{"version 2", 0, 2},
-		{"padding 14", 14, 1},
-		{"padding 15", 15, 0x80},
+		{"version 1", 0, 1},
+		{"version 3", 0, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -482,5 +482,45 @@ func BenchmarkVerify(b *testing.B) {
 				s.Verify(bb.tok, deadline)
 			}
 		})
+	}
+}
+
+// TestTokensAreBoundToTheirDeploymentAndCampaign: with one secret, a token
+// of one deployment is invalid in every other (and unbound ones in bound
+// signers), and verified claims name the campaign they were signed for.
+func TestTokensAreBoundToTheirDeploymentAndCampaign(t *testing.T) {
+	bound := func(deployment string) *Signer {
+		t.Helper()
+		s, err := NewBoundSigner([][]byte{[]byte(secretA)}, deployment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := bound(Deployment("repermit", "aaaa")), bound(Deployment("repermit", "bbbb"))
+	for name, pair := range map[string][2]*Signer{
+		"other deployment id": {a, b},
+		"other prefix":        {a, bound(Deployment("other", "aaaa"))},
+		"unbound in bound":    {newSigner(t, secretA), a},
+		"bound in unbound":    {a, newSigner(t, secretA)},
+	} {
+		c := sample()
+		c.Campaign = "newsletter"
+		if _, err := pair[1].Verify(pair[0].Sign(c), deadline); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+		if _, err := pair[0].Verify(pair[0].Sign(c), deadline); err != nil {
+			t.Errorf("%s: own token: %v", name, err)
+		}
+	}
+	c := sample()
+	c.Campaign = "newsletter"
+	got, err := a.Verify(a.Sign(c), deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.IsFor("newsletter") || got.IsFor("newsletter-2") || got.IsFor("") {
+		t.Errorf("IsFor: newsletter %v, newsletter-2 %v, empty %v; want true, false, false",
+			got.IsFor("newsletter"), got.IsFor("newsletter-2"), got.IsFor(""))
 	}
 }

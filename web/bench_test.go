@@ -74,7 +74,7 @@ func BenchmarkLanding(b *testing.B) {
 	ts, signer, c := benchServer(b, n)
 	links := make([]string, n)
 	for i := range links {
-		links[i] = ts.URL + "/c/" + signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
+		links[i] = ts.URL + "/c/" + signer.Sign(token.Claims{Purpose: token.Confirm, Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
 	}
 	runGets(b, benchClient(), func(i int64) string { return links[i%n] })
 }
@@ -111,7 +111,7 @@ func BenchmarkConfirm(b *testing.B) {
 	ts, signer, c := benchServer(b, b.N)
 	links := make([]string, b.N)
 	for i := range links {
-		links[i] = ts.URL + "/c/" + signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
+		links[i] = ts.URL + "/c/" + signer.Sign(token.Claims{Purpose: token.Confirm, Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
 	}
 	body := url.Values{"choice": {"confirm"}, "topic": {"yoga"}}.Encode()
 	client := benchClient()

@@ -127,7 +127,7 @@ func launchCampaign(t testing.TB, s *redisstore.Store, c repermit.Campaign, n in
 }
 
 func (h *harness) token(p token.Purpose, idx uint32) string {
-	return h.signer.Sign(token.Claims{Purpose: p, CampaignSeq: h.c.Seq, Recipient: idx, Deadline: h.c.Deadline})
+	return h.signer.Sign(token.Claims{Purpose: p, Campaign: h.c.ID, CampaignSeq: h.c.Seq, Recipient: idx, Deadline: h.c.Deadline})
 }
 
 func (h *harness) confirmPath(idx uint32) string { return "/c/" + h.token(token.Confirm, idx) }

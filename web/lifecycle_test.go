@@ -150,7 +150,7 @@ func TestGonePagesSayWhy(t *testing.T) {
 	}
 	link := func(p token.Purpose, idx uint32) string {
 		prefix := map[token.Purpose]string{token.Confirm: "/c/", token.Unsubscribe: "/u/"}[p]
-		return prefix + h.signer.Sign(token.Claims{Purpose: p, CampaignSeq: c.Seq, Recipient: idx, Deadline: c.Deadline})
+		return prefix + h.signer.Sign(token.Claims{Purpose: p, Campaign: c.ID, CampaignSeq: c.Seq, Recipient: idx, Deadline: c.Deadline})
 	}
 	h.setNow(c.Deadline.Add(time.Minute))
 	check := func(stage string, idx uint32, want string) {

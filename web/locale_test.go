@@ -125,7 +125,7 @@ func TestPagesSpeakTheRecipientsLanguageOnly(t *testing.T) {
 	// After the deadline, a link whose recipient is gone is gone, in
 	// Danish. (The recipients above confirmed: their links still work.)
 	h.setNow(h.c.Deadline.Add(time.Minute))
-	req = httptest.NewRequest(http.MethodGet, "/u/"+h.signer.Sign(token.Claims{Purpose: token.Unsubscribe, CampaignSeq: h.c.Seq, Recipient: 99, Deadline: h.c.Deadline}), nil)
+	req = httptest.NewRequest(http.MethodGet, "/u/"+h.signer.Sign(token.Claims{Purpose: token.Unsubscribe, Campaign: h.c.ID, CampaignSeq: h.c.Seq, Recipient: 99, Deadline: h.c.Deadline}), nil)
 	req.Header.Set("Accept-Language", danishBrowser)
 	rec = h.do(req)
 	wantStatus(t, "unsubscribe after the deadline", rec, http.StatusGone)

@@ -43,6 +43,10 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 	if err != nil {
 		return nil, err
 	}
+	if !claims.IsFor(c.ID) {
+		// Signed for another campaign that had this sequence number.
+		return nil, errNotFound
+	}
 	late = late || c.Status == repermit.StatusFinished || !now.Before(c.Deadline)
 	rec, err := s.store.Recipient(ctx, c.ID, int64(claims.Recipient))
 	if repermit.ErrorCode(err) == repermit.ENOTFOUND && late {

@@ -137,7 +137,7 @@ func TestCampaignTemplatesOverrideTheDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := func(idx uint32) string {
-		tok := signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: c.Seq, Recipient: idx, Deadline: c.Deadline})
+		tok := signer.Sign(token.Claims{Purpose: token.Confirm, Campaign: c.ID, CampaignSeq: c.Seq, Recipient: idx, Deadline: c.Deadline})
 		w := httptest.NewRecorder()
 		srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/c/"+tok, nil))
 		return w.Body.String()
@@ -293,11 +293,14 @@ func TestTokensOfOtherCampaignsOrRecipientsGet404WithoutWrites(t *testing.T) {
 	}
 	for name, sign := range map[string]func(token.Purpose) string{
 		"unknown campaign": func(p token.Purpose) string {
-			return h.signer.Sign(token.Claims{Purpose: p, CampaignSeq: h.c.Seq + 1000, Recipient: 1, Deadline: h.c.Deadline})
+			return h.signer.Sign(token.Claims{Purpose: p, Campaign: h.c.ID, CampaignSeq: h.c.Seq + 1000, Recipient: 1, Deadline: h.c.Deadline})
 		},
 		"unknown recipient": func(p token.Purpose) string { return h.token(p, 99999) },
+		"same number, another campaign id": func(p token.Purpose) string {
+			return h.signer.Sign(token.Claims{Purpose: p, Campaign: h.c.ID + "-old", CampaignSeq: h.c.Seq, Recipient: 1, Deadline: h.c.Deadline})
+		},
 		"signed by another key": func(p token.Purpose) string {
-			return other.Sign(token.Claims{Purpose: p, CampaignSeq: h.c.Seq, Recipient: 1, Deadline: h.c.Deadline})
+			return other.Sign(token.Claims{Purpose: p, Campaign: h.c.ID, CampaignSeq: h.c.Seq, Recipient: 1, Deadline: h.c.Deadline})
 		},
 	} {
 		confirm, unsub := sign(token.Confirm), sign(token.Unsubscribe)
@@ -330,7 +333,7 @@ func TestAfterTheDeadlineLinksAreGone(t *testing.T) {
 func TestCampaignDeadlineIsCheckedBesideTheTokens(t *testing.T) {
 	h := newHarness(t)
 	// A token whose own deadline is later than the campaign's.
-	tok := h.signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: h.c.Seq, Recipient: 1, Deadline: h.c.Deadline.Add(time.Hour)})
+	tok := h.signer.Sign(token.Claims{Purpose: token.Confirm, Campaign: h.c.ID, CampaignSeq: h.c.Seq, Recipient: 1, Deadline: h.c.Deadline.Add(time.Hour)})
 	h.setNow(h.c.Deadline.Add(time.Minute))
 	wantStatus(t, "GET", h.get("/c/"+tok), http.StatusGone)
 	wantStatus(t, "POST", h.postForm("/c/"+tok, confirmForm("confirm")), http.StatusGone)

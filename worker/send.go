@@ -276,7 +276,7 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 func (b *sendBatch) build(r *repermit.Recipient) (*gomail.Msg, error) {
 	c := &b.e.c
 	signer := b.s.cfg.Signer
-	claims := token.Claims{CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
+	claims := token.Claims{Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
 	confirm, unsub := signer.Links(c.ConfirmBaseURL, claims)
 	kind := mailer.Initial
 	if b.p.Step > 1 {

@@ -70,7 +70,11 @@ func TestBehindAProxyRecipientsAreToldApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := token.NewSigner([][]byte{[]byte(c.env["REPERMIT_SECRET"])})
+	id, err := st.Deployment(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := token.NewBoundSigner([][]byte{[]byte(c.env["REPERMIT_SECRET"])}, token.Deployment(r.Prefix, id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +84,7 @@ func TestBehindAProxyRecipientsAreToldApart(t *testing.T) {
 	startWeb(t, c, "http://"+addr, http.DefaultClient)
 
 	post := func(client string, idx uint32) int {
-		tok := signer.Sign(token.Claims{Purpose: token.Confirm, CampaignSeq: camp.Seq, Recipient: idx, Deadline: camp.Deadline})
+		tok := signer.Sign(token.Claims{Purpose: token.Confirm, Campaign: camp.ID, CampaignSeq: camp.Seq, Recipient: idx, Deadline: camp.Deadline})
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/c/"+tok, strings.NewReader(url.Values{"choice": {"decline"}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("X-Forwarded-For", client)

@@ -46,7 +46,9 @@ func newServerFlagSet(name string, s Settings) (*flag.FlagSet, serverFlags) {
 	}
 }
 
-func signer(s Settings) (*token.Signer, error) {
+// signer checks REPERMIT_SECRET and returns a signer bound to deployment
+// (token.Deployment).
+func signer(s Settings, deployment string) (*token.Signer, error) {
 	if s.Secret == "" {
 		return nil, usageError("REPERMIT_SECRET is not set: it signs the links in the mails (32 bytes or more; new,old to rotate)")
 	}
@@ -56,7 +58,7 @@ func signer(s Settings) (*token.Signer, error) {
 		// would otherwise show only the inner text.
 		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_SECRET: %s", repermit.ErrorMessage(err))
 	}
-	return token.NewSigner(secrets)
+	return token.NewBoundSigner(secrets, deployment)
 }
 
 func smtpConfig(s Settings) (mailer.Config, error) {
@@ -81,12 +83,25 @@ type parts struct {
 
 func openParts(ctx context.Context, env Env) (*parts, error) {
 	s := env.settings()
-	sig, err := signer(s)
-	if err != nil {
+	// The secret is checked before Redis is: a missing one is the more
+	// useful message.
+	if _, err := signer(s, ""); err != nil {
 		return nil, err
 	}
 	st, closeStore, err := openStore(ctx, s)
 	if err != nil {
+		return nil, err
+	}
+	// Links are bound to this deployment: a token signed under another
+	// prefix, or another Redis, fails here whatever the secret.
+	id, err := st.Deployment(ctx)
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	sig, err := signer(s, token.Deployment(st.Prefix(), id))
+	if err != nil {
+		closeStore()
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
