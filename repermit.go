@@ -128,11 +128,20 @@ type Campaign struct {
 	// Controller is who is responsible for the data (GDPR Art. 13), shown
 	// in every mail and page.
 	Controller Controller `json:"controller"`
+	// Webhooks receive the campaign's consent events (Standard Webhooks).
+	Webhooks []Webhook `json:"webhooks,omitempty"`
 
 	// Set by launch.
 	Seq       uint32         `json:"seq,omitempty"` // short numeric id carried inside tokens
 	Status    CampaignStatus `json:"status,omitempty"`
 	CreatedAt time.Time      `json:"created_at,omitempty"`
+}
+
+// Webhook is a CRM endpoint that receives consent events, signed per the
+// Standard Webhooks spec with Secret ("whsec_" + base64 key).
+type Webhook struct {
+	URL    string `json:"url"`
+	Secret string `json:"secret"`
 }
 
 // Text is a wording of a campaign file per locale (lower-case BCP 47, as

@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +67,10 @@ var keys = []string{
 	"start_at", "deadline", "reminders", "rate", "topics", "templates",
 	"retention", "list_unsubscribe_mailto", "min_answer_window",
 	"list_name", "reminder_subject", "default_locale", "timezone", "controller", "waves",
+	"webhooks",
 }
+
+var webhookKeys = []string{"url", "secret"}
 
 var required = []string{"id", "from", "subject", "recipients", "confirm_base_url", "deadline", "controller"}
 
@@ -222,6 +226,8 @@ func (l *loader) load(path string, now time.Time) *File {
 			}
 		case "controller":
 			c.Controller = l.controller(n)
+		case "webhooks":
+			c.Webhooks = l.webhooks(n)
 		case "recipients":
 			f.RecipientsPath = l.path(k, n, false)
 		case "suppression":
@@ -718,6 +724,53 @@ func (l *loader) text(key string, n *yaml.Node, oneLine, optional bool) repermit
 	}
 	l.texts = append(l.texts, namedText{key, n.Line, t, optional})
 	return t
+}
+
+// webhooks reads the list of CRM endpoints: each a url (http or https)
+// and a Standard Webhooks secret "whsec_" + base64 of 24 to 64 bytes.
+func (l *loader) webhooks(n *yaml.Node) []repermit.Webhook {
+	if n.Kind != yaml.SequenceNode {
+		l.addf(n.Line, "webhooks: must be a list of {url, secret}, not %s", kindName(n))
+		return nil
+	}
+	var out []repermit.Webhook
+	for i, item := range n.Content {
+		item = deref(item)
+		if item.Kind != yaml.MappingNode {
+			l.addf(item.Line, "webhooks[%d]: must be a mapping {url, secret}, not %s", i, kindName(item))
+			continue
+		}
+		seen := l.mapping(item, fmt.Sprintf("webhooks[%d].", i), webhookKeys)
+		var w repermit.Webhook
+		for _, k := range webhookKeys {
+			vn, ok := seen[k]
+			if !ok {
+				l.addf(item.Line, "webhooks[%d]: missing %s", i, k)
+				continue
+			}
+			v, ok := l.str("webhooks."+k, vn)
+			if !ok {
+				continue
+			}
+			v = strings.TrimSpace(v)
+			switch k {
+			case "url":
+				if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+					l.addf(vn.Line, "webhooks[%d].url: %q is not an absolute http(s) URL", i, v)
+				}
+				w.URL = v
+			case "secret":
+				key, ok := strings.CutPrefix(v, "whsec_")
+				raw, err := base64.StdEncoding.DecodeString(key)
+				if !ok || err != nil || len(raw) < 24 || len(raw) > 64 {
+					l.addf(vn.Line, "webhooks[%d].secret: must be \"whsec_\" and the base64 of 24 to 64 random bytes (Standard Webhooks), e.g. whsec_$(openssl rand -base64 32)", i)
+				}
+				w.Secret = v
+			}
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // controller reads the controller block (GDPR Art. 13): who is asking,

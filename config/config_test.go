@@ -32,6 +32,12 @@ func TestLoadProblems(t *testing.T) {
 		{"comment_only.yaml", []want{{0, "the file is empty"}}},
 		{"missing-file.yaml", []want{{0, "cannot read campaign file: open: no such file or directory"}}},
 		{"list.yaml", []want{{1, "a campaign file is a mapping of keys"}}},
+		{"webhooks.yaml", []want{
+			{15, `webhooks[1].url: "ftp://crm.acme.example" is not an absolute http(s) URL`},
+			{16, `webhooks[1].secret: must be "whsec_" and the base64 of 24 to 64 random bytes`},
+			{17, "webhooks[2]: missing secret"},
+			{18, "webhooks[3]: must be a mapping {url, secret}"},
+		}},
 		{"syntax.yaml", []want{{3, "YAML syntax: "}}},
 		{"two_docs.yaml", []want{{12, "a second YAML document"}}},
 		{"duplicate.yaml", []want{{7, `duplicate key "subject" (first at line 3)`}}},

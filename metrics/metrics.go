@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -148,6 +149,8 @@ type feedbackCollector struct {
 	reports *prometheus.Desc
 	rate    *prometheus.Desc
 	limit   *prometheus.Desc
+	backlog *prometheus.Desc
+	failed  *prometheus.Desc
 }
 
 // RegisterFeedback registers repermit_feedback_reports{campaign,kind,source}
@@ -162,6 +165,8 @@ func RegisterFeedback(reg prometheus.Registerer, st *redisstore.Store) error {
 		reports: prometheus.NewDesc("repermit_feedback_reports", "Bounce and complaint reports by campaign, kind and source.", []string{"campaign", "kind", "source"}, nil),
 		rate:    prometheus.NewDesc("repermit_complaint_rate", "Complaint reports per recipient mailed.", []string{"campaign"}, nil),
 		limit:   prometheus.NewDesc("repermit_complaint_rate_limit", "The complaint rate Gmail and Yahoo tolerate from bulk senders.", nil, nil),
+		backlog: prometheus.NewDesc("repermit_webhook_backlog", "Consent events a campaign's webhook has yet to deliver.", []string{"campaign", "webhook"}, nil),
+		failed:  prometheus.NewDesc("repermit_webhook_failures", "Failed (and retried) webhook delivery attempts.", []string{"campaign", "webhook"}, nil),
 	})
 }
 
@@ -169,6 +174,8 @@ func (c *feedbackCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.reports
 	ch <- c.rate
 	ch <- c.limit
+	ch <- c.backlog
+	ch <- c.failed
 }
 
 func (c *feedbackCollector) Collect(ch chan<- prometheus.Metric) {
@@ -190,5 +197,12 @@ func (c *feedbackCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, s.ComplaintRate(), id)
+		if camp, err := c.store.Campaign(ctx, id); err == nil {
+			for i := range camp.Webhooks {
+				hook := strconv.Itoa(i)
+				ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(s.WebhookBacklog(i)), id, hook)
+				ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Webhooks[i].Failures), id, hook)
+			}
+		}
 	}
 }

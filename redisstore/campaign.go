@@ -328,7 +328,13 @@ type Stats struct {
 	// "bounced:dsn", "soft:dsn", "complaint:arf", "bounced:smtp"
 	// (RecordFeedback).
 	Feedback map[string]int64
+	// Webhooks is the delivery of each webhook (by its index in the
+	// campaign file) that has delivered or failed at least once.
+	Webhooks map[int]WebhookState
 }
+
+// WebhookBacklog is how many consent events webhook i has yet to deliver.
+func (s Stats) WebhookBacklog(i int) int64 { return s.LedgerRecords - s.Webhooks[i].Delivered }
 
 // Stats reads the per-state counts of a campaign in one round trip.
 func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
@@ -357,6 +363,22 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 				st.Feedback = make(map[string]int64)
 			}
 			st.Feedback[key] = n(f)
+		}
+		if rest, ok := strings.CutPrefix(f, "wh:"); ok {
+			i, what, _ := strings.Cut(rest, ":")
+			hook, err := strconv.Atoi(i)
+			if err == nil && (what == "n" || what == "fail") {
+				if st.Webhooks == nil {
+					st.Webhooks = make(map[int]WebhookState)
+				}
+				w := st.Webhooks[hook]
+				if what == "n" {
+					w.Delivered = n(f)
+				} else {
+					w.Failures = n(f)
+				}
+				st.Webhooks[hook] = w
+			}
 		}
 		if topic, ok := strings.CutPrefix(f, fTopicPfx); ok {
 			if st.Topics == nil {

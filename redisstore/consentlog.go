@@ -348,3 +348,64 @@ func (s *Store) SetWitnessed(ctx context.Context, id string, size int64) error {
 	}
 	return nil
 }
+
+// LedgerAfter calls fn with up to max stored records after stream id
+// after ("" from the start), as stored, with their stream ids.
+func (s *Store) LedgerAfter(ctx context.Context, id, after string, max int64, fn func(raw []byte, streamID string) error) error {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	return s.rawLedgerFrom(ctx, id, start, max, fn)
+}
+
+// WebhookState is the delivery of one webhook of a campaign.
+type WebhookState struct {
+	Position  string // stream id of the last record delivered
+	Delivered int64
+	Failures  int64 // failed attempts so far
+}
+
+func whField(i int, what string) string { return "wh:" + strconv.Itoa(i) + ":" + what }
+
+// Webhook returns the delivery state of webhook i of campaign id.
+func (s *Store) Webhook(ctx context.Context, id string, i int) (WebhookState, error) {
+	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), whField(i, "pos"), whField(i, "n"), whField(i, "fail")).Result()
+	if err != nil {
+		return WebhookState{}, unavailable("webhook "+id, err)
+	}
+	var w WebhookState
+	w.Position, _ = vals[0].(string)
+	w.Delivered, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+	w.Failures, _ = strconv.ParseInt(fmt.Sprint(vals[2]), 10, 64)
+	return w, nil
+}
+
+// WebhookDelivered moves webhook i's position past the record at stream
+// id pos, its n-th delivered.
+func (s *Store) WebhookDelivered(ctx context.Context, id string, i int, pos string, n int64) error {
+	if err := s.rdb.HSet(ctx, s.metaKey(id), whField(i, "pos"), pos, whField(i, "n"), n).Err(); err != nil {
+		return unavailable("webhook "+id, err)
+	}
+	return nil
+}
+
+// WebhookFailed counts a failed attempt of webhook i.
+func (s *Store) WebhookFailed(ctx context.Context, id string, i int) error {
+	if err := s.rdb.HIncrBy(ctx, s.metaKey(id), whField(i, "fail"), 1).Err(); err != nil {
+		return unavailable("webhook "+id, err)
+	}
+	return nil
+}
+
+// LedgerSize is the number of records in campaign id's ledger.
+func (s *Store) LedgerSize(ctx context.Context, id string) (int64, error) {
+	n, err := s.rdb.HGet(ctx, s.metaKey(id), fLedgerSeq).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable("ledger "+id, err)
+	}
+	return n, nil
+}

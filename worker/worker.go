@@ -136,6 +136,9 @@ type Config struct {
 	LedgerSigner       note.Signer
 	Witness            *ledgerio.Witness
 	CheckpointInterval time.Duration
+	// WebhookInterval is how often some worker offers the delivery of
+	// waiting consent events to each campaign's webhooks; default 5s.
+	WebhookInterval time.Duration
 }
 
 func (cfg *Config) setDefaults() error {
@@ -185,6 +188,7 @@ func (cfg *Config) fillDefaults() {
 	setDefault(&cfg.ClaimLease, 20*time.Second)
 	setDefault(&cfg.BounceInterval, time.Minute)
 	setDefault(&cfg.CheckpointInterval, time.Minute)
+	setDefault(&cfg.WebhookInterval, 5*time.Second)
 	setDefault(&cfg.StaleAfter, max(10*cfg.TickInterval, 30*time.Second))
 	setDefault(&cfg.PauseRecheck, 2*time.Second)
 	setDefault(&cfg.RetryBase, 30*time.Second)
@@ -290,6 +294,7 @@ func (s *Server) Mux() *asynq.ServeMux {
 	mux.HandleFunc(TypePurge, s.handlePurge)
 	mux.HandleFunc(TypeBounces, s.handleBounces)
 	mux.HandleFunc(TypeCheckpoint, s.handleCheckpoint)
+	mux.HandleFunc(TypeWebhooks, s.handleWebhooks)
 	return mux
 }
 
@@ -316,6 +321,11 @@ func (s *Server) Run(ctx context.Context) error {
 			s.bounceLoop(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.webhookLoop(ctx)
+	}()
 	if s.cfg.LedgerSigner != nil {
 		wg.Add(1)
 		go func() {

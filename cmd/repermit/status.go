@@ -31,11 +31,28 @@ type statusJSON struct {
 	// Gmail and Yahoo tolerate.
 	ComplaintRate      float64 `json:"complaint_rate"`
 	ComplaintRateLimit float64 `json:"complaint_rate_limit"`
+	// Webhooks is the delivery of each of the campaign's webhooks.
+	Webhooks []webhookJSON `json:"webhooks,omitempty"`
 	// Deadline, and while initial mails are pending their projected finish
 	// and whether that leaves less than the answer window (behind).
 	Deadline        time.Time  `json:"deadline"`
 	ProjectedFinish *time.Time `json:"projected_finish,omitempty"`
 	Behind          bool       `json:"behind,omitempty"`
+}
+
+type webhookJSON struct {
+	URL       string `json:"url"`
+	Delivered int64  `json:"delivered"`
+	Backlog   int64  `json:"backlog"`
+	Failures  int64  `json:"failures"` // failed attempts, retried
+}
+
+func webhooksJSON(c *repermit.Campaign, s redisstore.Stats) []webhookJSON {
+	var out []webhookJSON
+	for i, h := range c.Webhooks {
+		out = append(out, webhookJSON{URL: h.URL, Delivered: s.Webhooks[i].Delivered, Backlog: s.WebhookBacklog(i), Failures: s.Webhooks[i].Failures})
+	}
+	return out
 }
 
 func feedbackJSON(s redisstore.Stats) map[string]map[string]int64 {
@@ -85,6 +102,7 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 				Funnel:   repermit.NewFunnel(stats.Imported, stats.Counts),
 				Feedback: feedbackJSON(stats), ComplaintRate: stats.ComplaintRate(),
 				ComplaintRateLimit: redisstore.ComplaintRateLimit,
+				Webhooks:           webhooksJSON(c, stats),
 				Deadline:           c.Deadline, ProjectedFinish: finish, Behind: behind,
 			}); err != nil {
 				return err
@@ -108,6 +126,9 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 
 func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline map[repermit.State]map[time.Time]int64, now time.Time) {
 	fmt.Fprintf(w, "campaign %s  [%s]  deadline %s\n", c.ID, c.Status, c.Deadline.Format(time.RFC3339))
+	for _, h := range webhooksJSON(c, s) {
+		fmt.Fprintf(w, "webhook %s: %d events delivered, %d waiting, %d failed attempts\n", h.URL, h.Delivered, h.Backlog, h.Failures)
+	}
 	fmt.Fprintf(w, "imported %d (skipped: %d invalid, %d duplicate, %d suppressed)\n\n",
 		s.Imported, s.SkippedInvalid, s.SkippedDuplicate, s.SkippedSuppressed)
 	const width = 40

@@ -1,0 +1,246 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/metrics"
+	"github.com/repermit/repermit/redisstore"
+	"github.com/repermit/repermit/smtpsink"
+	"github.com/repermit/repermit/webhook"
+)
+
+// crm is a real HTTP receiver on a fixed port that fails its first
+// attempts, can be taken down (connection refused) and brought up again,
+// and checks every request with the Standard Webhooks reference library.
+type crm struct {
+	t        *testing.T
+	addr     string
+	verifier *standardwebhooks.Webhook
+	mu       sync.Mutex
+	failLeft int
+	srv      *http.Server
+	accepted []webhook.Event // in arrival order
+	ids      map[string]int  // accepted deliveries per webhook-id
+	attempts int
+	badSig   int
+}
+
+func newCRM(t *testing.T, secret string, failFirst int) *crm {
+	t.Helper()
+	v, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &crm{t: t, addr: ln.Addr().String(), verifier: v, failLeft: failFirst, ids: map[string]int{}}
+	c.serve(ln)
+	t.Cleanup(c.down)
+	return c
+}
+
+func (c *crm) serve(ln net.Listener) {
+	c.srv = &http.Server{Handler: http.HandlerFunc(c.handle)}
+	go c.srv.Serve(ln)
+}
+
+func (c *crm) down() {
+	c.mu.Lock()
+	srv := c.srv
+	c.mu.Unlock()
+	srv.Close()
+}
+
+func (c *crm) up() {
+	c.t.Helper()
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.serve(ln)
+}
+
+func (c *crm) handle(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.attempts++
+	if err := c.verifier.Verify(body, r.Header); err != nil {
+		c.badSig++
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	if c.failLeft > 0 {
+		c.failLeft--
+		http.Error(w, "not yet", http.StatusInternalServerError)
+		return
+	}
+	var e webhook.Event
+	if err := json.Unmarshal(body, &e); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id := r.Header.Get("webhook-id")
+	c.ids[id]++
+	if c.ids[id] == 1 {
+		c.accepted = append(c.accepted, e)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *crm) snapshot() ([]webhook.Event, map[string]int, int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := map[string]int{}
+	for k, v := range c.ids {
+		ids[k] = v
+	}
+	return append([]webhook.Event(nil), c.accepted...), ids, c.attempts, c.badSig
+}
+
+// TestWebhooksReachACRMThatFailsAndGoesDown: a real HTTP receiver fails
+// its first attempts and is down (connection refused) for a while; every
+// event still arrives, exactly once by webhook-id, each signature verifies
+// with the Standard Webhooks reference implementation, events of one
+// recipient arrive in the order they were recorded, and the address goes
+// out only for a recipient still confirmed.
+func TestWebhooksReachACRMThatFailsAndGoesDown(t *testing.T) {
+	e := newEnv(t, smtpsink.Options{})
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(raw)
+	hook := newCRM(t, secret, 3)
+	c := e.launch(repermit.Campaign{Topics: []string{"yoga", "events"},
+		Webhooks: []repermit.Webhook{{URL: "http://" + hook.addr + "/consent", Secret: secret}}}, 6, nil)
+	cfg := e.config()
+	cfg.WebhookInterval = 100 * time.Millisecond
+	e.start(cfg)
+	e.start(cfg) // two workers: still one delivery at a time per webhook
+
+	ctx := context.Background()
+	answer := func(i int64, st repermit.State, topics ...string) {
+		t.Helper()
+		if _, err := e.store.Record(ctx, redisstore.Answer{Campaign: c.ID, Index: i, State: st, Topics: topics, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer(0, repermit.StateConfirmed, "yoga", "events")
+	answer(1, repermit.StateConfirmed, "yoga")
+	answer(2, repermit.StateDeclined)
+	e.waitFor("the first events past the failing attempts", 10*time.Second, func() bool {
+		acc, _, _, _ := hook.snapshot()
+		return len(acc) >= 1
+	})
+	hook.down()
+	answer(0, repermit.StateConfirmed, "yoga") // a change of topics
+	answer(3, repermit.StateConfirmed, "events")
+	answer(3, repermit.StateDeclined)
+	answer(0, repermit.StateUnsubscribed)
+	time.Sleep(1500 * time.Millisecond) // several retries hit a closed port
+	_, _, before, _ := hook.snapshot()
+	if st, err := e.store.Stats(ctx, c.ID); err != nil || st.WebhookBacklog(0) == 0 || st.Webhooks[0].Failures < 4 {
+		t.Errorf("while the CRM is down: backlog %d, failures %d (%v); want both shown", st.WebhookBacklog(0), st.Webhooks[0].Failures, err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := metrics.RegisterFeedback(reg, e.store); err != nil {
+		t.Fatal(err)
+	}
+	if n := gauge(t, reg, "repermit_webhook_backlog"); n == 0 {
+		t.Error("/metrics shows no webhook backlog while the CRM is down")
+	}
+	hook.up()
+	e.waitFor("all 7 events", 20*time.Second, func() bool {
+		acc, _, _, _ := hook.snapshot()
+		return len(acc) == 7
+	})
+	time.Sleep(300 * time.Millisecond) // room for a stray repeat to show
+	acc, ids, attempts, bad := hook.snapshot()
+	if bad != 0 {
+		t.Errorf("%d requests failed the reference library's signature check", bad)
+	}
+	if attempts < 7+3 || before == attempts {
+		t.Errorf("%d attempts (%d before the CRM came back): want the 3 failures and retries after the outage", attempts, before)
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("event %s accepted %d times", id, n)
+		}
+	}
+	if len(ids) != 7 {
+		t.Errorf("%d distinct event ids, want 7", len(ids))
+	}
+	last := map[int64]int64{}
+	for _, ev := range acc {
+		if ev.Data.Record <= last[ev.Data.Recipient] {
+			t.Errorf("recipient %d: record %d arrived after record %d", ev.Data.Recipient, ev.Data.Record, last[ev.Data.Recipient])
+		}
+		last[ev.Data.Recipient] = ev.Data.Record
+		if ev.Data.Subject == "" {
+			t.Errorf("event %+v without subject", ev)
+		}
+	}
+	types := map[string]int{}
+	for _, ev := range acc {
+		types[ev.Type]++
+		switch {
+		case ev.Data.Recipient == 1 && ev.Data.Email != "r1@example.com":
+			t.Errorf("confirmed recipient 1's event lacks the address: %+v", ev)
+		case ev.Data.Recipient == 0 && ev.Data.Record == 1:
+			// Delivered while recipient 0 was still confirmed: with address.
+			if ev.Data.Email != "r0@example.com" {
+				t.Errorf("recipient 0's first confirmation, delivered while confirmed, lacks the address: %+v", ev)
+			}
+		case ev.Data.Recipient != 1 && ev.Data.Email != "":
+			t.Errorf("recipient %d, no longer confirmed, sent with the address %q", ev.Data.Recipient, ev.Data.Email)
+		}
+	}
+	want := map[string]int{webhook.ConsentConfirmed: 3, webhook.ConsentTopicsChanged: 1, webhook.ConsentDeclined: 2, webhook.ConsentUnsubscribed: 1}
+	for k, v := range want {
+		if types[k] != v {
+			t.Errorf("%d %s events, want %d (all: %v)", types[k], k, v, types)
+		}
+	}
+	if n := gauge(t, reg, "repermit_webhook_backlog"); n != 0 {
+		t.Errorf("/metrics shows a webhook backlog of %v after every event arrived", n)
+	}
+	st, err := e.store.Webhook(ctx, c.ID, 0)
+	if err != nil || st.Delivered != 7 || st.Failures < 3 {
+		t.Errorf("delivery state %+v, %v; want 7 delivered, the failures counted", st, err)
+	}
+}
+
+// gauge returns the sum of a metric's values in reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
