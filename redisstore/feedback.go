@@ -30,6 +30,9 @@ const (
 	FeedbackHard      = "bounced"
 	FeedbackSoft      = "soft"
 	FeedbackComplaint = "complaint"
+	// FeedbackDeferred is a temporary SMTP failure (4xx) of a campaign
+	// sent in waves; it counts toward the wave's deferrals only.
+	FeedbackDeferred = "deferred"
 )
 
 // FeedbackSeenTTL is how long a report's key is remembered after the last
@@ -47,7 +50,8 @@ func (s *Store) softKey(id string) string         { return s.prefix + ":{" + id 
 // index, ARGV[5] seen-set TTL in seconds.
 //
 // Returns {first, soft}: first is 1 when the report was new (and counted
-// in meta field fb:<kind>:<source>), soft the recipient's soft bounce
+// in meta field fb:<kind>:<source>, and for a campaign sent in waves in
+// wv:<wave>:<kind>, whenever it arrives), soft the recipient's soft bounce
 // count after it.
 var feedbackScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[3], 'status')
@@ -56,8 +60,14 @@ local first = redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 local soft = tonumber(redis.call('HGET', KEYS[2], ARGV[4]) or '0')
 if first == 1 then
-  redis.call('HINCRBY', KEYS[3], 'fb:' .. ARGV[2] .. ':' .. ARGV[3], 1)
+  if ARGV[2] ~= 'deferred' then
+    redis.call('HINCRBY', KEYS[3], 'fb:' .. ARGV[2] .. ':' .. ARGV[3], 1)
+  end
   if ARGV[2] == 'soft' then soft = redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
+  local cfg = redis.call('HGET', KEYS[3], 'cfg')
+  local idx = tonumber(ARGV[4])
+` + waveOfLua + `
+  if k then redis.call('HINCRBY', KEYS[3], 'wv:' .. k .. ':' .. ARGV[2], 1) end
 end
 return {first, soft}
 `)

@@ -47,7 +47,18 @@ func (s *Server) handleFeed(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	to := min(p.From+int64(n), imported)
+	limit := imported
+	if c.Waves != nil {
+		var stopped bool
+		limit, stopped, err = s.waveLimit(ctx, c, p.From, imported, now)
+		if err != nil {
+			return err
+		}
+		if stopped || limit <= p.From {
+			return s.sched.tick(ctx, p, s.nextTick(now))
+		}
+	}
+	to := min(p.From+int64(n), limit)
 	// Send tasks go first, the cursor after: a crash in between repeats
 	// the enqueues (their TaskIDs name the exact range, and claims make a
 	// second task for the same recipients harmless) instead of skipping

@@ -257,6 +257,16 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 	}
 	// Temporary: a 4xx, a dropped connection, or our own shutdown.
 	s.cfg.Observer.Failed(c.ID, class)
+	if c.Waves != nil && ctx.Err() == nil {
+		// Counted toward the recipient's wave's deferrals, once per attempt.
+		_, _, ferr := s.store.RecordFeedback(ctx, redisstore.Feedback{
+			Campaign: c.ID, Index: r.Index, Key: fmt.Sprintf("smtp-deferred:%d:%d:%d", r.Index, step, b.p.Attempt),
+			Kind: redisstore.FeedbackDeferred, Source: "smtp", At: s.cfg.Now(),
+		})
+		if ferr != nil {
+			s.log.Warn("deferral not counted toward its wave", "campaign", c.ID, "recipient", r.Index, "err", ferr)
+		}
+	}
 	b.release(ctx, []*repermit.Recipient{r})
 	dom := domainOf(r.Email)
 	b.domainFails[dom]++

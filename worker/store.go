@@ -64,6 +64,14 @@ type chainStore interface {
 	Beat(ctx context.Context, id, name string) (time.Time, error)
 	QueueDepth(queue string) (redisstore.QueueDepth, error)
 	Unmailed(ctx context.Context, id string, from, to, limit int64, step int, now time.Time) ([]int64, int64, error)
+	waveStore
+}
+
+// waveStore keeps the state of a campaign sent in waves.
+type waveStore interface {
+	Waves(ctx context.Context, id string) (redisstore.WaveState, error)
+	MarkWaveFed(ctx context.Context, id string, k int, at time.Time) error
+	StopWaves(ctx context.Context, id string, st redisstore.WaveStop) (bool, error)
 }
 
 // expiryStore ends a campaign at its deadline and after its retention.

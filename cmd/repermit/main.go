@@ -111,7 +111,7 @@ func commands() []command {
 		{"serve", "", "worker and web in one process", runServe},
 		{"status", "ID [--json] [--watch]", "show a campaign's funnel", runStatus},
 		{"pause", "ID", "stop sending until resumed", runControl(repermit.StatusPaused, repermit.StatusRunning)},
-		{"resume", "ID", "continue a paused campaign", runControl(repermit.StatusRunning, repermit.StatusPaused)},
+		{"resume", "ID [--reset-thresholds]", "continue a paused campaign (after a stop of its waves: with the next wave)", runControl(repermit.StatusRunning, repermit.StatusPaused)},
 		{"cancel", "ID", "stop sending for good (the deadline still expires)", runControl(repermit.StatusCancelled, repermit.StatusRunning, repermit.StatusPaused)},
 		{"export", "ID --what confirmed|suppressed|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
 		{"verify-ledger", "FILE --pubkey KEY [--witness FILE]", "check an exported consent log: records, inclusion, signed checkpoints", runVerifyLedger},

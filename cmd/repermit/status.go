@@ -38,6 +38,9 @@ type statusJSON struct {
 	Deadline        time.Time  `json:"deadline"`
 	ProjectedFinish *time.Time `json:"projected_finish,omitempty"`
 	Behind          bool       `json:"behind,omitempty"`
+	// Waves, for a campaign sent in waves: each wave's figures, the next
+	// wave's time and why the waves stopped the campaign, if they did.
+	Waves *redisstore.WavesReport `json:"waves,omitempty"`
 }
 
 type webhookJSON struct {
@@ -89,6 +92,10 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		waves, err := st.WavesReport(ctx, c)
+		if err != nil {
+			return err
+		}
 		if *asJSON {
 			var finish *time.Time
 			behind := false
@@ -104,6 +111,7 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 				ComplaintRateLimit: redisstore.ComplaintRateLimit,
 				Webhooks:           webhooksJSON(c, stats),
 				Deadline:           c.Deadline, ProjectedFinish: finish, Behind: behind,
+				Waves: waves,
 			}); err != nil {
 				return err
 			}
@@ -112,6 +120,7 @@ func runStatus(ctx context.Context, env Env, args []string) error {
 				fmt.Fprint(env.Stdout, "\x1b[H\x1b[2J")
 			}
 			printStatus(env.Stdout, c, stats, timeline, env.Now())
+			printWaves(env.Stdout, c, waves)
 		}
 		if *watch <= 0 {
 			return nil
@@ -161,6 +170,40 @@ func printStatus(w io.Writer, c *repermit.Campaign, s redisstore.Stats, timeline
 	if left := c.Deadline.Sub(now); left > 0 {
 		fmt.Fprintf(w, "deadline in %s\n", left.Round(time.Second))
 	}
+}
+
+// printWaves shows each wave's recipients and reports, the next wave's
+// time and why the waves paused the campaign.
+func printWaves(w io.Writer, c *repermit.Campaign, r *redisstore.WavesReport) {
+	if r == nil {
+		return
+	}
+	s := c.Waves.Stop
+	fmt.Fprintf(w, "\nwaves (observe %s; stop at bounces %s, complaints %s, deferrals %s):\n",
+		c.Waves.Observe, thresholdText(s.Bounces), thresholdText(s.Complaints), thresholdText(s.Deferrals))
+	for _, row := range r.Waves {
+		f := row.Figures
+		fmt.Fprintf(w, "  wave %-3d %-8s %7d recipients  bounces %d, complaints %d, deferrals %d\n",
+			row.Wave, row.State, f.Recipients, f.Bounces, f.Complaints, f.Deferrals)
+	}
+	switch {
+	case r.Stop != nil:
+		fmt.Fprintf(w, "PAUSED: %s\n", r.StopText)
+		fmt.Fprintf(w, "  `repermit resume %s` sends wave %d; `repermit resume %s --reset-thresholds` also counts the campaign's figures anew from it\n", c.ID, r.Stop.NextWave, c.ID)
+	case r.Next > 0 && r.NextAt != nil:
+		fmt.Fprintf(w, "next wave %d at %s\n", r.Next, r.NextAt.UTC().Format(time.RFC3339))
+	case r.Next > 0:
+		fmt.Fprintf(w, "next wave %d after wave %d is queued and observed\n", r.Next, r.Next-1)
+	default:
+		fmt.Fprintln(w, "every wave queued")
+	}
+}
+
+func thresholdText(t repermit.Threshold) string {
+	if !t.Set() {
+		return "never"
+	}
+	return t.String()
 }
 
 // printFeedback shows the bounce and complaint reports by source and the

@@ -1,0 +1,134 @@
+package worker
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/bounces"
+	"github.com/repermit/repermit/smtpsink"
+)
+
+// relay plays the relay that accepted every mail and later reports some
+// undeliverable: for each mail the sink received to a recipient index
+// bounce(i) picks, it hands a Postfix DSN addressed to the mail's VERP
+// envelope sender to the bounce mailbox's processor, as a poll would.
+func (e *env) relay(ctx context.Context, bounce func(to string) bool) {
+	e.t.Helper()
+	tpl, err := os.ReadFile("../bounces/testdata/postfix-dsn.eml")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := &bounces.Processor{Store: e.store, Signer: e.signer}
+	go func() {
+		done := map[string]bool{}
+		for ctx.Err() == nil {
+			for _, m := range e.sink.Messages() {
+				if done[m.From] || !bounce(m.To[0]) {
+					continue
+				}
+				raw := strings.NewReplacer("{{VERP}}", m.From, "{{STATUS}}", "5.1.1").Replace(string(tpl))
+				out, err := p.Process(ctx, []byte(raw))
+				if err != nil || !out.Matched {
+					e.t.Errorf("DSN for %s not applied: %+v, %v", m.To[0], out, err)
+				}
+				done[m.From] = true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+}
+
+// wavesReason is the pause reason status shows for the campaign's waves.
+func (e *env) wavesReason(id string) string {
+	c, err := e.store.Campaign(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r, err := e.store.WavesReport(context.Background(), c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r.StopText
+}
+
+func TestWavesStopWhenTheyHurt(t *testing.T) {
+	waves := func(stop repermit.Stop) *repermit.Waves {
+		// 400 recipients: waves of 100, 150, 150.
+		return &repermit.Waves{Pilot: 100, GrowMilli: 1500, Observe: 2 * time.Second, Stop: stop}
+	}
+	stop := repermit.Stop{Bounces: repermit.Threshold{BasisPoints: 200}, Complaints: repermit.Threshold{Count: 1}, Deferrals: repermit.Threshold{BasisPoints: 2000}}
+	tests := []struct {
+		name string
+		// bounce picks the addresses the relay reports undeliverable;
+		// complain the recipient index that complains once wave 2 is out.
+		bounce   func(to string) bool
+		complain int64
+		// stop5 stops at 5 % bounces instead of 2 %: the relay's reports
+		// arrive one by one, and the feeder stops at the first figure
+		// that crosses, so only a threshold at the wave's full 5 % names
+		// the same figure on every run.
+		stop5  bool
+		mailed int
+		reason string // "" runs to the end
+	}{
+		{"5% bounce after the relay accepted them: stops after the pilot",
+			func(to string) bool { return idxOf(to)%20 == 0 },
+			-1, true, 100,
+			"waves stopped before wave 2: wave 1: 5 bounces of 100 recipients (5%) reached stop.bounces 5%; campaign (waves 1-1): 5 bounces of 100 recipients (5%) reached stop.bounces 5%"},
+		{"nothing bounces: every wave goes", func(string) bool { return false }, -1, false, 400, ""},
+		{"one complaint in wave 2 stops wave 3", func(string) bool { return false }, 180, false, 250,
+			"waves stopped before wave 3: wave 2: 1 complaints of 150 recipients (0.67%) reached stop.complaints 1; campaign (waves 1-2): 1 complaints of 250 recipients (0.4%) reached stop.complaints 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, smtpsink.Options{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			st := stop
+			if tt.stop5 {
+				st.Bounces.BasisPoints = 500
+			}
+			c := e.launch(repermit.Campaign{Waves: waves(st)}, 400, nil)
+			cfg := e.config()
+			cfg.SMTP.BounceDomain = "bounce.acme.example"
+			e.start(cfg)
+			e.relay(ctx, tt.bounce)
+			if tt.complain >= 0 {
+				e.waitFor("wave 2 queued", 30*time.Second, func() bool { return e.sink.Count() >= 250 })
+				p := &bounces.Processor{Store: e.store, Signer: e.signer}
+				if _, err := p.Apply(ctx, bounces.Complaint, "webhook", c.ID, tt.complain, "complaint-1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.reason == "" {
+				e.waitFor("every wave mailed", 60*time.Second, func() bool { return e.sink.Count() >= tt.mailed })
+				time.Sleep(time.Second)
+				if got := e.status(c.ID); got != repermit.StatusRunning {
+					t.Errorf("status %s, want running", got)
+				}
+			} else {
+				e.waitFor("paused by the waves", 60*time.Second, func() bool { return e.status(c.ID) == repermit.StatusPaused })
+				if got := e.wavesReason(c.ID); got != tt.reason {
+					t.Errorf("pause reason\n got %s\nwant %s", got, tt.reason)
+				}
+				time.Sleep(3 * time.Second) // longer than an observation time
+			}
+			if got := e.sink.Count(); got != tt.mailed {
+				t.Errorf("%d mails sent, want %d", got, tt.mailed)
+			}
+			e.assertNoDuplicates()
+		})
+	}
+}
+
+func idxOf(to string) int64 {
+	var n int64
+	for _, r := range strings.TrimPrefix(to[:strings.IndexByte(to, '@')], "r") {
+		n = n*10 + int64(r-'0')
+	}
+	return n
+}
