@@ -243,63 +243,16 @@ func parseMs(s string) time.Time {
 	return time.UnixMilli(n)
 }
 
-// encodeData was the packing before encodeRow, kept for the rows written
-// then and as the benches' text baseline: email,
-// name, locale, then key=value per extra column, separated by the ASCII
-// unit separator (0x1f). Any text round-trips: inside a field the record
-// separator (0x1e) escapes the unit separator ("\x1e_"), itself
-// ("\x1e\x1e") and, in a column name, '=' ("\x1e-"), so a column named
-// "utm=source" stays one column. Text without those characters is stored
-// as it is, so the value stays short (see the listpack note in DESIGN.md).
-func encodeData(email, name, locale string, extra map[string]string) string {
-	var b strings.Builder
-	b.WriteString(escapeField(email, false))
-	if name == "" && locale == "" && len(extra) == 0 {
-		return b.String()
-	}
-	b.WriteByte(0x1f)
-	b.WriteString(escapeField(name, false))
-	b.WriteByte(0x1f)
-	b.WriteString(escapeField(locale, false))
-	for k, v := range extra {
-		b.WriteByte(0x1f)
-		b.WriteString(escapeField(k, true))
-		b.WriteByte('=')
-		b.WriteString(escapeField(v, false))
-	}
-	return b.String()
-}
-
-// escapeField escapes the separators of encodeData in s; in a column name
-// (key) also '='.
-func escapeField(s string, key bool) string {
-	special := "\x1e\x1f"
-	if key {
-		special += "="
-	}
-	if !strings.ContainsAny(s, special) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == 0x1e:
-			b.WriteString("\x1e\x1e")
-		case c == 0x1f:
-			b.WriteString("\x1e_")
-		case c == '=' && key:
-			b.WriteString("\x1e-")
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
+// The text rows written before encodeRow hold email, name, locale, then
+// key=value per extra column, separated by the ASCII unit separator
+// (0x1f); inside a field the record separator (0x1e) escaped the unit
+// separator ("\x1e_"), itself ("\x1e\x1e") and, in a column name, '='
+// ("\x1e-").
 
 // unescaped maps the byte after an escape to the byte it stands for.
 var unescaped = map[byte]byte{0x1e: 0x1e, '_': 0x1f, '-': '='}
 
-// unescapeField undoes escapeField.
+// unescapeField undoes the escapes of a text row's field.
 func unescapeField(s string) string {
 	if !strings.Contains(s, "\x1e") {
 		return s
@@ -318,8 +271,8 @@ func unescapeField(s string) string {
 	return b.String()
 }
 
-// decodeText decodes a value encodeData wrote (campaigns launched before
-// the binary rows of row.go).
+// decodeText decodes a text row (campaigns launched before the binary rows
+// of row.go).
 func decodeText(r *repermit.Recipient, v string) {
 	parts := strings.Split(v, "\x1f")
 	r.Email = unescapeField(parts[0])
