@@ -24,7 +24,7 @@ func (t *Templates) Build(d Data, kind Kind) (*gomail.Msg, error) {
 	if d.ConfirmURL == "" || d.UnsubscribeURL == "" {
 		return nil, errors.New("build mail: confirm and unsubscribe URLs are required")
 	}
-	parts, err := t.render(d, kind)
+	parts, err := t.renderFor(d, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +74,21 @@ func (t *Templates) Build(d Data, kind Kind) (*gomail.Msg, error) {
 		m.AddAlternativeString(gomail.TypeTextHTML, parts.html)
 	}
 	return m, nil
+}
+
+// renderFor gives what render gives, from the campaign's pre-rendered
+// parts when it can (see prerender.go).
+func (t *Templates) renderFor(d Data, kind Kind) (rendered, error) {
+	if d.Controller == d.Campaign.Controller {
+		p := t.prerendered(d, kind)
+		if p.ok && (p.sender == d.Sender) {
+			vals := [numSlots]string{d.Recipient.Name, d.ConfirmURL, d.ConfirmYesURL, d.ConfirmNoURL, d.UnsubscribeURL}
+			if text, html, ok := p.fill(vals); ok {
+				return rendered{subject: p.subject, text: text, html: html, locale: p.locale}, nil
+			}
+		}
+	}
+	return t.render(d, kind)
 }
 
 // PostmarkMetadataHeader carries the Message-ID to Postmark's webhooks as

@@ -161,6 +161,10 @@ type Templates struct {
 	text map[string]*texttemplate.Template // key "initial" (any language) or "initial.de"
 	html map[string]*htmltemplate.Template
 	cat  *locale.Catalog
+	// custom is set when a campaign's directory overrides a default
+	// template; Build then renders every mail in full (see prerender).
+	custom bool
+	pre    prerenderCache
 }
 
 func templateFuncs() map[string]any {
@@ -178,6 +182,7 @@ func LoadTemplates(dir string) (*Templates, error) {
 		b    []byte
 	}
 	sources := make(map[string]source) // file name -> source
+	custom := false
 	partials := make(map[string][]source)
 	defaults := templates.Mail()
 	entries, err := fs.ReadDir(defaults, ".")
@@ -217,13 +222,15 @@ func LoadTemplates(dir string) (*Templates, error) {
 				return nil, repermit.Errorf(repermit.EINVALID, "templates: %v", err)
 			}
 			sources[name] = source{path, b}
+			custom = true
 		}
 	}
 
 	t := &Templates{
-		text: make(map[string]*texttemplate.Template),
-		html: make(map[string]*htmltemplate.Template),
-		cat:  locale.Default(),
+		text:   make(map[string]*texttemplate.Template),
+		html:   make(map[string]*htmltemplate.Template),
+		cat:    locale.Default(),
+		custom: custom,
 	}
 	for name, src := range sources {
 		m := templateName.FindStringSubmatch(name)
