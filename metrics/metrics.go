@@ -151,6 +151,8 @@ type feedbackCollector struct {
 	limit   *prometheus.Desc
 	backlog *prometheus.Desc
 	failed  *prometheus.Desc
+	waves   *prometheus.Desc
+	stopped *prometheus.Desc
 }
 
 // RegisterFeedback registers repermit_feedback_reports{campaign,kind,source}
@@ -167,6 +169,8 @@ func RegisterFeedback(reg prometheus.Registerer, st *redisstore.Store) error {
 		limit:   prometheus.NewDesc("repermit_complaint_rate_limit", "The complaint rate Gmail and Yahoo tolerate from bulk senders.", nil, nil),
 		backlog: prometheus.NewDesc("repermit_webhook_backlog", "Consent events a campaign's webhook has yet to deliver.", []string{"campaign", "webhook"}, nil),
 		failed:  prometheus.NewDesc("repermit_webhook_failures", "Failed (and retried) webhook delivery attempts.", []string{"campaign", "webhook"}, nil),
+		waves:   prometheus.NewDesc("repermit_wave_reports", "Bounces, complaints and deferrals about the recipients of each wave of a campaign sent in waves.", []string{"campaign", "wave", "kind"}, nil),
+		stopped: prometheus.NewDesc("repermit_waves_stopped", "1 while a campaign is paused because its waves crossed a stop threshold.", []string{"campaign"}, nil),
 	})
 }
 
@@ -176,6 +180,8 @@ func (c *feedbackCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.limit
 	ch <- c.backlog
 	ch <- c.failed
+	ch <- c.waves
+	ch <- c.stopped
 }
 
 func (c *feedbackCollector) Collect(ch chan<- prometheus.Metric) {
@@ -203,6 +209,27 @@ func (c *feedbackCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(s.WebhookBacklog(i)), id, hook)
 				ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Webhooks[i].Failures), id, hook)
 			}
+			if camp.Waves != nil {
+				c.collectWaves(ctx, ch, id)
+			}
 		}
 	}
+}
+
+func (c *feedbackCollector) collectWaves(ctx context.Context, ch chan<- prometheus.Metric, id string) {
+	ws, err := c.store.Waves(ctx, id)
+	if err != nil {
+		return
+	}
+	for k, f := range ws.Figures {
+		wave := strconv.Itoa(k)
+		ch <- prometheus.MustNewConstMetric(c.waves, prometheus.GaugeValue, float64(f.Bounces), id, wave, "bounces")
+		ch <- prometheus.MustNewConstMetric(c.waves, prometheus.GaugeValue, float64(f.Complaints), id, wave, "complaints")
+		ch <- prometheus.MustNewConstMetric(c.waves, prometheus.GaugeValue, float64(f.Deferrals), id, wave, "deferrals")
+	}
+	stopped := 0.0
+	if ws.Stop != nil {
+		stopped = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.stopped, prometheus.GaugeValue, stopped, id)
 }

@@ -137,9 +137,15 @@ func (s *Server) adminCampaign(w http.ResponseWriter, r *http.Request) {
 		s.adminFail(w, err)
 		return
 	}
+	waves, err := s.store.WavesReport(ctx, c)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
 	n := st.Counts
 	s.adminPage(w, "admin_campaign.html", map[string]any{
-		"Root": root(r.URL.Path), "Campaign": c, "Stats": st, "Funnel": funnel,
+		"Waves": waves,
+		"Root":  root(r.URL.Path), "Campaign": c, "Stats": st, "Funnel": funnel,
 		"Total": st.Counts.Total(), "Rate": percent(f.ConfirmationRate, f.Imported),
 		"Chart": chart, "Activity": len(act.Sent) > 0,
 		"Summary": adminSummary{
