@@ -226,6 +226,13 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 			return unavailable("delete "+id, err)
 		}
 	}
+	logs := make([]string, 0, 256)
+	for i := 0; i < 256; i++ {
+		logs = append(logs, s.prefix+":{"+id+"}:suplog:"+fmt.Sprintf("%02x", i))
+	}
+	if err := s.rdb.Unlink(ctx, logs...).Err(); err != nil {
+		return unavailable("delete "+id, err)
+	}
 	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.metaKey(id),
 		s.feedbackSeenKey(id), s.softKey(id), s.treeKey(id), s.checkpointsKey(id), s.wordingsKey(id)).Err(); err != nil {
 		return unavailable("delete "+id, err)

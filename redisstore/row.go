@@ -38,7 +38,7 @@ import (
 //	locale code                1 byte: 0 none, 0xff literal, else commonLocales[code-1]
 //	[uvarint len, locale]      when the code is 0xff
 //	uvarint len, name
-//	then per non-empty extra column: uvarint column number, uvarint len, value
+//	then per extra column: uvarint column number, uvarint len, value
 //
 // Values written before this encoding (text with 0x1f separators, see
 // decodeText) still decode.
@@ -134,9 +134,6 @@ func encodeRow(email, name, locale string, extra map[string]string, cols *column
 		nums := make([]int, 0, len(extra))
 		vals := make(map[int]string, len(extra))
 		for k, v := range extra {
-			if v == "" {
-				continue // an empty cell says nothing; it is not stored
-			}
 			n := cols.number(k)
 			nums = append(nums, n)
 			vals[n] = v

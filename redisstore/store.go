@@ -8,13 +8,15 @@
 //	P:campaigns          zset  committed campaign ids, scored by creation time
 //	P:seq                string counter handing out campaign sequence numbers
 //	P:seqs               hash  seq -> campaign id (tokens carry the seq)
-//	P:suppression        hash  sha256(address) -> "reason|unix ms|campaign"
+//	P:sup:{hhhh}         hash  the global suppression list, 65,536 keys by
+//	                           hash prefix (see suppression.go)
 //	P:{ID}:meta          hash  config, status, counts per state, cursors, ledger head
 //	P:{ID}:b:N           hash  recipients N*128 … N*128+127, three fields each:
 //	                           s<slot> state code, d<slot> data, a<slot> answer
 //	P:{ID}:supp          set   suppression entries waiting to be copied to
-//	                           P:suppression (an outbox: the global hash lives
-//	                           in another slot, so a script cannot write it)
+//	                           P:sup:{…} (an outbox: the global list lives in
+//	                           other slots, so a script cannot write it)
+//	P:{ID}:suplog:hh     string what the campaign suppressed, for its export
 //	P:{ID}:ledger        stream consent records, the leaves of the consent log
 //	                           (campaigns launched before it: a hash chain)
 //	P:{ID}:tree          list  the log's stored hashes (tlog.StoredHashIndex order)
@@ -166,7 +168,6 @@ func (s *Store) Prefix() string { return s.prefix }
 func (s *Store) campaignsKey() string   { return s.prefix + ":campaigns" }
 func (s *Store) seqKey() string         { return s.prefix + ":seq" }
 func (s *Store) seqsKey() string        { return s.prefix + ":seqs" }
-func (s *Store) suppressionKey() string { return s.prefix + ":suppression" }
 func (s *Store) metaKey(id string) string {
 	return s.prefix + ":{" + id + "}:meta"
 }

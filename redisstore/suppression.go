@@ -1,0 +1,311 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The global suppression list is kept in two parts (P the key prefix):
+//
+//	P:sup:{hhhh}        hash  membership: the SHA-256's first four hex digits
+//	                          name the key (65,536 keys, each its own hash
+//	                          slot, so a cluster spreads them); the field is
+//	                          the next 12 bytes of the hash in binary, the
+//	                          value the reason's first letter. 1M addresses
+//	                          put 15 in a key, 30M still fewer than 512, so
+//	                          every key stays a small listpack.
+//	P:{ID}:suplog:hh    string what campaign ID put on the list, for its
+//	                          export: 37-byte records (the full SHA-256,
+//	                          the reason's first letter, unix seconds),
+//	                          appended; 256 keys by the hash's first two hex
+//	                          digits, so none grows large.
+//
+// A lookup compares 128 bits of the hash (16 in the key, 112 in the field):
+// among 100 million suppressed addresses the chance that an address not on
+// the list matches one is about 10^-26.
+//
+// The list before this layout, one hash P:suppression of full hashes, is
+// read by IsSuppressed until MigrateSuppression has moved it.
+
+const (
+	supLogRecord = 32 + 1 + 4
+	supFieldFrom = 4  // hex digits in the key
+	supFieldTo   = 28 // hex digits of the hash in key and field together
+)
+
+func (s *Store) legacySuppressionKey() string { return s.prefix + ":suppression" }
+
+// suppressionSlot returns the membership key and field of an address hash.
+// Anything but a SHA-256 in hex (64 hex digits) is hashed first, so that
+// every string has its place.
+func (s *Store) suppressionSlot(h string) (key, field string) {
+	h = sha256Hex(h)
+	f, _ := hex.DecodeString(h[supFieldFrom:supFieldTo])
+	return s.prefix + ":sup:{" + h[:supFieldFrom] + "}", string(f)
+}
+
+// sha256Hex returns h in lower case when it is a SHA-256 in hex, else the
+// SHA-256 of h.
+func sha256Hex(h string) string {
+	if len(h) == 64 {
+		if raw, err := hex.DecodeString(h); err == nil {
+			return hex.EncodeToString(raw)
+		}
+	}
+	sum := sha256.Sum256([]byte(h))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Store) supLogKey(id, h string) string {
+	return s.prefix + ":{" + id + "}:suplog:" + sha256Hex(h)[:2]
+}
+
+func supLogEntry(h, reason string, at time.Time) []byte {
+	raw, _ := hex.DecodeString(sha256Hex(h))
+	b := make([]byte, 0, supLogRecord)
+	b = append(b, raw...)
+	r := byte('?')
+	if reason != "" {
+		r = reason[0]
+	}
+	b = append(b, r)
+	return binary.BigEndian.AppendUint32(b, uint32(max(0, at.Unix())))
+}
+
+var reasonsByLetter = map[byte]string{
+	'e': ReasonExpired, 'd': ReasonDeclined, 'b': ReasonBounced, 'u': ReasonUnsubscribed, 'i': ReasonImported,
+}
+
+// IsSuppressed reports for each address hash whether it is on the global
+// suppression list, in one round trip.
+func (s *Store) IsSuppressed(ctx context.Context, hashes []string) ([]bool, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(hashes))
+	fields := make([]string, len(hashes))
+	for i, h := range hashes {
+		keys[i], fields[i] = s.suppressionSlot(h)
+	}
+	cmds := make([]*redis.BoolCmd, len(hashes))
+	var legacy *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range hashes {
+			cmds[i] = p.HExists(ctx, keys[i], fields[i])
+		}
+		legacy = p.HMGet(ctx, s.legacySuppressionKey(), hashes...)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("suppression lookup", err)
+	}
+	old := legacy.Val()
+	out := make([]bool, len(hashes))
+	for i, c := range cmds {
+		out[i] = c.Val() || (i < len(old) && old[i] != nil)
+	}
+	return out, nil
+}
+
+// AddSuppression puts address hashes on the global suppression list, in
+// campaign's name.
+func (s *Store) AddSuppression(ctx context.Context, reason, campaign string, now time.Time, hashes ...string) error {
+	entries := make([]suppression, len(hashes))
+	for i, h := range hashes {
+		entries[i] = suppression{hash: h, reason: reason, at: now, campaign: campaign}
+	}
+	if err := s.suppress(ctx, entries); err != nil {
+		return unavailable("suppress", err)
+	}
+	return nil
+}
+
+type suppression struct {
+	hash, reason, campaign string
+	at                     time.Time
+}
+
+// suppress writes entries to the membership keys and their campaigns'
+// logs in one pipeline. Repeating it is harmless: membership is a set, and
+// the export drops a log's repeated records.
+func (s *Store) suppress(ctx context.Context, entries []suppression) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range entries {
+			key, field := s.suppressionSlot(e.hash)
+			rec := supLogEntry(e.hash, e.reason, e.at)
+			letter := "?"
+			if e.reason != "" {
+				letter = e.reason[:1]
+			}
+			p.HSet(ctx, key, field, letter)
+			p.Append(ctx, s.supLogKey(e.campaign, e.hash), string(rec))
+		}
+		return nil
+	})
+	return err
+}
+
+// SuppressionEntry is one hash on the global suppression list.
+type SuppressionEntry struct {
+	Hash     string
+	Reason   string
+	At       time.Time
+	Campaign string
+}
+
+// Suppressions calls fn for every global suppression entry that campaign
+// id put there, each hash once per campaign (all campaigns' when id is "";
+// that one scans the keys).
+func (s *Store) Suppressions(ctx context.Context, id string, fn func(SuppressionEntry) error) error {
+	if id == "" {
+		var ids []string
+		seen := make(map[string]bool)
+		err := s.forEachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
+			return scanKeys(ctx, node, s.prefix+":{*}:suplog:*", func(keys []string) error {
+				for _, k := range keys {
+					rest := strings.TrimPrefix(k, s.prefix+":{")
+					if c, _, ok := strings.Cut(rest, "}:suplog:"); ok && !seen[c] {
+						seen[c] = true
+						ids = append(ids, c)
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return unavailable("suppression list", err)
+		}
+		for _, c := range ids {
+			if err := s.Suppressions(ctx, c, fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := 0; i < 256; i++ {
+		raw, err := s.rdb.Get(ctx, s.prefix+":{"+id+"}:suplog:"+fmt.Sprintf("%02x", i)).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return unavailable("suppression list of "+id, err)
+		}
+		seen := make(map[string]bool, len(raw)/supLogRecord)
+		for off := 0; off+supLogRecord <= len(raw); off += supLogRecord {
+			rec := raw[off : off+supLogRecord]
+			hash := hex.EncodeToString([]byte(rec[:32]))
+			if seen[hash] {
+				continue
+			}
+			seen[hash] = true
+			e := SuppressionEntry{Hash: hash, Reason: reasonsByLetter[rec[32]], Campaign: id,
+				At: time.Unix(int64(binary.BigEndian.Uint32([]byte(rec[33:]))), 0)}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DrainSuppression copies a campaign's queued suppression entries to the
+// global list, then removes them from the queue. Copying is idempotent, so
+// a crash between the two steps only repeats the copy.
+func (s *Store) DrainSuppression(ctx context.Context, id string) error {
+	key := s.outboxKey(id)
+	for {
+		raw, err := s.rdb.SRandMemberN(ctx, key, 1000).Result()
+		if err != nil {
+			return unavailable("drain suppression "+id, err)
+		}
+		if len(raw) == 0 {
+			return nil
+		}
+		entries := make([]suppression, 0, len(raw))
+		for _, e := range raw {
+			entries = append(entries, parseSuppression(e))
+		}
+		if err := s.suppress(ctx, entries); err != nil {
+			return unavailable("drain suppression "+id, err)
+		}
+		members := make([]any, len(raw))
+		for i, e := range raw {
+			members[i] = e
+		}
+		if err := s.rdb.SRem(ctx, key, members...).Err(); err != nil {
+			return unavailable("drain suppression "+id, err)
+		}
+	}
+}
+
+// parseSuppression reads "hash|reason|unix ms|campaign" (an outbox entry;
+// a legacy list's value is the same without the hash).
+func parseSuppression(v string) suppression {
+	parts := strings.SplitN(v, "|", 4)
+	e := suppression{hash: parts[0]}
+	if len(parts) > 1 {
+		e.reason = parts[1]
+	}
+	if len(parts) > 2 {
+		e.at = parseMs(parts[2])
+	}
+	if len(parts) > 3 {
+		e.campaign = parts[3]
+	}
+	return e
+}
+
+// MigrateSuppression moves the suppression list of the layout before
+// P:sup:{…} (one hash P:suppression) into the current one, a thousand
+// entries at a time, each batch written before it is deleted from the old
+// hash, so it can be interrupted and run again. It returns how many
+// entries it moved.
+func (s *Store) MigrateSuppression(ctx context.Context) (int64, error) {
+	var moved int64
+	old := s.legacySuppressionKey()
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, old, cursor, "", 1000).Result()
+		if err != nil {
+			return moved, unavailable("migrate suppression", err)
+		}
+		cursor = next
+		if len(kv) == 0 {
+			if cursor != 0 {
+				continue
+			}
+			n, err := s.rdb.HLen(ctx, old).Result()
+			if err != nil {
+				return moved, unavailable("migrate suppression", err)
+			}
+			if n == 0 {
+				return moved, nil
+			}
+			continue // a full pass done, entries left: another pass
+		}
+		entries := make([]suppression, 0, len(kv)/2)
+		fields := make([]string, 0, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			entries = append(entries, parseSuppression(kv[i]+"|"+kv[i+1]))
+			fields = append(fields, kv[i])
+		}
+		if err := s.suppress(ctx, entries); err != nil {
+			return moved, unavailable("migrate suppression", err)
+		}
+		if err := s.rdb.HDel(ctx, old, fields...).Err(); err != nil {
+			return moved, unavailable("migrate suppression", err)
+		}
+		moved += int64(len(fields))
+	}
+}
