@@ -165,9 +165,9 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 // Prefix returns the key prefix.
 func (s *Store) Prefix() string { return s.prefix }
 
-func (s *Store) campaignsKey() string   { return s.prefix + ":campaigns" }
-func (s *Store) seqKey() string         { return s.prefix + ":seq" }
-func (s *Store) seqsKey() string        { return s.prefix + ":seqs" }
+func (s *Store) campaignsKey() string { return s.prefix + ":campaigns" }
+func (s *Store) seqKey() string       { return s.prefix + ":seq" }
+func (s *Store) seqsKey() string      { return s.prefix + ":seqs" }
 func (s *Store) metaKey(id string) string {
 	return s.prefix + ":{" + id + "}:meta"
 }
