@@ -226,12 +226,14 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 			return unavailable("delete "+id, err)
 		}
 	}
-	logs := make([]string, 0, 256)
-	for i := 0; i < 256; i++ {
-		logs = append(logs, s.prefix+":{"+id+"}:suplog:"+fmt.Sprintf("%02x", i))
-	}
-	if err := s.rdb.Unlink(ctx, logs...).Err(); err != nil {
-		return unavailable("delete "+id, err)
+	for start := 0; start < supLogKeys; start += 512 {
+		logs := make([]string, 0, 512)
+		for i := start; i < start+512; i++ {
+			logs = append(logs, s.supLogKeyN(id, fmt.Sprintf("%03x", i)))
+		}
+		if err := s.rdb.Unlink(ctx, logs...).Err(); err != nil {
+			return unavailable("delete "+id, err)
+		}
 	}
 	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.metaKey(id),
 		s.feedbackSeenKey(id), s.softKey(id), s.treeKey(id), s.checkpointsKey(id), s.wordingsKey(id)).Err(); err != nil {

@@ -22,11 +22,12 @@ import (
 //	                          value the reason's first letter. 1M addresses
 //	                          put 15 in a key, 30M still fewer than 512, so
 //	                          every key stays a small listpack.
-//	P:{ID}:suplog:hh    string what campaign ID put on the list, for its
-//	                          export: 37-byte records (the full SHA-256,
-//	                          the reason's first letter, unix seconds),
-//	                          appended; 256 keys by the hash's first two hex
-//	                          digits, so none grows large.
+//	P:{ID}:suplog:hhh   hash  what campaign ID put on the list, for its
+//	                          export: the full SHA-256 in binary -> the
+//	                          reason's first letter and unix seconds (5
+//	                          bytes); 4,096 keys by the hash's first three
+//	                          hex digits, listpacks up to 2M entries a
+//	                          campaign.
 //
 // A lookup compares 128 bits of the hash (16 in the key, 112 in the field):
 // among 100 million suppressed addresses the chance that an address not on
@@ -36,9 +37,10 @@ import (
 // read by IsSuppressed until MigrateSuppression has moved it.
 
 const (
-	supLogRecord = 32 + 1 + 4
-	supFieldFrom = 4  // hex digits in the key
-	supFieldTo   = 28 // hex digits of the hash in key and field together
+	supFieldFrom = 4    // hex digits in the key
+	supFieldTo   = 28   // hex digits of the hash in key and field together
+	supLogDigits = 3    // hex digits naming a campaign's log key
+	supLogKeys   = 4096 // 16^supLogDigits
 )
 
 func (s *Store) legacySuppressionKey() string { return s.prefix + ":suppression" }
@@ -65,19 +67,23 @@ func sha256Hex(h string) string {
 }
 
 func (s *Store) supLogKey(id, h string) string {
-	return s.prefix + ":{" + id + "}:suplog:" + sha256Hex(h)[:2]
+	return s.supLogKeyN(id, sha256Hex(h)[:supLogDigits])
 }
 
-func supLogEntry(h, reason string, at time.Time) []byte {
+func (s *Store) supLogKeyN(id, digits string) string {
+	return s.prefix + ":{" + id + "}:suplog:" + digits
+}
+
+// supLogEntry returns the log's field (the binary hash) and value (reason
+// letter, unix seconds).
+func supLogEntry(h, reason string, at time.Time) (field, value string) {
 	raw, _ := hex.DecodeString(sha256Hex(h))
-	b := make([]byte, 0, supLogRecord)
-	b = append(b, raw...)
 	r := byte('?')
 	if reason != "" {
 		r = reason[0]
 	}
-	b = append(b, r)
-	return binary.BigEndian.AppendUint32(b, uint32(max(0, at.Unix())))
+	v := binary.BigEndian.AppendUint32([]byte{r}, uint32(max(0, at.Unix())))
+	return string(raw), string(v)
 }
 
 var reasonsByLetter = map[byte]string{
@@ -134,8 +140,7 @@ type suppression struct {
 }
 
 // suppress writes entries to the membership keys and their campaigns'
-// logs in one pipeline. Repeating it is harmless: membership is a set, and
-// the export drops a log's repeated records.
+// logs in one pipeline. Repeating it is harmless: both are keyed by hash.
 func (s *Store) suppress(ctx context.Context, entries []suppression) error {
 	if len(entries) == 0 {
 		return nil
@@ -143,13 +148,13 @@ func (s *Store) suppress(ctx context.Context, entries []suppression) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range entries {
 			key, field := s.suppressionSlot(e.hash)
-			rec := supLogEntry(e.hash, e.reason, e.at)
+			logField, logValue := supLogEntry(e.hash, e.reason, e.at)
 			letter := "?"
 			if e.reason != "" {
 				letter = e.reason[:1]
 			}
 			p.HSet(ctx, key, field, letter)
-			p.Append(ctx, s.supLogKey(e.campaign, e.hash), string(rec))
+			p.HSet(ctx, s.supLogKey(e.campaign, e.hash), logField, logValue)
 		}
 		return nil
 	})
@@ -165,8 +170,8 @@ type SuppressionEntry struct {
 }
 
 // Suppressions calls fn for every global suppression entry that campaign
-// id put there, each hash once per campaign (all campaigns' when id is "";
-// that one scans the keys).
+// id put there (all campaigns' when id is ""; that one scans the keys).
+// It reads 4,096 keys a campaign, 256 to a round trip.
 func (s *Store) Suppressions(ctx context.Context, id string, fn func(SuppressionEntry) error) error {
 	if id == "" {
 		var ids []string
@@ -193,24 +198,32 @@ func (s *Store) Suppressions(ctx context.Context, id string, fn func(Suppression
 		}
 		return nil
 	}
-	for i := 0; i < 256; i++ {
-		raw, err := s.rdb.Get(ctx, s.prefix+":{"+id+"}:suplog:"+fmt.Sprintf("%02x", i)).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
+	for start := 0; start < supLogKeys; start += 256 {
+		cmds := make([]*redis.MapStringStringCmd, 0, 256)
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := start; i < start+256; i++ {
+				cmds = append(cmds, p.HGetAll(ctx, s.supLogKeyN(id, fmt.Sprintf("%03x", i))))
+			}
+			return nil
+		})
 		if err != nil {
 			return unavailable("suppression list of "+id, err)
 		}
-		seen := make(map[string]bool, len(raw)/supLogRecord)
-		for off := 0; off+supLogRecord <= len(raw); off += supLogRecord {
-			rec := raw[off : off+supLogRecord]
-			hash := hex.EncodeToString([]byte(rec[:32]))
-			if seen[hash] {
+		if err := eachLogEntry(id, cmds, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func eachLogEntry(id string, cmds []*redis.MapStringStringCmd, fn func(SuppressionEntry) error) error {
+	for _, c := range cmds {
+		for f, v := range c.Val() {
+			if len(f) != 32 || len(v) != 5 {
 				continue
 			}
-			seen[hash] = true
-			e := SuppressionEntry{Hash: hash, Reason: reasonsByLetter[rec[32]], Campaign: id,
-				At: time.Unix(int64(binary.BigEndian.Uint32([]byte(rec[33:]))), 0)}
+			e := SuppressionEntry{Hash: hex.EncodeToString([]byte(f)), Reason: reasonsByLetter[v[0]], Campaign: id,
+				At: time.Unix(int64(binary.BigEndian.Uint32([]byte(v[1:]))), 0)}
 			if err := fn(e); err != nil {
 				return err
 			}
