@@ -17,6 +17,10 @@ import (
 // and kind, so that a repeated send of the same mail can be recognised
 // downstream, and the RFC 8058 one-click List-Unsubscribe headers. It adds
 // no tracking of any kind.
+//
+// The parts that do not depend on the recipient are rendered once per
+// campaign (by pointer), locale and kind and kept in t, so a campaign must
+// not be changed in place after its first Build with the same Templates.
 func (t *Templates) Build(d Data, kind Kind) (*gomail.Msg, error) {
 	if d.Campaign == nil || d.Recipient == nil {
 		return nil, errors.New("build mail: campaign and recipient are required")

@@ -153,3 +153,29 @@ func TestPrerenderCustomTemplates(t *testing.T) {
 		}
 	}
 }
+
+// TestPrerenderConcurrent builds from many goroutines at once, each
+// checking its own recipient's name and links; run with -race.
+func TestPrerenderConcurrent(t *testing.T) {
+	tpl := loadTemplates(t, "")
+	c := testCampaign()
+	locales := tpl.cat.Locales()
+	errs := make(chan error, 64)
+	for g := range 64 {
+		go func() {
+			r := testRecipient(int64(g), locales[g%len(locales)])
+			r.Name = fmt.Sprintf("Name%02d", g)
+			d := testData(c, r)
+			got, err := tpl.renderFor(d, Kind(g%3))
+			if err == nil && (!strings.Contains(got.text, r.Name) || !strings.Contains(got.html, d.ConfirmYesURL)) {
+				err = fmt.Errorf("goroutine %d: name or link missing", g)
+			}
+			errs <- err
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
