@@ -24,7 +24,7 @@ import (
 var t0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 
 // keys returns a signer and its verifier, named name.
-func keys(t *testing.T, name string) (note.Signer, note.Verifier) {
+func keys(t testing.TB, name string) (note.Signer, note.Verifier) {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {

@@ -151,7 +151,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %-38s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintln(w, "\nEnvironment: REPERMIT_REDIS_URL, REPERMIT_SMTP_URL, REPERMIT_SECRET, REPERMIT_HTTP_ADDR, REPERMIT_ADMIN_ADDR, REPERMIT_ADMIN_TOKEN,")
-	fmt.Fprintln(w, "REPERMIT_TRUSTED_PROXIES, REPERMIT_TLS_CERT, REPERMIT_TLS_KEY, REPERMIT_LEDGER_KEY, REPERMIT_PREFIX.")
+	fmt.Fprintln(w, "REPERMIT_TRUSTED_PROXIES, REPERMIT_TLS_CERT, REPERMIT_TLS_KEY, REPERMIT_LEDGER_KEY, REPERMIT_LEDGER_PUBKEY,")
+	fmt.Fprintln(w, "REPERMIT_LEDGER_WITNESS, REPERMIT_PREFIX.")
 	fmt.Fprintln(w, "Exit codes: 0 ok, 1 runtime failure, 2 bad input.")
 }
 
