@@ -4,8 +4,10 @@
 package launch
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -264,6 +266,10 @@ func Launch(ctx context.Context, path string, st *redisstore.Store, sched Schedu
 
 func importRows(ctx context.Context, f *config.File, supp map[string]struct{}, imp *redisstore.Import, progress Progress) (Report, error) {
 	rep := Report{ImportResult: repermit.ImportResult{Campaign: f.Campaign.ID}}
+	// A campaign sent in waves is imported in wave order (WaveOrder), so
+	// its rows are held until the file is read.
+	waves := f.Campaign.Waves != nil
+	var held []recipients.Row
 	batch := make([]recipients.Row, 0, batchSize)
 	hashes := make([]string, 0, batchSize)
 	flush := func() error {
@@ -278,6 +284,10 @@ func importRows(ctx context.Context, f *config.File, supp map[string]struct{}, i
 			if suppressed[i] {
 				rep.SkippedSuppressed++
 				rep.warn("%s:%d: %s is on the global suppression list, skipped", f.RecipientsPath, row.Line, row.Email)
+				continue
+			}
+			if waves {
+				held = append(held, row)
 				continue
 			}
 			if err := imp.Add(ctx, row.Email, row.Name, row.Locale, row.Extra); err != nil {
@@ -299,7 +309,42 @@ func importRows(ctx context.Context, f *config.File, supp map[string]struct{}, i
 	if err == nil {
 		err = flush()
 	}
-	return rep, err
+	if err != nil || !waves {
+		return rep, err
+	}
+	WaveOrder(f.Campaign.ID, held)
+	for i, row := range held {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		if err := imp.Add(ctx, row.Email, row.Name, row.Locale, row.Extra); err != nil {
+			return rep, err
+		}
+		rep.Imported++
+	}
+	return rep, nil
+}
+
+// WaveOrder puts the rows of a campaign sent in waves in the order they
+// are mailed: by a hash of the campaign id and the address, so that every
+// wave, the pilot first, is a sample of the whole list (each domain in
+// about its share, whatever order the file has) and the order is the same
+// on every launch of the same file. Recipient indexes follow it, so it
+// stays in Redis for the campaign's life.
+func WaveOrder(campaign string, rows []recipients.Row) {
+	type keyed struct {
+		key uint64
+		row recipients.Row
+	}
+	ks := make([]keyed, len(rows))
+	for i, r := range rows {
+		sum := sha256.Sum256([]byte(campaign + "\x00" + r.Email))
+		ks[i] = keyed{binary.BigEndian.Uint64(sum[:8]), r}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	for i := range ks {
+		rows[i] = ks[i].row
+	}
 }
 
 type countingReader struct {

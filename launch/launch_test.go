@@ -12,6 +12,7 @@ import (
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/launch"
+	"github.com/repermit/repermit/recipients"
 	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/redistest"
 )
@@ -220,5 +221,74 @@ func TestValidateDoesNotNeedRedis(t *testing.T) {
 	}
 	if f.Campaign.ID != "check" || rep.SkippedInvalid != int64(invalid) || rep.SkippedDuplicate != int64(dup) || rep.Imported != int64(1000-invalid-dup) {
 		t.Errorf("report %+v", rep.ImportResult)
+	}
+}
+
+// TestWavesPilotIsASampleOfEveryDomain launches a list sorted by domain
+// (the first 500 rows one domain): with waves its pilot holds every domain
+// in about its share, in an order that a second launch of the same file
+// repeats; without waves the file's order stays.
+func TestWavesPilotIsASampleOfEveryDomain(t *testing.T) {
+	shares := []struct {
+		domain string
+		n      int
+	}{{"gmail.example", 500}, {"yahoo.example", 300}, {"small.example", 150}, {"tiny.example", 50}}
+	var b strings.Builder
+	b.WriteString("email\n")
+	for _, s := range shares {
+		for i := range s.n {
+			fmt.Fprintf(&b, "u%d@%s\n", i, s.domain)
+		}
+	}
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	order := func(id, waves string) []string {
+		t.Helper()
+		if _, err := launch.Launch(ctx, writeCampaign(t, id, waves, b.String()), st, nil, launch.Options{Now: now}); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for bkt := int64(0); bkt < redisstore.Buckets(1000); bkt++ {
+			rs, err := st.Bucket(ctx, id, bkt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rc := range rs {
+				out = append(out, rc.Email)
+			}
+		}
+		return out
+	}
+	const waves = "waves: {pilot: 100, grow: 2, observe: 1m}\n"
+	got := order("waves-a", waves)
+	if len(got) != 1000 {
+		t.Fatalf("%d recipients", len(got))
+	}
+	pilot := map[string]int{}
+	for _, e := range got[:100] {
+		pilot[e[strings.IndexByte(e, '@')+1:]]++
+	}
+	for _, s := range shares {
+		want := s.n / 10
+		if n := pilot[s.domain]; n < want/2 || n > want*3/2+2 {
+			t.Errorf("pilot holds %d of %s, want about %d: %v", n, s.domain, want, pilot)
+		}
+	}
+	// The order depends on the campaign id and the addresses alone.
+	var rows []recipients.Row
+	for _, s := range shares {
+		for i := range s.n {
+			rows = append(rows, recipients.Row{Email: fmt.Sprintf("u%d@%s", i, s.domain)})
+		}
+	}
+	launch.WaveOrder("waves-a", rows)
+	for i, row := range rows {
+		if got[i] != row.Email {
+			t.Fatalf("recipient %d is %s, WaveOrder puts %s there", i, got[i], row.Email)
+		}
+	}
+	if plain := order("plain", ""); plain[0] != "u0@gmail.example" || plain[999] != "u49@tiny.example" {
+		t.Errorf("without waves the order changed: %s … %s", plain[0], plain[999])
 	}
 }
