@@ -83,13 +83,24 @@ func (s *Store) MemoryUnder(ctx context.Context, pattern string) (int64, error) 
 	err := s.forEachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
 		return scanKeys(ctx, node, pattern, func(keys []string) error {
 			cmds := make([]*redis.IntCmd, len(keys))
-			_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i, k := range keys {
-					cmds[i] = p.MemoryUsage(ctx, k, 0) // SAMPLES 0: every field, not 5
+			usage := func(samples ...int) error {
+				_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for i, k := range keys {
+						cmds[i] = p.MemoryUsage(ctx, k, samples...)
+					}
+					return nil
+				})
+				if errors.Is(err, redis.Nil) {
+					return nil
 				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			err := usage(0) // SAMPLES 0: every field, not 5
+			if err != nil && strings.Contains(err.Error(), "syntax error") {
+				// miniredis knows MEMORY USAGE without SAMPLES only.
+				err = usage()
+			}
+			if err != nil {
 				return fmt.Errorf("memory usage: %w", err)
 			}
 			for _, c := range cmds {
