@@ -81,6 +81,11 @@ func (s *Server) handleFeed(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	if moved && c.Waves != nil {
+		if err := s.markWaveQueued(ctx, c, to, imported, now); err != nil {
+			return err
+		}
+	}
 	if !moved || to >= imported {
 		return nil
 	}

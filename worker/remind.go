@@ -54,8 +54,17 @@ func (s *Server) handleRemind(ctx context.Context, t *asynq.Task) error {
 	}
 	step := p.Reminder + 1
 	batch := s.batchSize(c)
+	limit := imported
+	if c.Waves != nil {
+		if limit, err = s.remindLimit(ctx, c, p.Reminder, imported, now); err != nil {
+			return err
+		}
+	}
 	b := p.From
 	for queued := 0; b < buckets && b-p.From < maxBucketsPerTick && queued < budget; b++ {
+		if b*redisstore.BucketSize >= limit {
+			break // a later wave's reminders are not due yet
+		}
 		rs, err := s.store.Bucket(ctx, c.ID, b)
 		if err != nil {
 			return err
@@ -73,7 +82,7 @@ func (s *Server) handleRemind(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		for _, r := range rs {
-			if !due(r, step) {
+			if r.Index >= limit || !due(r, step) {
 				continue
 			}
 			idxs = append(idxs, r.Index)
@@ -85,6 +94,9 @@ func (s *Server) handleRemind(ctx context.Context, t *asynq.Task) error {
 		}
 		if err := flush(); err != nil {
 			return err
+		}
+		if (b+1)*redisstore.BucketSize > limit && limit < imported {
+			break // the cursor stays on a bucket a later wave shares
 		}
 	}
 	moved, err := s.store.AdvanceCursor(ctx, c.ID, cursor, p.From, b)

@@ -84,3 +84,36 @@ func judgeWaves(w *repermit.Waves, ws redisstore.WaveState, k int, imported int6
 	}
 	return &redisstore.WaveStop{Wave: k, NextWave: k + 1, Crossed: crossed}
 }
+
+// remindLimit is the index below which reminder n of a campaign sent in
+// waves is due: a wave's recipients get it the reminder's offset after
+// the wave's last mail was queued, as the pilot's would after the start.
+func (s *Server) remindLimit(ctx context.Context, c *repermit.Campaign, n int, imported int64, now time.Time) (int64, error) {
+	ws, err := s.store.Waves(ctx, c.ID)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 || n > len(c.Reminders) {
+		return imported, nil
+	}
+	off := c.Reminders[n-1]
+	limit := int64(0)
+	for k := 1; k <= c.Waves.Count(imported); k++ {
+		fed, ok := ws.Fed[k]
+		if !ok || now.Before(fed.Add(off)) {
+			break
+		}
+		_, limit = c.Waves.Bounds(k, imported)
+	}
+	return limit, nil
+}
+
+// markWaveQueued records the time a wave's last recipient was queued
+// when the feeder's cursor moved to the end of one.
+func (s *Server) markWaveQueued(ctx context.Context, c *repermit.Campaign, to, imported int64, now time.Time) error {
+	k := c.Waves.WaveOf(to - 1)
+	if _, hi := c.Waves.Bounds(k, imported); hi != to {
+		return nil
+	}
+	return s.store.MarkWaveFed(ctx, c.ID, k, now)
+}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -131,4 +132,33 @@ func idxOf(to string) int64 {
 		n = n*10 + int64(r-'0')
 	}
 	return n
+}
+
+// TestRemindersFollowTheWaves sends 200 recipients in two waves of 100,
+// observed 3 s, with a reminder 1.5 s after a wave: each wave's reminders
+// go after its own initial mails and before the next wave, and the second
+// wave is reminded too.
+func TestRemindersFollowTheWaves(t *testing.T) {
+	e := newEnv(t, smtpsink.Options{})
+	e.launch(repermit.Campaign{
+		Reminders: []time.Duration{1500 * time.Millisecond},
+		Waves:     &repermit.Waves{Pilot: 100, GrowMilli: 2000, Observe: 3 * time.Second},
+	}, 200, nil)
+	e.start(e.config())
+	e.waitFor("two waves mailed and reminded", 60*time.Second, func() bool { return e.sink.Count() >= 400 })
+	var got []string
+	for _, m := range e.sink.Messages() {
+		wave := 1
+		if idxOf(m.To[0]) >= 100 {
+			wave = 2
+		}
+		s := fmt.Sprintf("%s %d", kindOf(m), wave)
+		if len(got) == 0 || got[len(got)-1] != s {
+			got = append(got, s)
+		}
+	}
+	if want := []string{"initial 1", "reminder 1", "initial 2", "reminder 2"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("mails in the order %v, want %v", got, want)
+	}
+	e.assertNoDuplicates()
 }
