@@ -404,6 +404,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 // erased and its hash queued for the suppression list; every recipient the
 // initial mail never reached (pending) becomes unreached and keeps its
 // address, unsuppressed, for a later campaign. It returns how many of each.
+// A recipient whose initial mail is claimed under a live lease is left as
+// it is and the error wraps ErrBusy: call again once the sender recorded
+// the mail or its lease ran out, so a mail accepted at the deadline is
+// never counted as unreached.
 func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.Time) (expired, unreached int, err error) {
 	rs, err := s.Bucket(ctx, id, b)
 	if err != nil {
@@ -427,7 +431,11 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 	if err != nil {
 		return 0, 0, err
 	}
+	busy := 0
 	for _, o := range out {
+		if o.busy {
+			busy++
+		}
 		if !o.applied {
 			continue
 		}
@@ -436,6 +444,9 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 		} else {
 			expired++
 		}
+	}
+	if busy > 0 {
+		return expired, unreached, fmt.Errorf("expire %s bucket %d: %d initial mails in flight: %w", id, b, busy, ErrBusy)
 	}
 	return expired, unreached, nil
 }

@@ -387,6 +387,52 @@ func TestExpireBucketErasesAndSuppresses(t *testing.T) {
 	}
 }
 
+// TestExpiryWaitsForAnInitialMailInFlight: a mail claimed before the
+// deadline whose SMTP conversation outlives it is neither unreached (it may
+// yet be accepted) nor expired (it may yet fail) until the sender records
+// it or its lease runs out.
+func TestExpiryWaitsForAnInitialMailInFlight(t *testing.T) {
+	ctx := context.Background()
+	deadline := t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name  string
+		then  func(t *testing.T, s *redisstore.Store) time.Time // returns when to expire again
+		state repermit.State
+	}{
+		{"accepted after the deadline", func(t *testing.T, s *redisstore.Store) time.Time {
+			if err := s.MarkSent(ctx, "camp", 0, 1, deadline.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			return deadline.Add(2 * time.Second)
+		}, repermit.StateExpired},
+		{"sender died", func(t *testing.T, s *redisstore.Store) time.Time {
+			return deadline.Add(time.Minute) // the lease ran out
+		}, repermit.StateUnreached},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newStore(t)
+			launch(t, s, "camp", 2)
+			if err := claim(s, "camp", 0, 1, deadline.Add(-time.Second), 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			e, u, err := s.ExpireBucket(ctx, "camp", 0, deadline)
+			if !errors.Is(err, redisstore.ErrBusy) || e != 0 || u != 1 {
+				t.Fatalf("expiry with a mail in flight: %d expired, %d unreached, %v; want 0, 1 (the unclaimed one) and ErrBusy", e, u, err)
+			}
+			if r, _ := s.Recipient(ctx, "camp", 0); r.State != repermit.StatePending || r.Email == "" {
+				t.Fatalf("recipient in flight after the first expiry: %+v", r)
+			}
+			e, u, err = s.ExpireBucket(ctx, "camp", 0, tc.then(t, s))
+			if err != nil || e+u != 1 {
+				t.Fatalf("second expiry: %d expired, %d unreached, %v", e, u, err)
+			}
+			if r, _ := s.Recipient(ctx, "camp", 0); r.State != tc.state {
+				t.Errorf("recipient in flight ends %s, want %s", r.State, tc.state)
+			}
+		})
+	}
+}
+
 func TestTimelineCountsEntriesPerStateAndMinute(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()

@@ -39,7 +39,7 @@ const (
 	opUnsubscribe op = "unsub"   // p|q|s|c -> u ; after the deadline only from c
 	opBounce      op = "bounce"  // q|s -> b
 	opSuppress    op = "suppress"
-	opExpire      op = "expire" // s|q<k>, k>1 -> e ; p|q1 -> n (unreached: never mailed, kept, not suppressed)
+	opExpire      op = "expire" // s|q<k>, k>1 -> e ; p|q1 with a lapsed lease -> n (unreached: never mailed, kept, not suppressed); q1 with a live lease is busy
 )
 
 // transitionScript is the one place that changes a recipient's state. It
@@ -146,6 +146,12 @@ local function advance(code)
   elseif op == 'expire' then
     -- Only the asked can be silent: whoever never got the initial mail
     -- (claimed but unsent included) is unreached and keeps the address.
+    -- A live lease on the initial mail means the SMTP conversation may
+    -- still succeed: wait for its MarkSent (then it expires as asked) or
+    -- for the lease to run out (then it was not asked and is unreached).
+    if l == 'q' and k == 1 and tonumber(string.match(code, ':(%d+)$') or '0') > now then
+      return nil, 'busy'
+    end
     if l == 'p' or (l == 'q' and k == 1) then return 'n' end
     if l == 'q' or l == 's' then return 'e' end
   end

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -122,7 +123,7 @@ func (s *Server) expireWindow(ctx context.Context, id string, from, to int64, to
 		go func() {
 			defer wg.Done()
 			for b := range next {
-				n, u, err := s.store.ExpireBucket(ctx, id, b, s.cfg.Now())
+				n, u, err := s.expireBucket(ctx, id, b)
 				if err != nil {
 					errs <- fmt.Errorf("expire %s bucket %d: %w", id, b, err)
 					cancel()
@@ -153,3 +154,25 @@ feed:
 		return ctx.Err()
 	}
 }
+
+// expireBucket expires one bucket, waiting out the initial mails still in
+// flight in it: their claims are renewed only while a sender is alive, so
+// the wait ends within a lease of the sender's last sign of life.
+func (s *Server) expireBucket(ctx context.Context, id string, b int64) (expired, unreached int, err error) {
+	for {
+		n, u, err := s.store.ExpireBucket(ctx, id, b, s.cfg.Now())
+		expired, unreached = expired+n, unreached+u
+		if !errors.Is(err, redisstore.ErrBusy) {
+			return expired, unreached, err
+		}
+		select {
+		case <-ctx.Done():
+			return expired, unreached, ctx.Err()
+		case <-time.After(expireBusyRetry):
+		}
+	}
+}
+
+// expireBusyRetry is how long the expiry waits before it looks again at a
+// bucket whose initial mails were in flight.
+const expireBusyRetry = 250 * time.Millisecond

@@ -159,6 +159,12 @@ func (b *sendBatch) sendChunk(ctx context.Context, claimed, todo []*repermit.Rec
 			s.cfg.Observer.Suppressed(id)
 			continue
 		}
+		if !s.cfg.Now().Before(b.e.c.Deadline) {
+			// The links would already answer 410: no question after the
+			// deadline, also not to the rest of a chunk claimed before it.
+			b.release(ctx, claimed[i:])
+			return true, b.stop(ctx, slices.Concat(claimed[i:], todo), nil)
+		}
 		if dom := domainOf(r.Email); b.slowed[dom] {
 			b.release(ctx, []*repermit.Recipient{r})
 			b.deferred = append(b.deferred, r.Index)
