@@ -114,6 +114,10 @@ func (w *world) environ() []string {
 		"REPERMIT_ADMIN_TOKEN="+w.admin,
 		// A port of its own for the admin listener: worlds run in parallel.
 		"REPERMIT_ADMIN_ADDR=127.0.0.1:0",
+		// The consent log's signing key, made by repermit ledger-key for
+		// the tests only.
+		"REPERMIT_LEDGER_KEY=PRIVATE+KEY+e2e-consent+87a67d41+AbVTa5NCUOOkd33xuc8ZXCR+yaBMhtZLxoAcEzh0vww8",
+		"REPERMIT_LEDGER_PUBKEY=e2e-consent+87a67d41+AZLALlQTj5nh370YAVA0w+mZsH4l2XSnqQnnbiGVnzgm",
 	), w.extraEnv...)
 }
 

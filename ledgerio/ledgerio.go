@@ -153,7 +153,12 @@ type OldKindError struct {
 
 func (e *OldKindError) Error() string {
 	if e.Err != nil {
-		return fmt.Sprintf("%v (a ledger of the old kind: unsigned hash chain, from a campaign launched before the consent log)", e.Err)
+		msg := e.Err.Error()
+		var re *repermit.Error
+		if errors.As(e.Err, &re) {
+			msg = re.Message
+		}
+		return msg + " (a ledger of the old kind: unsigned hash chain, from a campaign launched before the consent log)"
 	}
 	return fmt.Sprintf("%s: a ledger of the old kind (unsigned hash chain, from a campaign launched before the consent log): chain and trailer intact over %d records, but nothing in it is signed, so whoever holds the file can rewrite it and recompute every hash undetected; it proves nothing against its holder", e.Name, e.Records)
 }
@@ -166,8 +171,9 @@ func (e *OldKindError) Code() string { return repermit.EINVALID }
 // kind, its chain, reporting *OldKindError either way.
 func Verify(r io.Reader, name string, v note.Verifier, witnessed []consentlog.Checkpoint) (consentlog.Summary, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	first, _ := br.Peek(64)
-	if consentlog.IsLogHeader(first) {
+	first, _ := br.Peek(4096)
+	if line, _, _ := bytes.Cut(first, []byte("\n")); consentlog.IsLogHeader(line) || bytes.Contains(line, []byte(`"subject":`)) {
+		// A consent log, or the record of one where its header belongs.
 		return consentlog.VerifyLog(br, name, v, witnessed)
 	}
 	n, err := verifyLegacy(br, name)

@@ -59,6 +59,10 @@ func pubkey(env Env, flagValue string) (note.Verifier, error) {
 // failed turns a verifier's finding into a runtime failure (exit 1): the
 // input was read fine, it is the evidence that does not hold.
 func failed(err error) error {
+	var old *ledgerio.OldKindError
+	if errors.As(err, &old) {
+		return errors.New(old.Error())
+	}
 	return errors.New(repermit.ErrorMessage(err))
 }
 

@@ -68,6 +68,12 @@ func TestLedgerCommands(t *testing.T) {
 		{"no key", []string{"verify-ledger", ledger}, "", 2, "", "--pubkey KEY is required"},
 		{"bad key", []string{"verify-ledger", ledger, "--pubkey", "nonsense"}, "", 2, "", "--pubkey"},
 		{"edited", []string{"verify-ledger", ledger, "--pubkey", vkey}, strings.Replace(out, `"answer":"declined"`, `"answer":"confirmed"`, 1), 1, "", "ledger.jsonl:5: the records on lines 2-4 do not hash"},
+		{"header moved", []string{"verify-ledger", ledger, "--pubkey", vkey}, func() string {
+			l := strings.SplitAfter(out, "\n")
+			l[0], l[1] = l[1], l[0]
+			return strings.Join(l, "")
+		}(), 1, "", "ledger.jsonl:1: not the header of a consent log"},
+		{"old kind", []string{"verify-ledger", ledger, "--pubkey", vkey}, `{"seq":1,"campaign":"old","recipient":0,"answer":"confirmed","at":"2026-12-01T09:00:00Z","prev":"","hash":"x"}` + "\n", 1, "", "ledger.jsonl:1: hash mismatch (edited record) (a ledger of the old kind"},
 		{"missing file", []string{"verify-ledger", filepath.Join(dir, "nope"), "--pubkey", vkey}, "", 2, "", "nope"},
 	} {
 		if tc.body != "" {
