@@ -135,6 +135,11 @@ type Campaign struct {
 	Seq       uint32         `json:"seq,omitempty"` // short numeric id carried inside tokens
 	Status    CampaignStatus `json:"status,omitempty"`
 	CreatedAt time.Time      `json:"created_at,omitempty"`
+	// BoundTokens is set by every launch since links were bound to their
+	// deployment and campaign. A campaign launched before has unbound
+	// (version 1) links in its recipients' mailboxes, which keep working
+	// for that campaign alone, so its confirmed recipients can withdraw.
+	BoundTokens bool `json:"bound_tokens,omitempty"`
 }
 
 // Webhook is a CRM endpoint that receives consent events, signed per the

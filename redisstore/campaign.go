@@ -66,6 +66,7 @@ func (s *Store) BeginImport(ctx context.Context, c repermit.Campaign, now time.T
 		c.Seq = uint32(seq)
 		c.Status = repermit.StatusImporting
 		c.CreatedAt = now
+		c.BoundTokens = true
 		cfg, err := json.Marshal(c)
 		if err != nil {
 			return nil, fmt.Errorf("launch %s: %w", c.ID, err)

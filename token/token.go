@@ -21,7 +21,11 @@
 // the caller checks (Claims.IsFor) against the campaign its sequence number
 // names: a sequence number that came to name another campaign does not
 // carry the token over (but for a chance of 2^-16). Version 1 tokens (no
-// binding) fail the version 2 MAC and are refused like forged ones. Encrypting a
+// binding), in the mailboxes of campaigns launched before the binding,
+// still verify under their own keys, as Unbound claims: the caller accepts
+// them only for a campaign launched before the binding (see
+// repermit.Campaign.BoundTokens), so a confirmed recipient of such a campaign
+// can still withdraw, and every later campaign refuses them. Encrypting a
 // single block under ECB is safe here: the block is a permutation of its
 // input and no two distinct claims share a block, so the only thing an
 // observer learns is that two links with identical claims are identical. The
@@ -62,6 +66,7 @@ type Claims struct {
 	// it back, use IsFor.
 	Campaign    string
 	tag         uint16
+	unbound     bool
 	CampaignSeq uint32
 	Recipient   uint32
 	// Deadline is kept to the second, rounded down, so a token stops
@@ -71,8 +76,14 @@ type Claims struct {
 	Deadline time.Time
 }
 
-// IsFor reports whether verified claims were signed for campaign id.
-func (c Claims) IsFor(id string) bool { return c.tag == campaignTag(id) }
+// IsFor reports whether verified claims were signed for campaign id. Unbound
+// claims are for no campaign in particular: see Unbound.
+func (c Claims) IsFor(id string) bool { return !c.unbound && c.tag == campaignTag(id) }
+
+// Unbound reports whether the claims came from a version 1 token, bound to
+// neither deployment nor campaign. Accept them only for a campaign launched
+// before tokens were bound, whose mails carry nothing else.
+func (c Claims) Unbound() bool { return c.unbound }
 
 func campaignTag(id string) uint16 {
 	sum := sha256.Sum256([]byte(id))
@@ -100,6 +111,10 @@ const (
 
 	encLabel = "repermit token enc v2"
 	macLabel = "repermit token mac v2"
+
+	unboundVersion  = 1
+	unboundEncLabel = "repermit token enc v1"
+	unboundMacLabel = "repermit token mac v1"
 )
 
 // Signer signs with the first of its secrets and verifies with any of them.
@@ -107,6 +122,8 @@ const (
 // holds no key.
 type Signer struct {
 	keys []*key
+	// unbound verifies version 1 tokens; nothing signs with it.
+	unbound []*key
 	// enc is strict so that every token has exactly one spelling: the
 	// lenient decoder would accept four variants of the last character
 	// (its two unused bits) for the same bytes.
@@ -178,26 +195,30 @@ func NewBoundSigner(secrets [][]byte, deployment string) (*Signer, error) {
 		return nil, err
 	}
 	s := &Signer{
-		keys: make([]*key, len(secrets)),
-		enc:  base64.RawURLEncoding.Strict(),
+		keys:    make([]*key, len(secrets)),
+		unbound: make([]*key, len(secrets)),
+		enc:     base64.RawURLEncoding.Strict(),
 	}
 	for i, sec := range secrets {
-		k, err := newKey(sec, deployment)
+		k, err := newKey(sec, encLabel+"\x00"+deployment, macLabel+"\x00"+deployment)
 		if err != nil {
 			return nil, err
 		}
 		s.keys[i] = k
+		if s.unbound[i], err = newKey(sec, unboundEncLabel, unboundMacLabel); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
-func newKey(secret []byte, deployment string) (*key, error) {
-	encKey := derive(secret, encLabel+"\x00"+deployment)
+func newKey(secret []byte, encLabel, macLabel string) (*key, error) {
+	encKey := derive(secret, encLabel)
 	block, err := aes.NewCipher(encKey[:16])
 	if err != nil {
 		return nil, err
 	}
-	k := &key{block: block, macKey: derive(secret, macLabel+"\x00"+deployment)}
+	k := &key{block: block, macKey: derive(secret, macLabel)}
 	k.work.New = func() any { return &work{mac: hmac.New(sha256.New, k.macKey)} }
 	return k, nil
 }
@@ -263,8 +284,8 @@ func (s *Signer) Sign(c Claims) string {
 
 // open tries each key in turn. Which key matched is no secret, so the loop
 // may stop at the first.
-func (s *Signer) open(pt *[blockLen]byte, raw *[rawLen]byte) bool {
-	for _, k := range s.keys {
+func (s *Signer) open(keys []*key, pt *[blockLen]byte, raw *[rawLen]byte) bool {
+	for _, k := range keys {
 		if k.open(pt, raw) {
 			return true
 		}
@@ -301,15 +322,26 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 		return Claims{}, ErrInvalid
 	}
 	var pt [blockLen]byte
-	if !s.open(&pt, &raw) {
-		return Claims{}, ErrInvalid
-	}
-	// An authentic tag makes this hold for every token Sign wrote; the
-	// check keeps a later format that reused these keys from being misread.
-	if pt[0] != version {
+	unbound := false
+	switch {
+	case s.open(s.keys, &pt, &raw):
+		// An authentic tag makes this hold for every token Sign wrote; the
+		// check keeps a later format that reused these keys from being
+		// misread.
+		if pt[0] != version {
+			return Claims{}, ErrInvalid
+		}
+	case s.open(s.unbound, &pt, &raw):
+		// Version 1 wrote zeros where version 2 has the campaign tag.
+		if pt[0] != unboundVersion || pt[14] != 0 || pt[15] != 0 {
+			return Claims{}, ErrInvalid
+		}
+		unbound = true
+	default:
 		return Claims{}, ErrInvalid
 	}
 	c := Claims{
+		unbound:     unbound,
 		tag:         binary.BigEndian.Uint16(pt[14:16]),
 		Purpose:     Purpose(pt[1]),
 		CampaignSeq: binary.BigEndian.Uint32(pt[2:6]),

@@ -524,3 +524,38 @@ func TestTokensAreBoundToTheirDeploymentAndCampaign(t *testing.T) {
 			got.IsFor("newsletter"), got.IsFor("newsletter-2"), got.IsFor(""))
 	}
 }
+
+// TestVersionOneTokensVerifyAsUnbound: links mailed before tokens were bound
+// (made by the version 1 signer of commit 17a9a5a with secretA) keep
+// verifying under the same secret, in any deployment, as Unbound claims for
+// no campaign in particular; the caller decides where they still count.
+func TestVersionOneTokensVerifyAsUnbound(t *testing.T) {
+	const (
+		v1Confirm     = "Cg1Qqz20e8BNw6n23aOd3GJhPE-sVcOSlI4lsgwyunw"
+		v1Unsubscribe = "LICRTSVFpnHXHIHOe4tg1-qs7EjSww6X-WJXV6HrI_U"
+	)
+	bound, err := NewBoundSigner([][]byte{[]byte(secretB), []byte(secretA)}, Deployment("repermit", "aaaa"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tok, purpose := range map[string]Purpose{v1Confirm: Confirm, v1Unsubscribe: Unsubscribe} {
+		got, err := bound.Verify(tok, deadline.Add(time.Hour))
+		if !errors.Is(err, ErrExpired) {
+			t.Fatalf("%s after its deadline: %v, want ErrExpired with claims", tok, err)
+		}
+		want := sample()
+		want.Purpose = purpose
+		assertClaims(t, got, want)
+		if !got.Unbound() || got.IsFor("") || got.IsFor("newsletter") {
+			t.Errorf("%s: Unbound %v, IsFor(\"\") %v; want an unbound token for no campaign", tok, got.Unbound(), got.IsFor(""))
+		}
+	}
+	if _, err := newSigner(t, secretB).Verify(v1Confirm, deadline); !errors.Is(err, ErrInvalid) {
+		t.Errorf("version 1 token under another secret: %v, want ErrInvalid", err)
+	}
+	c := sample()
+	c.Campaign = "newsletter"
+	if got, err := bound.Verify(bound.Sign(c), deadline); err != nil || got.Unbound() {
+		t.Errorf("a token signed now: unbound %v, %v", got.Unbound(), err)
+	}
+}

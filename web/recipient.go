@@ -43,8 +43,10 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 	if err != nil {
 		return nil, err
 	}
-	if !claims.IsFor(c.ID) {
-		// Signed for another campaign that had this sequence number.
+	if !claims.IsFor(c.ID) && (!claims.Unbound() || c.BoundTokens) {
+		// Signed for another campaign that had this sequence number, or
+		// an unbound link of before the binding shown to a campaign
+		// launched since (only older campaigns mailed such links).
 		return nil, errNotFound
 	}
 	late = late || c.Status == repermit.StatusFinished || !now.Before(c.Deadline)
