@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -158,12 +159,19 @@ func scanKeys(ctx context.Context, node redis.UniversalClient, pattern string, f
 
 // forEachNode calls fn with the store's client, or on a Redis Cluster with
 // a client of each master in turn (SCAN and INFO see one node only).
+// ForEachMaster runs its callbacks concurrently; callers collect into plain
+// maps and slices, so the calls take turns.
 func (s *Store) forEachNode(ctx context.Context, fn func(context.Context, redis.UniversalClient) error) error {
 	c, ok := s.rdb.(*redis.ClusterClient)
 	if !ok {
 		return fn(ctx, s.rdb)
 	}
-	return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return fn(ctx, m) })
+	var turn sync.Mutex
+	return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		turn.Lock()
+		defer turn.Unlock()
+		return fn(ctx, m)
+	})
 }
 
 // WithPrefix returns a store under another prefix on the same connection,
