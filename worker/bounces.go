@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -16,21 +15,7 @@ const TypeBounces = "repermit:bounces"
 // polls at once would only read the same reports twice (which changes
 // nothing), but there is no point in it.
 func (s *Server) bounceLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.BounceInterval)
-	defer t.Stop()
-	for {
-		slot := s.cfg.Now().Truncate(s.cfg.BounceInterval).UnixMilli()
-		err := s.sched.enqueue(ctx, TypeBounces, struct{}{}, "bounces:"+strconv.FormatInt(slot, 10),
-			asynq.Retention(2*s.cfg.BounceInterval), asynq.MaxRetry(0), asynq.Timeout(5*time.Minute))
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("offer bounce mailbox poll", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	s.offerEvery(ctx, TypeBounces, "bounces", s.cfg.BounceInterval, 5*time.Minute)
 }
 
 // handleBounces reads the bounce mailbox once: DSNs and ARF complaints

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -17,21 +16,7 @@ const TypeCheckpoint = "repermit:checkpoint"
 // checkpointLoop offers a checkpoint round once per CheckpointInterval.
 // Every worker does, under one TaskID per interval, so one of them runs it.
 func (s *Server) checkpointLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.CheckpointInterval)
-	defer t.Stop()
-	for {
-		slot := s.cfg.Now().Truncate(s.cfg.CheckpointInterval).UnixMilli()
-		err := s.sched.enqueue(ctx, TypeCheckpoint, struct{}{}, "checkpoint:"+strconv.FormatInt(slot, 10),
-			asynq.Retention(2*s.cfg.CheckpointInterval), asynq.MaxRetry(0), asynq.Timeout(5*time.Minute))
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("offer checkpoint", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	s.offerEvery(ctx, TypeCheckpoint, "checkpoint", s.cfg.CheckpointInterval, 5*time.Minute)
 }
 
 // handleCheckpoint signs a checkpoint of each campaign whose consent log

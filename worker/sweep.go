@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,21 +13,7 @@ import (
 // sweepLoop offers a sweep task once per SweepInterval. Every worker does,
 // under one TaskID per interval, so one of them runs it.
 func (s *Server) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		slot := s.cfg.Now().Truncate(s.cfg.SweepInterval).UnixMilli()
-		err := s.sched.enqueue(ctx, TypeSweep, struct{}{}, "sweep:"+strconv.FormatInt(slot, 10),
-			asynq.Retention(2*s.cfg.SweepInterval), asynq.MaxRetry(0), asynq.Timeout(time.Minute))
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("offer sweep", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	s.offerEvery(ctx, TypeSweep, "sweep", s.cfg.SweepInterval, time.Minute)
 }
 
 // handleSweep repairs what could have gone missing: the scheduled tasks of
