@@ -15,6 +15,21 @@ import (
 	"github.com/repermit/repermit/redisstore"
 )
 
+// Store is what the exports read of a campaign, declared here so that
+// their tests can hand them a fake; *redisstore.Store implements it.
+type Store interface {
+	Campaign(ctx context.Context, id string) (*repermit.Campaign, error)
+	Imported(ctx context.Context, id string) (int64, error)
+	// Bucket returns the recipients of bucket b, redisstore.BucketSize
+	// indexes each; the exports walk redisstore.Buckets(Imported) of them.
+	Bucket(ctx context.Context, id string, b int64) ([]*repermit.Recipient, error)
+	RawLedger(ctx context.Context, id string, max int64, fn func(raw []byte, streamID string) error) error
+	DrainSuppression(ctx context.Context, id string) error
+	Suppressions(ctx context.Context, id string, fn func(redisstore.SuppressionEntry) error) error
+}
+
+var _ Store = (*redisstore.Store)(nil)
+
 // ConfirmedHeader is the header of the confirmed export. email, name and
 // attributes are the columns listmonk's importer reads (attributes holds
 // the rest as JSON); spreadsheet users and Mailchimp's column mapper get the
@@ -24,7 +39,7 @@ func ConfirmedHeader() []string {
 }
 
 // Confirmed writes one CSV row per confirmed recipient of campaign id.
-func Confirmed(ctx context.Context, w io.Writer, st *redisstore.Store, id string) error {
+func Confirmed(ctx context.Context, w io.Writer, st Store, id string) error {
 	if _, err := st.Campaign(ctx, id); err != nil {
 		return err
 	}
@@ -91,7 +106,7 @@ var UnreachedHeader = []string{"email", "name", "locale", "attributes"}
 // Unreached writes one CSV row per recipient of campaign id whom the
 // initial mail never reached before the deadline: never asked, so neither
 // expired nor suppressed, and theirs to ask in a later campaign.
-func Unreached(ctx context.Context, w io.Writer, st *redisstore.Store, id string) error {
+func Unreached(ctx context.Context, w io.Writer, st Store, id string) error {
 	if _, err := st.Campaign(ctx, id); err != nil {
 		return err
 	}
@@ -135,7 +150,7 @@ func Unreached(ctx context.Context, w io.Writer, st *redisstore.Store, id string
 var SuppressedHeader = []string{"email_sha256", "reason", "at"}
 
 // Suppressed writes the suppression entries that campaign id added.
-func Suppressed(ctx context.Context, w io.Writer, st *redisstore.Store, id string) error {
+func Suppressed(ctx context.Context, w io.Writer, st Store, id string) error {
 	if _, err := st.Campaign(ctx, id); err != nil {
 		return err
 	}

@@ -23,6 +23,17 @@ import (
 	"github.com/repermit/repermit/redisstore"
 )
 
+// Store is what Launch needs of the system of record: whether the id is
+// taken, and an import that stays invisible until it commits.
+// *redisstore.Store implements it; the import it begins is redisstore's own
+// (batched writes and suppression lookups), which only Redis can check.
+type Store interface {
+	Campaign(ctx context.Context, id string) (*repermit.Campaign, error)
+	BeginImport(ctx context.Context, c repermit.Campaign, now time.Time) (*redisstore.Import, error)
+}
+
+var _ Store = (*redisstore.Store)(nil)
+
 // Scheduler arms a launched campaign's timed work (feeding, reminders,
 // deadline). The worker package implements it on asynq.
 type Scheduler interface {
@@ -228,7 +239,7 @@ const batchSize = 2048
 //
 // The recipients file is read twice: first to find any fatal problem (a
 // 1 MB line at row 900,000) before Redis is touched, then to import.
-func Launch(ctx context.Context, path string, st *redisstore.Store, sched Scheduler, opt Options) (Report, error) {
+func Launch(ctx context.Context, path string, st Store, sched Scheduler, opt Options) (Report, error) {
 	f, pre, err := Validate(ctx, path, Options{Now: opt.now(), CheckTemplates: opt.CheckTemplates})
 	if err != nil {
 		return pre, err

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/repermit/repermit"
-	"github.com/repermit/repermit/redisstore"
 )
 
 // campaignCache keeps campaigns by sequence number for a few seconds, which
@@ -15,7 +14,7 @@ import (
 // refresh because it never changes and is checked against the clock on
 // every request, and Record enforces it again inside Redis.
 type campaignCache struct {
-	store *redisstore.Store
+	store Store
 	ttl   time.Duration
 	now   func() time.Time // wall clock for the TTL, not Config.Now
 
@@ -32,7 +31,7 @@ type cachedCampaign struct {
 // keys are real campaigns and the bound is never close in practice.
 const maxCampaigns = 4096
 
-func newCampaignCache(s *redisstore.Store, ttl time.Duration) *campaignCache {
+func newCampaignCache(s Store, ttl time.Duration) *campaignCache {
 	return &campaignCache{store: s, ttl: ttl, now: time.Now, m: make(map[uint32]cachedCampaign)}
 }
 

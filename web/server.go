@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/templates"
 	"github.com/repermit/repermit/token"
 )
@@ -24,7 +23,8 @@ import (
 // Config configures a Server. Store and Signer are required; every other
 // zero value means the default named beside it.
 type Config struct {
-	Store  *redisstore.Store
+	// Store is the system of record (see Store); Signer checks the links.
+	Store  Store
 	Signer *token.Signer
 
 	// AdminToken is the bearer token /admin/* requires
@@ -79,7 +79,7 @@ type Config struct {
 // Server is the web front end. It is an http.Handler.
 type Server struct {
 	cfg       Config
-	store     *redisstore.Store
+	store     Store
 	signer    *token.Signer
 	log       *slog.Logger
 	pages     *pageSet
