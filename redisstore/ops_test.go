@@ -198,6 +198,71 @@ func TestRedisAwayIsUnavailable(t *testing.T) {
 			_, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 0, State: repermit.StateConfirmed, At: t0, Current: &repermit.Recipient{Campaign: "camp", Index: 0, State: repermit.StateSent}})
 			return err
 		},
+		"BeginImport": func() error {
+			_, err := s.BeginImport(ctx, repermit.Campaign{ID: "camp"}, t0)
+			return err
+		},
+		"SetStatus":       func() error { return s.SetStatus(ctx, "camp", repermit.StatusPaused, repermit.StatusRunning) },
+		"Timeline":        func() error { _, err := s.Timeline(ctx, "camp"); return err },
+		"PurgeRecipients": func() error { return s.PurgeRecipients(ctx, "camp") },
+		"Recipient":       func() error { _, err := s.Recipient(ctx, "camp", 0); return err },
+		"Bucket":          func() error { _, err := s.Bucket(ctx, "camp", 0); return err },
+		"MarkSent":        func() error { return s.MarkSent(ctx, "camp", 0, 1, t0) },
+		"MarkSentBatch":   func() error { _, err := s.MarkSentBatch(ctx, "camp", []int64{0}, 1, t0); return err },
+		"RenewBatch": func() error {
+			_, err := s.RenewBatch(ctx, "camp", []int64{0}, 1, t0, time.Minute)
+			return err
+		},
+		"Release":      func() error { return s.Release(ctx, "camp", 0, 1, t0) },
+		"ExpireBucket": func() error { _, _, err := s.ExpireBucket(ctx, "camp", 0, t0); return err },
+		"Unmailed": func() error {
+			_, _, err := s.Unmailed(ctx, "camp", 0, 1, 128, 1, t0)
+			return err
+		},
+		"DrainSuppression":   func() error { return s.DrainSuppression(ctx, "camp") },
+		"MigrateSuppression": func() error { _, err := s.MigrateSuppression(ctx); return err },
+		"Ledger": func() error {
+			return s.Ledger(ctx, "camp", func(repermit.ConsentRecord, string) error { return nil })
+		},
+		"RawLedger": func() error {
+			return s.RawLedger(ctx, "camp", -1, func([]byte, string) error { return nil })
+		},
+		"LedgerAfter": func() error {
+			return s.LedgerAfter(ctx, "camp", "", -1, func([]byte, string) error { return nil })
+		},
+		"RecordsOf":    func() error { _, err := s.RecordsOf(ctx, "camp", "subject"); return err },
+		"LedgerIsLog":  func() error { _, err := s.LedgerIsLog(ctx, "camp"); return err },
+		"LedgerSize":   func() error { _, err := s.LedgerSize(ctx, "camp"); return err },
+		"SyncTree":     func() error { _, _, err := s.SyncTree(ctx, "camp"); return err },
+		"ReadHashes":   func() error { _, err := s.HashReader(ctx, "camp").ReadHashes([]int64{0}); return err },
+		"Checkpoints":  func() error { _, err := s.Checkpoints(ctx, "camp"); return err },
+		"SubjectKey":   func() error { _, err := s.SubjectKey(ctx); return err },
+		"Wording":      func() error { _, _, err := s.Wording(ctx, "camp", "sum"); return err },
+		"Witnessed":    func() error { _, err := s.Witnessed(ctx, "camp"); return err },
+		"SetWitnessed": func() error { return s.SetWitnessed(ctx, "camp", 1) },
+		"AddCheckpoint": func() error {
+			_, err := s.AddCheckpoint(ctx, "camp", 1, t0, time.Minute, "note")
+			return err
+		},
+		"Webhook":          func() error { _, err := s.Webhook(ctx, "camp", 0); return err },
+		"WebhookDelivered": func() error { return s.WebhookDelivered(ctx, "camp", 0, "1-0", 1) },
+		"WebhookFailed":    func() error { return s.WebhookFailed(ctx, "camp", 0) },
+		"Deployment":       func() error { _, err := s.Deployment(ctx); return err },
+		"RecordFeedback": func() error {
+			_, _, err := s.RecordFeedback(ctx, redisstore.Feedback{Campaign: "camp", Key: "k", Kind: redisstore.FeedbackHard, Source: "dsn"})
+			return err
+		},
+		"Waves":       func() error { _, err := s.Waves(ctx, "camp"); return err },
+		"MarkWaveFed": func() error { return s.MarkWaveFed(ctx, "camp", 1, t0) },
+		"StopWaves": func() error {
+			_, err := s.StopWaves(ctx, "camp", redisstore.WaveStop{Wave: 1, NextWave: 2})
+			return err
+		},
+		"Resume": func() error { return s.Resume(ctx, "camp", false) },
+		"WavesReport": func() error {
+			_, err := s.WavesReport(ctx, &repermit.Campaign{ID: "camp", Waves: &repermit.Waves{Pilot: 1}})
+			return err
+		},
 	}
 	for name, call := range calls {
 		err := call()
