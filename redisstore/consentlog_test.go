@@ -487,3 +487,59 @@ func TestWitnessAndWebhookPositions(t *testing.T) {
 		t.Error("Stats lists a webhook that never ran")
 	}
 }
+
+// TestWithdrawalAfterThePurgeKeepsItsSubject: once retention purged the
+// recipients, a confirmed recipient who withdraws or changes topics is
+// known by the address hash only; the record of that answer still names
+// their subject, so that the proof of what they answered (RecordsOf,
+// ledgerio.Proof) includes it.
+func TestWithdrawalAfterThePurgeKeepsItsSubject(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	launch(t, s, "camp", 3)
+	mail(t, s, "camp", span(0, 3), t0)
+	answerAs(t, s, "camp", 1, repermit.StateConfirmed, t0.Add(time.Minute), "yoga")
+	answerAs(t, s, "camp", 2, repermit.StateConfirmed, t0.Add(time.Minute))
+	mustDo(t, s.SetStatus(ctx, "camp", repermit.StatusFinished, repermit.StatusRunning))
+	mustDo(t, s.PurgeRecipients(ctx, "camp"))
+	later := t0.Add(400 * 24 * time.Hour)
+	answerAs(t, s, "camp", 1, repermit.StateConfirmed, later, "events")
+	answerAs(t, s, "camp", 1, repermit.StateUnsubscribed, later.Add(time.Minute))
+	// A caller that read the recipient itself (the web page does) hands
+	// it over as Current.
+	r2, err := s.Recipient(ctx, "camp", 2)
+	mustDo(t, err)
+	if _, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 2, State: repermit.StateDeclined, At: later, Current: r2}); err != nil {
+		t.Fatal(err)
+	}
+
+	key, err := s.SubjectKey(ctx)
+	mustDo(t, err)
+	cases := []struct {
+		email   string
+		answers []repermit.State
+	}{
+		{"a1@example.com", []repermit.State{repermit.StateConfirmed, repermit.StateConfirmed, repermit.StateUnsubscribed}},
+		{"a2@example.com", []repermit.State{repermit.StateConfirmed, repermit.StateDeclined}},
+	}
+	for _, c := range cases {
+		sub, _ := consentlog.Subject(key, c.email)
+		raws, err := s.RecordsOf(ctx, "camp", sub)
+		mustDo(t, err)
+		var got []repermit.State
+		for _, raw := range raws {
+			rec, err := repermit.ParseRecord(raw)
+			mustDo(t, err)
+			got = append(got, rec.Answer)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.answers) {
+			t.Errorf("RecordsOf(%s) after the purge = %v; want %v", c.email, got, c.answers)
+		}
+	}
+	raws, _ := rawRecords(t, s, "camp", -1)
+	for _, raw := range raws {
+		if strings.Contains(string(raw), `"subject":""`) {
+			t.Errorf("a record without its subject: %s", raw)
+		}
+	}
+}

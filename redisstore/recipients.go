@@ -350,13 +350,9 @@ func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, en
 		rec = repermit.ConsentRecord{Seq: old.Seq, Campaign: old.Campaign, Recipient: old.Recipient, Answer: old.Answer,
 			TopicsBefore: old.TopicsBefore, Topics: old.Topics, At: old.At, IP: old.IP, UserAgent: old.UserAgent, Wording: old.WordingSHA256}
 	} else {
-		subject := ""
-		if a.Current != nil && a.Current.Email != "" {
-			key, err := s.SubjectKey(ctx)
-			if err != nil {
-				return nil, false, err
-			}
-			subject, _ = consentlog.Subject(key, a.Current.Email)
+		subject, err := s.subjectOf(ctx, a)
+		if err != nil {
+			return nil, false, err
 		}
 		rec = repermit.ConsentRecord{
 			Seq: h.seq + 1, Campaign: a.Campaign, Recipient: a.Index, Subject: subject, Answer: a.State,
@@ -385,6 +381,45 @@ func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, en
 	}
 	s.ledger.setHead(a.Campaign, next)
 	return &rec, true, nil
+}
+
+// subjectOf returns the consent log subject of the answering recipient:
+// the keyed hash of its address, or, once retention purged the address (a
+// confirmed recipient keeps only its SHA-256), the subject of its last
+// record, which its answer field points to, so that a withdrawal after
+// the purge is still found among that person's records. "" when neither
+// is known.
+func (s *Store) subjectOf(ctx context.Context, a Answer) (string, error) {
+	cur := a.Current
+	if cur == nil {
+		return "", nil
+	}
+	if cur.Email != "" {
+		key, err := s.SubjectKey(ctx)
+		if err != nil {
+			return "", err
+		}
+		subject, _ := consentlog.Subject(key, cur.Email)
+		return subject, nil
+	}
+	if cur.LedgerID == "" {
+		return "", nil
+	}
+	msgs, err := s.rdb.XRangeN(ctx, s.ledgerKey(a.Campaign), cur.LedgerID, cur.LedgerID, 1).Result()
+	if err != nil {
+		return "", unavailable("answer "+a.Campaign, err)
+	}
+	if len(msgs) == 0 {
+		return "", nil
+	}
+	raw, _ := msgs[0].Values["rec"].(string)
+	// A record that does not parse leaves the subject empty rather than
+	// refusing the answer: a withdrawal must always go through.
+	rec, err := repermit.ParseRecord([]byte(raw))
+	if err != nil || rec.Recipient != a.Index {
+		return "", nil
+	}
+	return rec.Subject, nil
 }
 
 // sleep waits d or until ctx ends, whichever comes first.
