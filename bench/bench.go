@@ -48,6 +48,13 @@ func NewPrefix() string {
 	return "bench-" + hex.EncodeToString(b)
 }
 
+// newSecret returns a fresh link secret (REPERMIT_SECRET) for one run.
+func newSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
+}
+
 func (t Target) logf(format string, args ...any) {
 	if t.Log != nil {
 		fmt.Fprintf(t.Log, format+"\n", args...)

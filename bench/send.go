@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,8 +10,8 @@ import (
 	"time"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/app"
 	"github.com/repermit/repermit/launch"
-	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/smtpsink"
 	"github.com/repermit/repermit/token"
 	"github.com/repermit/repermit/worker"
@@ -87,9 +86,11 @@ func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
 	n, conns := opt.Recipients, opt.Connections
 	res := SendResult{Recipients: n, Connections: conns}
 
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	signer, err := token.NewSigner([][]byte{secret})
+	// The baseline's messages carry links of the same length as the
+	// engine's; the engine signs its own with this secret, bound to the
+	// bench's deployment.
+	secret := newSecret()
+	signer, err := token.NewSigner([][]byte{[]byte(secret)})
 	if err != nil {
 		return res, err
 	}
@@ -117,7 +118,7 @@ func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
 	if err := baseline(); err != nil {
 		return res, err
 	}
-	d, err := engineSend(ctx, t, signer, opt, &res)
+	d, err := engineSend(ctx, t, secret, opt, &res)
 	if err != nil {
 		return res, err
 	}
@@ -133,7 +134,7 @@ func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
 
 // engineSend launches the campaign and runs a worker until the sink has
 // every mail; it returns the time from the worker's start to the last mail.
-func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOptions, res *SendResult) (time.Duration, error) {
+func engineSend(ctx context.Context, t Target, secret string, opt SendOptions, res *SendResult) (time.Duration, error) {
 	n := opt.Recipients
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
@@ -148,12 +149,29 @@ func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOpt
 		return 0, err
 	}
 	st := t.store(t.Prefix)
-	client := st.Enqueuer()
-	defer client.Close()
+	logOut := io.Discard
+	if t.Log != nil {
+		logOut = t.Log
+	}
+	// The application as `repermit worker` builds it, on the bench's store
+	// and a discarding in-process SMTP sink; the sink starts before the
+	// launch, the worker after it.
+	a, err := app.New(ctx, app.Settings{
+		Store:        st,
+		Secret:       secret,
+		EmbeddedSMTP: &smtpsink.Options{Discard: true},
+		Worker:       &worker.Config{Queue: t.Prefix, PoolSize: opt.Connections},
+		Logger:       slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bench send: %w", err)
+	}
+	defer a.Close()
+	sink, w := a.Sink, a.Worker
 
 	t.logf("send: engine, launching %d recipients", n)
 	start := time.Now()
-	rep, err := launch.Launch(ctx, path, st, worker.NewScheduler(client, t.Prefix), launch.Options{})
+	rep, err := launch.Launch(ctx, path, st, a.Scheduler(), launch.Options{})
 	if err != nil {
 		return 0, fmt.Errorf("bench send: %w", err)
 	}
@@ -166,31 +184,6 @@ func engineSend(ctx context.Context, t Target, signer *token.Signer, opt SendOpt
 		return 0, err
 	}
 	res.BytesPerRecipient = round(float64(mem) / float64(n))
-
-	sink, err := smtpsink.Start(ctx, smtpsink.Options{Discard: true})
-	if err != nil {
-		return 0, err
-	}
-	defer sink.Close()
-	smtpCfg, err := mailer.ParseSMTPURL(sink.URL())
-	if err != nil {
-		return 0, err
-	}
-	logOut := io.Discard
-	if t.Log != nil {
-		logOut = t.Log
-	}
-	w, err := worker.New(worker.Config{
-		Store:    st,
-		Queue:    t.Prefix,
-		SMTP:     smtpCfg,
-		PoolSize: opt.Connections,
-		Signer:   signer,
-		Logger:   slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		return 0, err
-	}
 
 	t.logf("send: engine, worker with %d connections", opt.Connections)
 	if opt.CPUProfile != nil {

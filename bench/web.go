@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/app"
 	"github.com/repermit/repermit/token"
 	"github.com/repermit/repermit/web"
 )
@@ -84,13 +84,24 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 	res := WebResult{Concurrency: opt.Concurrency}
 	n := opt.Requests
 
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	signer, err := token.NewSigner([][]byte{secret})
-	if err != nil {
-		return res, err
-	}
 	st := t.store(t.Prefix)
+	logOut := io.Discard
+	if t.Log != nil {
+		logOut = t.Log
+	}
+	// The web server as `repermit web` builds it, on the bench's store;
+	// the bench serves its handler beside the plain one, in the same way.
+	a, err := app.New(ctx, app.Settings{
+		Store:  st,
+		Secret: newSecret(),
+		Web:    &web.Config{RatePerSecond: -1},
+		Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return res, fmt.Errorf("bench web: %w", err)
+	}
+	defer a.Close()
+	signer, h := a.Signer, a.Web
 	t.logf("web: importing %d recipients", n)
 	c, err := importDirect(ctx, st, "bench-web", n, time.Now(), t.row)
 	if err != nil {
@@ -101,19 +112,6 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 		tokens[i] = signer.Sign(token.Claims{Purpose: token.Confirm, Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(i), Deadline: c.Deadline})
 	}
 
-	logOut := io.Discard
-	if t.Log != nil {
-		logOut = t.Log
-	}
-	h, err := web.New(web.Config{
-		Store:         st,
-		Signer:        signer,
-		Logger:        slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		RatePerSecond: -1,
-	})
-	if err != nil {
-		return res, err
-	}
 	ours, stopOurs, err := serve(h)
 	if err != nil {
 		return res, err

@@ -15,26 +15,22 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/app"
 	"github.com/repermit/repermit/launch"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/smtpsink"
 	"github.com/repermit/repermit/token"
 	"github.com/repermit/repermit/web"
+	"github.com/repermit/repermit/worker"
 )
 
 // Config configures a demo run. Zero values give the README's demo.
@@ -188,7 +184,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	printFunnel(w, res, final)
-	if e.mini == nil {
+	if e.app.MiniRedis == nil {
 		fmt.Fprintf(w, "the campaign stays in Redis under the prefix %s: REPERMIT_PREFIX=%s repermit status %s\n", e.store.Prefix(), e.store.Prefix(), CampaignID)
 	}
 	if n, simErr := sim.err(); simErr != nil {
@@ -211,10 +207,10 @@ func checkTemplates(c *repermit.Campaign, locales []string) error {
 	return web.CheckPages(c, locales)
 }
 
-// engine is everything the demo runs.
+// engine is everything the demo runs: the application as `repermit serve`
+// builds it (package app), with the demo's parts.
 type engine struct {
-	cfg       *Config
-	mini      *miniredis.Miniredis
+	app       *app.App
 	store     *redisstore.Store
 	sink      *smtpsink.Sink
 	signer    *token.Signer
@@ -223,132 +219,89 @@ type engine struct {
 	redisDesc string
 	smtpDesc  string
 
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-	closers []func()
-	errs    chan error
+	stop context.CancelFunc
+	done chan struct{}
+	errs chan error
 }
 
-// start starts Redis, the SMTP sink (which refuses the bounce addresses),
-// the web server and the worker.
-func start(ctx context.Context, cfg *Config, bounce []string) (e *engine, err error) {
-	e = &engine{cfg: cfg, errs: make(chan error, 4)}
-	defer func() {
-		if err != nil {
-			e.close()
-		}
-	}()
-	runCtx, stop := context.WithCancel(context.Background())
-	e.stop = stop
-
-	redisURL := cfg.RedisURL
-	if redisURL == "" {
-		m := miniredis.NewMiniRedis()
-		// Without ClockTTL keys never expire in miniredis, asynq's locks
-		// included.
-		m.ClockTTL(true)
-		if err := m.Start(); err != nil {
-			return e, fmt.Errorf("demo: start embedded redis: %w", err)
-		}
-		e.mini = m
-		e.closers = append(e.closers, m.Close)
-		redisURL = "redis://" + m.Addr()
-		e.redisDesc = "embedded (miniredis " + m.Addr() + ")"
-	}
+// start builds the application on an embedded Redis (miniredis) and SMTP
+// sink (which refuses the bounce addresses), or the real ones cfg names,
+// and runs its worker and web server until close.
+func start(ctx context.Context, cfg *Config, bounce []string) (*engine, error) {
 	prefix := cfg.Prefix
 	if prefix == "" {
 		prefix = "demo-" + randomHex(4)
 	}
-	st, err := redisstore.Open(ctx, redisURL, prefix)
-	if repermit.ErrorCode(err) == repermit.EINVALID {
-		return e, repermit.Errorf(repermit.EINVALID, "REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
-	}
-	if err != nil {
-		return e, fmt.Errorf("demo: %w", err)
-	}
-	e.store = st
-	e.closers = append(e.closers, func() { st.Close() })
-	if e.mini == nil {
-		e.redisDesc = "at " + st.Addr() // not the URL, which may hold a password
-	}
-
-	smtpURL := cfg.SMTPURL
-	e.smtpDesc = redactURL(smtpURL)
-	if smtpURL == "" {
-		perm := make(map[string]bool, len(bounce))
-		for _, a := range bounce {
-			perm[a] = true
-		}
-		// Closed after the worker (closers run last), so that the worker's
-		// QUIT finds it still listening.
-		s, err := smtpsink.Start(context.Background(), smtpsink.Options{PermFail: perm})
-		if err != nil {
-			return e, fmt.Errorf("demo: start SMTP sink: %w", err)
-		}
-		e.sink = s
-		e.closers = append(e.closers, func() { s.Close() })
-		smtpURL = s.URL()
-		e.smtpDesc = "in-process sink " + s.Addr()
-	}
-	smtpCfg, err := mailer.ParseSMTPURL(smtpURL)
-	if err != nil {
-		return e, err
-	}
-
 	secret := cfg.Secret
 	if secret == "" {
 		secret = randomHex(32)
 	}
-	secrets, err := token.ParseSecrets(secret)
+	var sink *smtpsink.Options
+	if cfg.SMTPURL == "" {
+		perm := make(map[string]bool, len(bounce))
+		for _, a := range bounce {
+			perm[a] = true
+		}
+		sink = &smtpsink.Options{PermFail: perm}
+	}
+	a, err := app.New(ctx, app.Settings{
+		RedisURL:      cfg.RedisURL,
+		EmbeddedRedis: cfg.RedisURL == "",
+		Prefix:        prefix,
+		Secret:        secret,
+		SMTPURL:       cfg.SMTPURL,
+		EmbeddedSMTP:  sink,
+		Worker: &worker.Config{
+			// Seconds instead of days: a temporary failure is retried
+			// within the demo's deadline.
+			RetryBase:     time.Second,
+			RetryMax:      4 * time.Second,
+			DomainPenalty: 2 * time.Second,
+			SweepInterval: 5 * time.Second,
+		},
+		Web: &web.Config{
+			// Every simulated recipient posts from 127.0.0.1; the
+			// per-client limit would take them for one abusive client.
+			RatePerSecond: -1,
+			// miniredis is single-threaded; a large demo list answering
+			// at once must not run into the 2s default.
+			RequestTimeout: 10 * time.Second,
+		},
+		// Recipients' pages and /admin on one listener.
+		Addr:   cfg.HTTPAddr,
+		Logger: cfg.Logger,
+	})
 	if err != nil {
-		return e, err
+		return nil, fmt.Errorf("demo: %w", err)
 	}
-	id, err := e.store.Deployment(ctx)
-	if err != nil {
-		return e, err
+	e := &engine{
+		app: a, store: a.Store, sink: a.Sink, signer: a.Signer, scheduler: a.Scheduler(),
+		baseURL: a.URL(), smtpDesc: redactURL(cfg.SMTPURL),
+		done: make(chan struct{}), errs: make(chan error, 1),
 	}
-	if e.signer, err = token.NewBoundSigner(secrets, token.Deployment(e.store.Prefix(), id)); err != nil {
-		return e, err
+	if a.MiniRedis != nil {
+		e.redisDesc = "embedded (miniredis " + a.MiniRedis.Addr() + ")"
+	} else {
+		e.redisDesc = "at " + a.Store.Addr() // not the URL, which may hold a password
 	}
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return e, fmt.Errorf("demo: listen on %s: %w", cfg.HTTPAddr, err)
+	if a.Sink != nil {
+		e.smtpDesc = "in-process sink " + a.Sink.Addr()
 	}
-	e.baseURL = "http://" + ln.Addr().String()
-
-	if err := e.startEngine(runCtx, ln, smtpCfg); err != nil {
-		ln.Close()
-		return e, err
-	}
+	runCtx, stop := context.WithCancel(context.Background())
+	e.stop = stop
+	go func() {
+		defer close(e.done)
+		if err := a.Run(runCtx); err != nil {
+			e.errs <- err
+		}
+	}()
 	return e, nil
 }
 
-// serve runs the web handler on ln until the engine stops.
-func (e *engine) serve(ctx context.Context, ln net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			e.errs <- fmt.Errorf("web server: %w", err)
-		}
-	}()
-	context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	})
-}
-
 func (e *engine) close() {
-	if e.stop != nil {
-		e.stop()
-	}
-	e.wg.Wait()
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		e.closers[i]()
-	}
+	e.stop()
+	<-e.done
+	e.app.Close()
 }
 
 // watch prints a progress line a second until the campaign is finished

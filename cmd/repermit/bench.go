@@ -8,8 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-
+	"github.com/repermit/repermit/app"
 	"github.com/repermit/repermit/bench"
 	"github.com/repermit/repermit/redisstore"
 )
@@ -110,21 +109,14 @@ func createProfile(cmd, path string) (*os.File, error) {
 // deployment, so stderr says so.
 func benchStore(ctx context.Context, env Env) (*redisstore.Store, func(), error) {
 	s := env.settings()
-	if s.RedisURL != "" {
-		return openStore(ctx, s)
+	if s.RedisURL == "" {
+		fmt.Fprintln(env.Stderr, "bench: REPERMIT_REDIS_URL is unset; using an embedded miniredis, far slower than a real Redis")
 	}
-	m := miniredis.NewMiniRedis()
-	m.ClockTTL(true)
-	if err := m.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start embedded redis: %w", err)
-	}
-	fmt.Fprintln(env.Stderr, "bench: REPERMIT_REDIS_URL is unset; using an embedded miniredis, far slower than a real Redis")
-	st, err := redisstore.Open(ctx, "redis://"+m.Addr(), s.Prefix)
+	a, err := app.New(ctx, app.Settings{RedisURL: s.RedisURL, EmbeddedRedis: s.RedisURL == "", Prefix: s.Prefix})
 	if err != nil {
-		m.Close()
 		return nil, nil, err
 	}
-	return st, func() { st.Close(); m.Close() }, nil
+	return a.Store, a.Close, nil
 }
 
 func printBench(env Env, sub string, res any) error {

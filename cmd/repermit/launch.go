@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/repermit/repermit/app"
 	"github.com/repermit/repermit/launch"
-	"github.com/repermit/repermit/worker"
 )
 
 func runLaunch(ctx context.Context, env Env, args []string) error {
@@ -19,17 +19,16 @@ func runLaunch(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	s := env.settings()
-	st, closeStore, err := openStore(ctx, s)
+	a, err := app.New(ctx, app.Settings{RedisURL: s.RedisURL, Prefix: s.Prefix})
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	client := st.Enqueuer()
+	defer a.Close()
 	opt := launch.Options{Now: env.Now(), CheckTemplates: checkTemplates}
 	if isTerminal(env.Stderr) && !*asJSON {
 		opt.Progress = progressBar(env)
 	}
-	rep, err := launch.Launch(ctx, pos[0], st, worker.NewScheduler(client, s.Prefix), opt)
+	rep, err := launch.Launch(ctx, pos[0], a.Store, a.Scheduler(), opt)
 	if opt.Progress != nil {
 		fmt.Fprintln(env.Stderr)
 	}

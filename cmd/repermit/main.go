@@ -1,7 +1,8 @@
 // Command repermit runs re-permission campaigns; see README.md.
 //
-// This file parses the command line and the environment and wires the
-// packages together; it holds no logic of its own.
+// This file parses the command line and the environment; package app wires
+// the packages together from the app.Settings serve.go reads. It holds
+// no logic of its own.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/app"
 	"github.com/repermit/repermit/redisstore"
 )
 
@@ -226,18 +228,11 @@ func flagList(fs *flag.FlagSet) string {
 // openStore connects to REPERMIT_REDIS_URL (default the local server) and
 // checks that it answers.
 func openStore(ctx context.Context, s Settings) (*redisstore.Store, func(), error) {
-	url := s.RedisURL
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	st, err := redisstore.Open(ctx, url, s.Prefix)
-	if repermit.ErrorCode(err) == repermit.EINVALID {
-		return nil, nil, usageError("REPERMIT_REDIS_URL: %s", repermit.ErrorMessage(err))
-	}
+	a, err := app.New(ctx, app.Settings{RedisURL: s.RedisURL, Prefix: s.Prefix})
 	if err != nil {
 		return nil, nil, err
 	}
-	return st, func() { st.Close() }, nil
+	return a.Store, a.Close, nil
 }
 
 // newLogger logs JSON when stderr is not a terminal, text otherwise.

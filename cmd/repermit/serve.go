@@ -3,27 +3,19 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/app"
 	"github.com/repermit/repermit/bounces"
 	"github.com/repermit/repermit/hooks"
 	"github.com/repermit/repermit/ledgerio"
-	"github.com/repermit/repermit/mailer"
-	"github.com/repermit/repermit/metrics"
-	"github.com/repermit/repermit/redisstore"
-	"github.com/repermit/repermit/token"
 	"github.com/repermit/repermit/web"
 	"github.com/repermit/repermit/worker"
 )
@@ -46,102 +38,73 @@ func newServerFlagSet(name string, s Settings) (*flag.FlagSet, serverFlags) {
 	}
 }
 
-// signer checks REPERMIT_SECRET and returns a signer bound to deployment
-// (token.Deployment).
-func signer(s Settings, deployment string) (*token.Signer, error) {
-	if s.Secret == "" {
-		return nil, usageError("REPERMIT_SECRET is not set: it signs the links in the mails (32 bytes or more; new,old to rotate)")
-	}
-	secrets, err := token.ParseSecrets(s.Secret)
-	if err != nil {
-		// The user-facing message must name the variable; ErrorMessage
-		// would otherwise show only the inner text.
-		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_SECRET: %s", repermit.ErrorMessage(err))
-	}
-	return token.NewBoundSigner(secrets, deployment)
-}
-
-func smtpConfig(s Settings) (mailer.Config, error) {
-	if s.SMTPURL == "" {
-		return mailer.Config{}, usageError("REPERMIT_SMTP_URL is not set, e.g. smtp://user:pass@mail.example:587?tls=starttls")
-	}
-	cfg, err := mailer.ParseSMTPURL(s.SMTPURL)
-	if err != nil {
-		return mailer.Config{}, repermit.Errorf(repermit.EINVALID, "REPERMIT_SMTP_URL: %s", repermit.ErrorMessage(err))
-	}
-	return cfg, nil
-}
-
-// parts are what the long-running commands are built from.
-type parts struct {
-	store    *redisstore.Store
-	signer   *token.Signer
-	registry *prometheus.Registry
-	logger   *slog.Logger
-	close    func()
-}
-
-func openParts(ctx context.Context, env Env) (*parts, error) {
+// serverSettings reads the settings of a server command from the
+// environment and its flags. It does no I/O but reading the files the
+// variables name (TLS, ledger key): bad input is refused before Redis is
+// touched.
+func serverSettings(env Env, f serverFlags, withWorker, withWeb bool) (app.Settings, error) {
 	s := env.settings()
-	// The secret is checked before Redis is: a missing one is the more
-	// useful message.
-	if _, err := signer(s, ""); err != nil {
-		return nil, err
-	}
-	st, closeStore, err := openStore(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	// Links are bound to this deployment: a token signed under another
-	// prefix, or another Redis, fails here whatever the secret.
-	id, err := st.Deployment(ctx)
-	if err != nil {
-		closeStore()
-		return nil, err
-	}
-	sig, err := signer(s, token.Deployment(st.Prefix(), id))
-	if err != nil {
-		closeStore()
-		return nil, err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &parts{store: st, signer: sig, registry: reg, logger: newLogger(env.Stderr), close: closeStore}, nil
-}
-
-func (p *parts) worker(env Env, f serverFlags) (*worker.Server, error) {
-	smtp, err := smtpConfig(env.settings())
-	if err != nil {
-		return nil, err
+	as := app.Settings{
+		RedisURL: s.RedisURL,
+		Prefix:   s.Prefix,
+		Secret:   s.Secret,
+		SMTPURL:  s.SMTPURL,
+		Registry: reg,
+		Logger:   newLogger(env.Stderr),
 	}
-	box, interval, err := bounceMailbox(env)
-	if err != nil {
-		return nil, err
+	if s.Secret == "" {
+		// The most useful message comes first.
+		return as, usageError("REPERMIT_SECRET is not set: it signs the links in the mails (32 bytes or more; new,old to rotate)")
 	}
-	ledgerKey, err := ledgerSigner(env, false)
-	if err != nil {
-		return nil, err
+	if withWorker {
+		box, interval, err := bounceMailbox(env)
+		if err != nil {
+			return as, err
+		}
+		ledgerKey, err := ledgerSigner(env, false)
+		if err != nil {
+			return as, err
+		}
+		witness, err := ledgerio.NewWitness(env.Getenv("REPERMIT_LEDGER_WITNESS"))
+		if err != nil {
+			return as, usageError("REPERMIT_LEDGER_WITNESS: %s", repermit.ErrorMessage(err))
+		}
+		if witness != nil && ledgerKey == nil {
+			return as, usageError("REPERMIT_LEDGER_WITNESS needs REPERMIT_LEDGER_KEY to sign the checkpoints it receives")
+		}
+		as.Worker = &worker.Config{
+			PoolSize:       *f.poolSize,
+			Concurrency:    *f.concurrency,
+			BounceMailbox:  box,
+			BounceInterval: interval,
+			LedgerSigner:   ledgerKey,
+			Witness:        witness,
+		}
 	}
-	witness, err := ledgerio.NewWitness(env.Getenv("REPERMIT_LEDGER_WITNESS"))
-	if err != nil {
-		return nil, usageError("REPERMIT_LEDGER_WITNESS: %s", repermit.ErrorMessage(err))
+	if withWeb {
+		if tok := s.AdminToken; tok != "" && len(tok) < minAdminToken {
+			return as, repermit.Errorf(repermit.EINVALID,
+				"REPERMIT_ADMIN_TOKEN is %d bytes; it must be at least %d (e.g. openssl rand -hex 32), or unset to refuse every admin request", len(tok), minAdminToken)
+		}
+		hk, err := espHooks(env)
+		if err != nil {
+			return as, err
+		}
+		proxies, err := web.ParseTrustedProxies(s.TrustedProxies)
+		if err != nil {
+			return as, repermit.Errorf(repermit.EINVALID, "REPERMIT_TRUSTED_PROXIES: %v", err)
+		}
+		tc, err := tlsConfig(s)
+		if err != nil {
+			return as, err
+		}
+		as.Web = &web.Config{AdminToken: s.AdminToken, TrustedProxies: proxies}
+		as.Hooks, as.TLS = hk, tc
+		as.Addr, as.AdminAddr = *f.addr, *f.adminAddr
 	}
-	if witness != nil && ledgerKey == nil {
-		return nil, usageError("REPERMIT_LEDGER_WITNESS needs REPERMIT_LEDGER_KEY to sign the checkpoints it receives")
-	}
-	return worker.New(worker.Config{
-		Store:          p.store,
-		Signer:         p.signer,
-		SMTP:           smtp,
-		PoolSize:       *f.poolSize,
-		Concurrency:    *f.concurrency,
-		Logger:         p.logger,
-		Observer:       metrics.NewWorkerObserver(p.registry),
-		BounceMailbox:  box,
-		BounceInterval: interval,
-		LedgerSigner:   ledgerKey,
-		Witness:        witness,
-	})
+	return as, nil
 }
 
 // bounceMailbox reads REPERMIT_BOUNCE_IMAP_URL (unset: no bounce mailbox)
@@ -168,47 +131,14 @@ func bounceMailbox(env Env) (*bounces.MailboxConfig, time.Duration, error) {
 // when random, out of reach of guessing even unthrottled.
 const minAdminToken = 32
 
-func (p *parts) web(env Env) (*web.Server, error) {
-	if tok := env.settings().AdminToken; tok != "" && len(tok) < minAdminToken {
-		return nil, repermit.Errorf(repermit.EINVALID,
-			"REPERMIT_ADMIN_TOKEN is %d bytes; it must be at least %d (e.g. openssl rand -hex 32), or unset to refuse every admin request", len(tok), minAdminToken)
-	}
-	if err := metrics.RegisterQueue(p.registry, p.store); err != nil {
-		return nil, err
-	}
-	if err := metrics.RegisterFeedback(p.registry, p.store); err != nil {
-		return nil, err
-	}
-	hk, err := espHooks(env, p)
-	if err != nil {
-		return nil, err
-	}
-	proxies, err := web.ParseTrustedProxies(env.settings().TrustedProxies)
-	if err != nil {
-		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_TRUSTED_PROXIES: %v", err)
-	}
-	return web.New(web.Config{
-		Store:          p.store,
-		Signer:         p.signer,
-		AdminToken:     env.settings().AdminToken,
-		TrustedProxies: proxies,
-		Logger:         p.logger,
-		Registry:       p.registry,
-		Hooks:          hk,
-	})
-}
-
-// espHooks builds the ESP webhook endpoints from the environment; nil when
-// none is configured. REPERMIT_HOOK_POSTMARK=user:password (basic auth in
+// espHooks reads the ESP webhook endpoints' settings from the environment;
+// nil when none is configured. REPERMIT_HOOK_POSTMARK=user:password (basic auth in
 // the webhook URL), REPERMIT_HOOK_SENDGRID_KEY (the signed event webhook's
 // verification key), REPERMIT_HOOK_MAILGUN_KEY (the HTTP webhook signing
 // key), REPERMIT_HOOK_SES_TOPICS (SNS topic ARNs accepted, comma-separated,
 // or * for any topic whose messages Amazon SNS signed).
-func espHooks(env Env, p *parts) (http.Handler, error) {
-	cfg := hooks.Config{
-		Processor: &bounces.Processor{Store: p.store, Signer: p.signer},
-		Logger:    p.logger.With("component", "hooks"),
-	}
+func espHooks(env Env) (*hooks.Config, error) {
+	var cfg hooks.Config
 	enabled := false
 	if v := env.Getenv("REPERMIT_HOOK_POSTMARK"); v != "" {
 		user, pass, ok := strings.Cut(v, ":")
@@ -238,7 +168,7 @@ func espHooks(env Env, p *parts) (http.Handler, error) {
 	if !enabled {
 		return nil, nil
 	}
-	return hooks.New(cfg), nil
+	return &cfg, nil
 }
 
 // tlsConfig loads REPERMIT_TLS_CERT and REPERMIT_TLS_KEY; nil when neither
@@ -259,108 +189,47 @@ func tlsConfig(s Settings) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// startServer parses a server command's flags and opens what it runs on.
-func startServer(ctx context.Context, env Env, name string, args []string) (*parts, serverFlags, error) {
+// startServer parses a server command's flags and builds what it runs.
+func startServer(ctx context.Context, env Env, name string, args []string, withWorker, withWeb bool) (*app.App, *slog.Logger, error) {
 	fs, f := newServerFlagSet(name, env.settings())
 	if _, err := parse(fs, args, 0); err != nil {
-		return nil, f, err
+		return nil, nil, err
 	}
-	p, err := openParts(ctx, env)
-	return p, f, err
+	as, err := serverSettings(env, f, withWorker, withWeb)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := app.New(ctx, as)
+	return a, as.Logger, err
 }
 
 func runWorker(ctx context.Context, env Env, args []string) error {
-	p, f, err := startServer(ctx, env, "worker", args)
+	a, log, err := startServer(ctx, env, "worker", args, true, false)
 	if err != nil {
 		return err
 	}
-	defer p.close()
-	w, err := p.worker(env, f)
-	if err != nil {
-		return err
-	}
-	p.logger.Info("worker started", "prefix", p.store.Prefix())
-	return w.Run(ctx)
+	defer a.Close()
+	log.Info("worker started", "prefix", a.Store.Prefix())
+	return a.Run(ctx)
 }
 
 func runWeb(ctx context.Context, env Env, args []string) error {
-	p, f, err := startServer(ctx, env, "web", args)
+	a, _, err := startServer(ctx, env, "web", args, false, true)
 	if err != nil {
 		return err
 	}
-	defer p.close()
-	h, err := p.web(env)
-	if err != nil {
-		return err
-	}
-	tc, err := tlsConfig(env.settings())
-	if err != nil {
-		return err
-	}
-	return p.serveWeb(ctx, h, f, tc)
-}
-
-// serveWeb serves the recipients' pages on --addr and /admin and /metrics
-// on --admin-addr, or everything on one listener when both are the same,
-// until ctx is done.
-func (p *parts) serveWeb(ctx context.Context, h *web.Server, f serverFlags, tc *tls.Config) error {
-	if *f.adminAddr == *f.addr {
-		ln, err := net.Listen("tcp", *f.addr)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", *f.addr, err)
-		}
-		p.logger.Info("web server listening", "addr", *f.addr, "admin", "same listener", "tls", tc != nil)
-		return h.ServeHandlerTLS(ctx, ln, h, tc)
-	}
-	pub, err := net.Listen("tcp", *f.addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", *f.addr, err)
-	}
-	adm, err := net.Listen("tcp", *f.adminAddr)
-	if err != nil {
-		pub.Close()
-		return fmt.Errorf("listen %s (REPERMIT_ADMIN_ADDR): %w", *f.adminAddr, err)
-	}
-	p.logger.Info("web server listening", "addr", *f.addr, "admin_addr", *f.adminAddr, "tls", tc != nil)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); defer cancel(); errs[0] = h.ServeHandlerTLS(ctx, pub, h.PublicHandler(), tc) }()
-	go func() { defer wg.Done(); defer cancel(); errs[1] = h.ServeHandler(ctx, adm, h.AdminHandler()) }()
-	wg.Wait()
-	return errors.Join(errs...)
+	defer a.Close()
+	return a.Run(ctx)
 }
 
 // runServe runs worker and web in one process; when either stops, so does
 // the other.
 func runServe(ctx context.Context, env Env, args []string) error {
-	p, f, err := startServer(ctx, env, "serve", args)
+	a, log, err := startServer(ctx, env, "serve", args, true, true)
 	if err != nil {
 		return err
 	}
-	defer p.close()
-	w, err := p.worker(env, f)
-	if err != nil {
-		return err
-	}
-	h, err := p.web(env)
-	if err != nil {
-		return err
-	}
-	tc, err := tlsConfig(env.settings())
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); defer cancel(); errs[0] = w.Run(ctx) }()
-	go func() { defer wg.Done(); defer cancel(); errs[1] = p.serveWeb(ctx, h, f, tc) }()
-	p.logger.Info("serving", "prefix", p.store.Prefix())
-	wg.Wait()
-	return errors.Join(errs...)
+	defer a.Close()
+	log.Info("serving", "prefix", a.Store.Prefix())
+	return a.Run(ctx)
 }
