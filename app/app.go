@@ -62,9 +62,9 @@ type Settings struct {
 	// SMTPURL is the server the worker sends through (REPERMIT_SMTP_URL);
 	// required with Worker unless EmbeddedSMTP is set.
 	SMTPURL string
-	// EmbeddedSMTP, when set, starts an in-process SMTP sink with these
-	// options and sends there instead (the demo, the send bench). Close
-	// stops it, after the worker has said QUIT.
+	// EmbeddedSMTP, when set with Worker, starts an in-process SMTP sink
+	// with these options and sends there instead (the demo, the send
+	// bench). Close stops it, after the worker has said QUIT.
 	EmbeddedSMTP *smtpsink.Options
 
 	// Worker, when set, builds a worker from it; New fills in its Store,
