@@ -436,7 +436,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // ExpireBucket ends bucket b at the deadline, in one script call: every
 // recipient mailed and still silent (sent) becomes expired, its address
-// erased and its hash queued for the suppression list; every recipient the
+// erased and its hash put on the suppression list; every recipient the
 // initial mail never reached (pending) becomes unreached and keeps its
 // address, unsuppressed, for a later campaign. It returns how many of each.
 // A recipient whose initial mail is claimed under a live lease is left as
@@ -467,7 +467,8 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 		return 0, 0, err
 	}
 	busy := 0
-	for _, o := range out {
+	queued := make([]string, 0, len(out))
+	for i, o := range out {
 		if o.busy {
 			busy++
 		}
@@ -478,8 +479,12 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 			unreached++
 		} else {
 			expired++
+			if e := changes[i].suppress; e != "" {
+				queued = append(queued, e)
+			}
 		}
 	}
+	s.settleSuppression(ctx, id, queued)
 	if busy > 0 {
 		return expired, unreached, fmt.Errorf("expire %s bucket %d: %d initial mails in flight: %w", id, b, busy, ErrBusy)
 	}

@@ -262,6 +262,39 @@ func (s *Store) DrainSuppression(ctx context.Context, id string) error {
 	}
 }
 
+// settleSuppression writes entries a transition just queued in campaign
+// id's outbox to the global list, then removes them from the outbox (two
+// round trips per call, none per entry), so that the expiry does not grow the outbox to the size of
+// the campaign and then read it back (DrainSuppression's SRANDMEMBER on a
+// set of a million members cost as much as the expiry itself). A failure
+// is not an error: the entries stay in the outbox, and DrainSuppression,
+// which the expiry runs before it finishes the campaign, writes them.
+func (s *Store) settleSuppression(ctx context.Context, id string, entries []string) {
+	if len(entries) == 0 {
+		return
+	}
+	members := make([]any, len(entries))
+	for i, e := range entries {
+		members[i] = e
+	}
+	// Only once the list holds them may they leave the outbox: a failed
+	// HSET in the same pipeline would not stop the SREM after it.
+	if err := s.suppressRaw(ctx, entries); err != nil {
+		return
+	}
+	s.rdb.SRem(ctx, s.outboxKey(id), members...)
+}
+
+// suppressRaw writes outbox entries ("hash|reason|unix ms|campaign") to
+// the global list.
+func (s *Store) suppressRaw(ctx context.Context, raw []string) error {
+	entries := make([]suppression, len(raw))
+	for i, e := range raw {
+		entries[i] = parseSuppression(e)
+	}
+	return s.suppress(ctx, entries)
+}
+
 // parseSuppression reads "hash|reason|unix ms|campaign" (an outbox entry;
 // a legacy list's value is the same without the hash).
 func parseSuppression(v string) suppression {

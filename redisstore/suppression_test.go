@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/redisstore"
@@ -78,5 +79,42 @@ func TestSuppressionIsBucketedAndMigrates(t *testing.T) {
 	}
 	if count["camp|"+redisstore.ReasonDeclined] != n/2 || count["old|"+redisstore.ReasonBounced] != n/2 {
 		t.Errorf("per campaign and reason: %v", count)
+	}
+}
+
+// TestExpireBucketSuppressesWithoutADrain: an expired bucket's hashes are
+// on the global list and in the campaign's export log when ExpireBucket
+// returns, and the campaign's suppression outbox is empty again: the
+// expiry does not pile a million entries into one set and read them back.
+func TestExpireBucketSuppressesWithoutADrain(t *testing.T) {
+	s, r := newStore(t)
+	ctx := context.Background()
+	launch(t, s, "camp", 130)
+	mail(t, s, "camp", span(0, 130), t0)
+	for b := range redisstore.Buckets(130) {
+		if e, _, err := s.ExpireBucket(ctx, "camp", b, t0.Add(2*time.Hour)); err != nil || e == 0 {
+			t.Fatalf("ExpireBucket %d = %d, %v", b, e, err)
+		}
+	}
+	hashes := []string{repermit.AddressHash("a0@example.com"), repermit.AddressHash("a129@example.com")}
+	sup, err := s.IsSuppressed(ctx, hashes)
+	if err != nil || !sup[0] || !sup[1] {
+		t.Errorf("IsSuppressed = %v, %v; want both on the list", sup, err)
+	}
+	for _, k := range r.Keys(t) {
+		if strings.HasSuffix(k, "}:supp") {
+			t.Errorf("outbox %s still holds %d entries", k, r.Client.SCard(ctx, k).Val())
+		}
+	}
+	logged := 0
+	err = s.Suppressions(ctx, "camp", func(e redisstore.SuppressionEntry) error {
+		if e.Reason != redisstore.ReasonExpired {
+			t.Errorf("entry %s: reason %q, want expired", e.Hash, e.Reason)
+		}
+		logged++
+		return nil
+	})
+	if err != nil || logged != 130 {
+		t.Errorf("export log: %d entries, %v; want 130", logged, err)
 	}
 }
