@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,5 +291,85 @@ func TestWavesPilotIsASampleOfEveryDomain(t *testing.T) {
 	}
 	if plain := order("plain", ""); plain[0] != "u0@gmail.example" || plain[999] != "u49@tiny.example" {
 		t.Errorf("without waves the order changed: %s … %s", plain[0], plain[999])
+	}
+}
+
+// TestSortsOnDiskKeepEveryRowOnce launches lists whose duplicate search and
+// wave order do not fit in the sort memory (4 KiB, so hundreds of runs on
+// disk): duplicates are found however far apart they are, the first row of
+// an address stays with its own name, locale and extra columns, the wave
+// order is WaveOrder's, and the sort files are gone afterwards, also after
+// a failed launch.
+func TestSortsOnDiskKeepEveryRowOnce(t *testing.T) {
+	const n = 6000
+	var b strings.Builder
+	b.WriteString("email,name,locale,customer_id\n")
+	var want []recipients.Row
+	invalid, dup := 0, 0
+	for i := range n {
+		switch {
+		case i%100 == 0:
+			fmt.Fprintf(&b, "not-an-address-%d,Broken,en,\n", i)
+			invalid++
+		case i%100 == 50:
+			// A duplicate of a row far back, in another run.
+			fmt.Fprintf(&b, "USER%d@example.com,Dup,fr,X\n", i/2+1)
+			dup++
+		default:
+			fmt.Fprintf(&b, "user%d@example.com,User %d,de,C%d\n", i, i, i)
+			want = append(want, recipients.Row{Email: fmt.Sprintf("user%d@example.com", i), Name: fmt.Sprintf("User %d", i), Locale: "de",
+				Extra: map[string]string{"customer_id": fmt.Sprintf("C%d", i)}})
+		}
+	}
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	for _, tc := range []struct{ id, waves string }{
+		{"ondisk-plain", ""},
+		{"ondisk-waves", "waves: {pilot: 100, grow: 2, observe: 1m}\n"},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			tmp := t.TempDir()
+			opt := launch.Options{Now: now, TempDir: tmp, SortMemory: 4096}
+			rep, err := launch.Launch(ctx, writeCampaign(t, tc.id, tc.waves, b.String()), st, nil, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Imported != int64(len(want)) || rep.SkippedInvalid != int64(invalid) || rep.SkippedDuplicate != int64(dup) {
+				t.Fatalf("report %+v, want %d imported, %d invalid, %d duplicate", rep.ImportResult, len(want), invalid, dup)
+			}
+			order := slices.Clone(want)
+			if tc.waves != "" {
+				launch.WaveOrder(tc.id, order)
+			}
+			var all []*repermit.Recipient
+			for bkt := int64(0); bkt < redisstore.Buckets(int64(len(want))); bkt++ {
+				rs, err := st.Bucket(ctx, tc.id, bkt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, rs...)
+			}
+			if len(all) != len(want) {
+				t.Fatalf("%d recipients in Redis, want %d", len(all), len(want))
+			}
+			for i, w := range order {
+				got := all[i]
+				if got.Email != w.Email || got.Name != w.Name || got.Locale != w.Locale || got.Extra["customer_id"] != w.Extra["customer_id"] {
+					t.Fatalf("recipient %d is %s %q %s %v, want %s %q %s %v", i, got.Email, got.Name, got.Locale, got.Extra, w.Email, w.Name, w.Locale, w.Extra)
+				}
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Errorf("sort files left in TempDir: %v", left)
+			}
+			// A failed launch leaves no sort file either.
+			_, err = launch.Launch(ctx, writeCampaign(t, tc.id+"-fails", tc.waves, b.String()), st, &recordingScheduler{fail: errors.New("boom")}, opt)
+			if err == nil {
+				t.Fatal("launch with a failing scheduler succeeded")
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Errorf("sort files left in TempDir after a failed launch: %v", left)
+			}
+		})
 	}
 }
