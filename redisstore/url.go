@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -123,6 +124,14 @@ func ParseEndpoint(raw string) (*Endpoint, error) {
 			Addrs: addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 			PoolSize: o.PoolSize, MinIdleConns: o.MinIdleConns, MaxRetries: o.MaxRetries,
+			// go-redis reloads the slot map on MOVED, but not when a
+			// master stops answering: with its default of 60 s, every
+			// command for a dead master's slots kept dialing it for up to
+			// a minute after its replica took over, and the send tasks
+			// that failed meanwhile went past their quick retries into
+			// the long backoff (TestClusterMasterFailoverMailsEveryone).
+			// A reload is one CLUSTER SLOTS, made only while commands run.
+			ClusterStateReloadInterval: clusterReloadInterval,
 		}
 	case "sentinel":
 		if master == "" {
@@ -137,6 +146,10 @@ func ParseEndpoint(raw string) (*Endpoint, error) {
 	}
 	return e, nil
 }
+
+// clusterReloadInterval bounds how long a cluster client routes commands
+// by a slot map older than a failover.
+const clusterReloadInterval = time.Second
 
 // Client builds the go-redis client of the endpoint: a Client, a
 // ClusterClient or a failover Client.
