@@ -75,9 +75,9 @@ func baselineSend(ctx context.Context, msgs []*gomail.Msg, conns int, timeout ti
 	for w := range conns {
 		wg.Go(func() {
 			// The same transport options as mailer.Pool: no TLS to the
-			// local sink, no NOOP before each mail.
+			// local sink, no NOOP before and no RSET after each mail.
 			c, err := gomail.NewClient(host, gomail.WithPort(port), gomail.WithTLSPolicy(gomail.NoTLS),
-				gomail.WithoutNoop(), gomail.WithTimeout(mailer.DefaultTimeout))
+				gomail.WithoutNoop(), gomail.WithoutRset(), gomail.WithTimeout(mailer.DefaultTimeout))
 			if err != nil {
 				errs[w] = err
 				return

@@ -250,6 +250,12 @@ func (c Config) clientOptions(dial mail.DialContextFunc) []mail.Option {
 		// The pool dials fresh connections and replaces idle ones, so a NOOP
 		// before every mail would only cost a round trip.
 		mail.WithoutNoop(),
+		// No RSET after an accepted mail: the transaction ended with the
+		// server's reply to the final dot (RFC 5321 4.1.1.4), and that
+		// round trip sat between the server's acceptance and the worker's
+		// record of the mail, the window in which a crash sends it twice.
+		// After a refusal the pool still sends RSET (Pool.send).
+		mail.WithoutRset(),
 		mail.WithDialContextFunc(dial),
 	}
 	switch c.tlsMode() {
