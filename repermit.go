@@ -42,16 +42,6 @@ var states = []State{
 	StateBounced, StateUnsubscribed, StateExpired, StateUnreached, StateSuppressed,
 }
 
-// Final reports whether no further transition may leave s, except that a
-// confirmed recipient may still decline or unsubscribe.
-func (s State) Final() bool {
-	switch s {
-	case StatePending, StateSent:
-		return false
-	}
-	return true
-}
-
 // CampaignStatus is the lifecycle of a campaign as a whole.
 type CampaignStatus string
 

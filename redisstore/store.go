@@ -82,6 +82,9 @@ type Store struct {
 	inspect     *asynq.Inspector
 
 	cols columnCache // each campaign's extra column names, see row.go
+
+	// transitionScript is built from repermit's state tables by New.
+	transitionScript *redis.Script
 }
 
 // ledgerTurns lets the answers of one campaign take turns within this
@@ -159,7 +162,7 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = "repermit"
 	}
-	return &Store{rdb: rdb, prefix: prefix}
+	return &Store{rdb: rdb, prefix: prefix, transitionScript: newTransitionScript(repermit.Stages(), repermit.Transitions())}
 }
 
 // Prefix returns the key prefix.

@@ -13,33 +13,23 @@ import (
 )
 
 // A recipient's state is stored as a short code in field s<slot> of its
-// bucket:
-//
-//	p            pending
-//	q<k>:<ms>    mail step k claimed by a worker whose lease ends at ms;
-//	             counts as pending for k=1 and as sent for a reminder
-//	s<k>         k mails sent (1 = initial, 2 = initial + first reminder …)
-//	c d b u e x  confirmed, declined, bounced, unsubscribed, expired, suppressed
-//	n            unreached: the deadline came before the initial mail
-//
-// The q state is what makes "one mail per step" hold under at-least-once
-// delivery: a duplicate task sees the lease and backs off, a retry after a
-// crash takes the expired lease over.
+// bucket; repermit.Stage describes the codes and repermit's transition
+// table the changes between them.
 
-// op names a state change; each is one branch of transitionScript.
-type op string
+// op names a state change: an event of repermit's transition table.
+type op = repermit.Event
 
 const (
-	opClaim       op = "claim"   // p|s<k-1> -> q<k> (or an expired q<k> lease) ; campaign must be running
-	opSent        op = "sent"    // q<k> -> s<k>
-	opRelease     op = "release" // q<k>:<ms> -> q<k>:0 so a retry may claim at once
-	opRenew       op = "renew"   // q<k>:<ms>, ms > 0 -> q<k>:<new lease end>: the claimer is alive
-	opConfirm     op = "confirm" // p|q|s -> c ; c -> c changes topics ; after the deadline only from c
-	opDecline     op = "decline" // p|q|s|c -> d ; after the deadline only from c
-	opUnsubscribe op = "unsub"   // p|q|s|c -> u ; after the deadline only from c
-	opBounce      op = "bounce"  // q|s -> b
-	opSuppress    op = "suppress"
-	opExpire      op = "expire" // s|q<k>, k>1 -> e ; p|q1 with a lapsed lease -> n (unreached: never mailed, kept, not suppressed); q1 with a live lease is busy
+	opClaim       = repermit.EventClaim
+	opSent        = repermit.EventSent
+	opRelease     = repermit.EventRelease
+	opRenew       = repermit.EventRenew
+	opConfirm     = repermit.EventConfirm
+	opDecline     = repermit.EventDecline
+	opUnsubscribe = repermit.EventUnsubscribe
+	opBounce      = repermit.EventBounce
+	opSuppress    = repermit.EventSuppress
+	opExpire      = repermit.EventExpire
 )
 
 // transitionScript is the one place that changes a recipient's state. It
@@ -61,104 +51,40 @@ const (
 // when the state did not allow it, "busy:<old code>" for a held lease; or a
 // single "notrunning:<status>" / "ledger:<seq>:<head>" / "gone" for the
 // whole call.
-var transitionScript = redis.NewScript(`
+//
+// Its state checks are generated from repermit's tables (see
+// statetable.go); New builds the script.
+func newTransitionScript(stages []repermit.Stage, transitions []repermit.Transition) *redis.Script {
+	return redis.NewScript(luaNames() + stateTableLua(stages, transitions) + advanceLua + transitionLua)
+}
+
+const transitionLua = `
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local step = tonumber(ARGV[3])
 
-local status = redis.call('HGET', KEYS[2], 'status')
-if not status or status == 'importing' then return {'gone'} end
-if op == 'claim' then
-  if status ~= 'running' then return {'notrunning:' .. status} end
-  local dl = tonumber(redis.call('HGET', KEYS[2], 'deadline_ms') or '0')
+local status = redis.call('HGET', KEYS[2], F_STATUS)
+if not status or status == STATUS_IMPORTING then return {'gone'} end
+if op == EVENT_CLAIM then
+  if status ~= STATUS_RUNNING then return {'notrunning:' .. status} end
+  local dl = tonumber(redis.call('HGET', KEYS[2], F_DEADLINE) or '0')
   if dl > 0 and now >= dl then return {'notrunning:deadline'} end
 end
-local answer = op == 'confirm' or op == 'decline' or op == 'unsub'
--- After the deadline only the confirmed may still answer: change topics,
--- decline or unsubscribe. Withdrawing consent works as long as they exist.
+local answer = isAnswer(op)
+-- After the deadline only the confirmed may still answer (the table's
+-- until_deadline rows).
 local late = false
 if answer then
-  local dl = tonumber(redis.call('HGET', KEYS[2], 'deadline_ms') or '0')
+  local dl = tonumber(redis.call('HGET', KEYS[2], F_DEADLINE) or '0')
   late = dl > 0 and now >= dl
   if ARGV[8] ~= '' then
-    local head = redis.call('HGET', KEYS[2], 'lhead') or ''
+    local head = redis.call('HGET', KEYS[2], F_LEDGER_HEAD) or ''
     if head ~= ARGV[6] then
-      return {'ledger:' .. (redis.call('HGET', KEYS[2], 'lseq') or '0') .. ':' .. head}
+      return {'ledger:' .. (redis.call('HGET', KEYS[2], F_LEDGER_SEQ) or '0') .. ':' .. head}
     end
   end
 end
 
-local function public(code)
-  local l = string.sub(code, 1, 1)
-  if l == 'p' then return 'pending' end
-  if l == 'q' then
-    if tonumber(string.match(code, '^q(%d+)')) == 1 then return 'pending' end
-    return 'sent'
-  end
-  if l == 's' then return 'sent' end
-  if l == 'c' then return 'confirmed' end
-  if l == 'd' then return 'declined' end
-  if l == 'b' then return 'bounced' end
-  if l == 'u' then return 'unsubscribed' end
-  if l == 'e' then return 'expired' end
-  if l == 'x' then return 'suppressed' end
-  if l == 'n' then return 'unreached' end
-  return 'unknown'
-end
-
--- advance returns the new code, or nil and the reason it is refused.
-local function advance(code)
-  local l = string.sub(code, 1, 1)
-  local k = tonumber(string.match(code, '^[qs](%d+)') or '0')
-  if op == 'claim' then
-    if step == 1 and l == 'p' then return 'q1:' .. ARGV[4] end
-    if l == 's' and k < step and step > 1 then return 'q' .. step .. ':' .. ARGV[4] end
-    if l == 'q' and k == step then
-      local lease = tonumber(string.match(code, ':(%d+)$') or '0')
-      if lease > now then return nil, 'busy' end
-      return 'q' .. step .. ':' .. ARGV[4]
-    end
-    return nil, 'no'
-  elseif op == 'sent' then
-    if l == 'q' and k == step then return 's' .. step end
-    return nil, 'no'
-  elseif op == 'release' then
-    if l == 'q' and k == step then return 'q' .. step .. ':0' end
-    return nil, 'no'
-  elseif op == 'renew' then
-    if l == 'q' and k == step and tonumber(string.match(code, ':(%d+)$') or '0') > 0 then
-      return 'q' .. step .. ':' .. ARGV[4]
-    end
-    return nil, 'no'
-  elseif late and l ~= 'c' then
-    return nil, 'no'
-  elseif op == 'confirm' then
-    -- c -> c is a change of topics.
-    if l == 'p' or l == 'q' or l == 's' or l == 'c' then return 'c' end
-  elseif op == 'decline' then
-    if l == 'p' or l == 'q' or l == 's' or l == 'c' then return 'd' end
-  elseif op == 'unsub' then
-    if l == 'p' or l == 'q' or l == 's' or l == 'c' then return 'u' end
-  elseif op == 'bounce' then
-    if l == 'q' or l == 's' then return 'b' end
-  elseif op == 'suppress' then
-    if l == 'p' or l == 'q' or l == 's' then return 'x' end
-  elseif op == 'expire' then
-    -- Only the asked can be silent: whoever never got the initial mail
-    -- (claimed but unsent included) is unreached and keeps the address.
-    -- A live lease on the initial mail means the SMTP conversation may
-    -- still succeed: wait for its MarkSent (then it expires as asked) or
-    -- for the lease to run out (then it was not asked and is unreached).
-    if l == 'q' and k == 1 and tonumber(string.match(code, ':(%d+)$') or '0') > now then
-      return nil, 'busy'
-    end
-    if l == 'p' or (l == 'q' and k == 1) then return 'n' end
-    if l == 'q' or l == 's' then return 'e' end
-  end
-  return nil, 'no'
-end
-
-local erase = op == 'decline' or op == 'unsub' or op == 'bounce' or op == 'suppress' or op == 'expire'
 local out = {}
 local ledgerID = ''
 -- Reads and writes are batched over the call: one HMGET, one HSET, one
@@ -178,19 +104,20 @@ for j = 1, #slots do
   if not code then
     table.insert(out, 'no:')
   else
-    local new, why = advance(code)
+    local from, k, was = stage(code)
+    local new, why = advance(op, code, from, k, step, now, ARGV[4], late)
     if not new then
       table.insert(out, why .. ':' .. code)
     else
       table.insert(sets, 's' .. slot)
       table.insert(sets, new)
-      local from, to = public(code), public(new)
-      if from ~= to then
-        delta[from] = (delta[from] or 0) - 1
-        delta[to] = (delta[to] or 0) + 1
-        entered[to] = (entered[to] or 0) + 1
+      local _, _, is, erases = stage(new)
+      if was ~= is then
+        delta[was] = (delta[was] or 0) - 1
+        delta[is] = (delta[is] or 0) + 1
+        entered[is] = (entered[is] or 0) + 1
       end
-      if erase and new ~= 'n' then
+      if erases then
         table.insert(dels, 'd' .. slot)
         table.insert(dels, 'e' .. slot)
         table.insert(dels, 'f' .. slot)
@@ -200,22 +127,22 @@ for j = 1, #slots do
       if answer then
         -- Per-topic totals of the confirmed: a recipient who leaves the
         -- confirmed state takes its topics along.
-        if string.sub(code, 1, 1) == 'c' then
+        if was == STATE_CONFIRMED then
           local prev = redis.call('HGET', KEYS[1], 'a' .. slot) or ''
           local topics = string.match(prev, '^[^|]*|([^|]*)') or ''
           for t in string.gmatch(topics, '[^,]+') do
-            redis.call('HINCRBY', KEYS[2], 'topic:' .. t, -1)
+            redis.call('HINCRBY', KEYS[2], F_TOPIC .. t, -1)
           end
         end
-        if op == 'confirm' then
+        if op == EVENT_CONFIRM then
           for t in string.gmatch(ARGV[5], '[^,]+') do
-            redis.call('HINCRBY', KEYS[2], 'topic:' .. t, 1)
+            redis.call('HINCRBY', KEYS[2], F_TOPIC .. t, 1)
           end
         end
         if ARGV[8] ~= '' then
           ledgerID = redis.call('XADD', KEYS[4], '*', 'rec', ARGV[8])
-          redis.call('HSET', KEYS[2], 'lhead', ARGV[7])
-          redis.call('HINCRBY', KEYS[2], 'lseq', 1)
+          redis.call('HSET', KEYS[2], F_LEDGER_HEAD, ARGV[7])
+          redis.call('HINCRBY', KEYS[2], F_LEDGER_SEQ, 1)
         end
         redis.call('HSET', KEYS[1], 'a' .. slot, ARGV[2] .. '|' .. ARGV[5] .. '|' .. ledgerID)
       end
@@ -227,14 +154,14 @@ if #sets > 0 then redis.call('HSET', KEYS[1], unpack(sets)) end
 if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
 if #adds > 0 then redis.call('SADD', KEYS[3], unpack(adds)) end
 for state, n in pairs(delta) do
-  if n ~= 0 then redis.call('HINCRBY', KEYS[2], 'n:' .. state, n) end
+  if n ~= 0 then redis.call('HINCRBY', KEYS[2], F_COUNT .. state, n) end
 end
 local minute = math.floor(now / 60000)
 for state, n in pairs(entered) do
   redis.call('HINCRBY', KEYS[5], state .. ':' .. minute, n)
 end
 return out
-`)
+`
 
 // transitionArgs are the optional parts of a state change.
 type transitionArgs struct {
@@ -280,7 +207,7 @@ func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, n
 	for _, c := range changes {
 		args = append(args, c.slot, c.suppress)
 	}
-	res, err := transitionScript.Run(ctx, s.rdb, keys, args...).StringSlice()
+	res, err := s.transitionScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil {
 		return nil, unavailable(fmt.Sprintf("%s %s", o, id), err)
 	}
@@ -308,40 +235,6 @@ func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, n
 	return out, nil
 }
 
-// publicState maps a stored code to the state users see.
-func publicState(code string) (repermit.State, int) {
-	if code == "" {
-		return "", 0
-	}
-	step := 0
-	if code[0] == 'q' || code[0] == 's' {
-		num, _, _ := strings.Cut(code[1:], ":")
-		step, _ = strconv.Atoi(num)
-	}
-	switch code[0] {
-	case 'p':
-		return repermit.StatePending, 0
-	case 'q':
-		if step == 1 {
-			return repermit.StatePending, 0
-		}
-		return repermit.StateSent, step - 1
-	case 's':
-		return repermit.StateSent, step
-	case 'c':
-		return repermit.StateConfirmed, 0
-	case 'd':
-		return repermit.StateDeclined, 0
-	case 'b':
-		return repermit.StateBounced, 0
-	case 'u':
-		return repermit.StateUnsubscribed, 0
-	case 'e':
-		return repermit.StateExpired, 0
-	case 'x':
-		return repermit.StateSuppressed, 0
-	case 'n':
-		return repermit.StateUnreached, 0
-	}
-	return "", 0
-}
+// publicState maps a stored code to the state users see and the number of
+// mails sent.
+func publicState(code string) (repermit.State, int) { return repermit.StateOf(code) }
