@@ -94,9 +94,33 @@ func (s *Store) BeginImport(ctx context.Context, c repermit.Campaign, now time.T
 func (imp *Import) Campaign() repermit.Campaign { return imp.c }
 
 // Suppressed reports for each hash whether it is on the global suppression
-// list.
+// list. It also renews the import's lease: a campaign sent in waves holds
+// its rows until the whole file is read, checking each batch here, so no
+// flush renews it meanwhile.
 func (imp *Import) Suppressed(ctx context.Context, hashes []string) ([]bool, error) {
+	if err := imp.beat(ctx); err != nil {
+		return nil, err
+	}
 	return imp.s.IsSuppressed(ctx, hashes)
+}
+
+// beatEvery is how often a working import renews its lease (importLease)
+// when it writes no rows.
+const beatEvery = importLease / 4
+
+// beat renews the import's lease if the last renewal is beatEvery old, so
+// that a launch of the same id does not take a slow import for a crashed
+// one and delete it under it.
+func (imp *Import) beat(ctx context.Context) error {
+	now := time.Now()
+	if now.Sub(imp.lastBeat) < beatEvery {
+		return nil
+	}
+	if err := imp.s.rdb.HSet(ctx, imp.s.metaKey(imp.c.ID), fHeartbeat, now.UnixMilli()).Err(); err != nil {
+		return unavailable("import "+imp.c.ID, err)
+	}
+	imp.lastBeat = now
+	return nil
 }
 
 // flushEvery bounds how many commands wait in the pipeline.
@@ -120,7 +144,8 @@ func (imp *Import) flush(ctx context.Context) error {
 	// The high-water mark travels with the batch, so Abort and the stale
 	// import cleanup know every bucket that may exist.
 	meta := imp.s.metaKey(imp.c.ID)
-	imp.pipe.HSet(ctx, meta, fHighWater, imp.maxBkt+1, fHeartbeat, time.Now().UnixMilli())
+	imp.lastBeat = time.Now()
+	imp.pipe.HSet(ctx, meta, fHighWater, imp.maxBkt+1, fHeartbeat, imp.lastBeat.UnixMilli())
 	if len(imp.cols.names) > imp.colsSent {
 		// The column list goes out with the rows that name its columns.
 		js, err := json.Marshal(imp.cols.names)

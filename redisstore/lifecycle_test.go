@@ -366,3 +366,30 @@ func TestNewAndAddr(t *testing.T) {
 		t.Errorf("Close of a store from New closed the caller's client: %v", err)
 	}
 }
+
+// TestImportCheckingSuppressionKeepsItsLease: an import that writes no
+// rows for longer than its lease (a campaign sent in waves holds its rows
+// until the file is read, checking each batch against the suppression
+// list) is alive, not crashed: a launch of the same id is refused and
+// leaves it alone.
+func TestImportCheckingSuppressionKeepsItsLease(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	now := time.Now()
+	c := repermit.Campaign{ID: "camp", StartAt: now, Deadline: now.Add(time.Hour)}
+	// Begun three minutes ago, past its two-minute lease, and reading the
+	// file since.
+	slow, err := s.BeginImport(ctx, c, now.Add(-3*time.Minute))
+	mustDo(t, err)
+	if _, err := slow.Suppressed(ctx, []string{repermit.AddressHash("a@example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BeginImport(ctx, c, time.Now()); repermit.ErrorCode(err) != repermit.ECONFLICT {
+		t.Fatalf("launch of the same id while the import checks suppression: %v; want ECONFLICT", err)
+	}
+	mustDo(t, slow.Add(ctx, "a0@example.com", "", "", nil))
+	mustDo(t, slow.Commit(ctx, repermit.ImportResult{Campaign: "camp", Imported: 1}))
+	if got, err := s.Campaign(ctx, "camp"); err != nil || got.Seq != slow.Campaign().Seq {
+		t.Errorf("Campaign = %+v, %v; want the slow import's, seq %d", got, err, slow.Campaign().Seq)
+	}
+}
