@@ -291,6 +291,11 @@ func TestChangesToAMissingCampaign(t *testing.T) {
 		{"MarkSent", func() error { return s.MarkSent(ctx, "nope", 0, 1, t0) }},
 		{"Release", func() error { return s.Release(ctx, "nope", 0, 1, t0) }},
 		{"ClaimBatch", func() error { _, err := s.ClaimBatch(ctx, "nope", []int64{0}, 1, t0, time.Minute); return err }},
+		{"Record with the recipient as the caller read it", func() error {
+			_, err := s.Record(ctx, redisstore.Answer{Campaign: "nope", Index: 0, State: repermit.StateConfirmed, At: t0,
+				Current: &repermit.Recipient{Campaign: "nope", Index: 0, State: repermit.StateSent, Email: "a0@example.com"}})
+			return err
+		}},
 		{"ExpireBucket", func() error {
 			// A bucket with recipients in a campaign whose meta is gone.
 			mustDo(t, r.Client.HSet(ctx, r.Prefix+":{nope}:b:0", "s0", "s1").Err())
