@@ -48,3 +48,55 @@ func BenchmarkTransition(b *testing.B) {
 	}
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "transitions/s")
 }
+
+// BenchmarkExpireBucket measures the deadline's work per bucket: 128
+// mailed and silent recipients with names and extra columns become
+// expired, their rows erased, their hashes put on the suppression list.
+// Each iteration expires a freshly launched and mailed campaign of 16
+// buckets; only the expiry is timed.
+func BenchmarkExpireBucket(b *testing.B) {
+	r := redistest.New(b)
+	s := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	now := time.Now()
+	const buckets = 16
+	const n = buckets * redisstore.BucketSize
+	round := 0
+	for b.Loop() {
+		b.StopTimer()
+		round++
+		c := repermit.Campaign{ID: "bench" + strconv.Itoa(round), From: "news@acme.example", Subject: "s", StartAt: now, Deadline: now.Add(24 * time.Hour)}
+		imp, err := s.BeginImport(ctx, c, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range n {
+			extra := map[string]string{"company": "Reader Holdings " + strconv.Itoa(i%97), "customer_id": strconv.Itoa(1000000 + i)}
+			if err := imp.Add(ctx, "firstname.lastname"+strconv.Itoa(i)+"@example.com", "Firstname Middlename Lastname-Other", "de", extra); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := imp.Commit(ctx, repermit.ImportResult{Campaign: c.ID, Imported: n}); err != nil {
+			b.Fatal(err)
+		}
+		for bk := int64(0); bk < buckets; bk++ {
+			idxs := make([]int64, 0, redisstore.BucketSize)
+			for i := bk * redisstore.BucketSize; i < (bk+1)*redisstore.BucketSize; i++ {
+				idxs = append(idxs, i)
+			}
+			if _, err := s.ClaimBatch(ctx, c.ID, idxs, 1, now, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.MarkSentBatch(ctx, c.ID, idxs, 1, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		for bk := int64(0); bk < buckets; bk++ {
+			if e, _, err := s.ExpireBucket(ctx, c.ID, bk, now.Add(time.Hour)); err != nil || e != redisstore.BucketSize {
+				b.Fatalf("bucket %d: %d expired, %v", bk, e, err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*buckets), "µs/bucket")
+}
