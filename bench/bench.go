@@ -135,6 +135,29 @@ func (t Target) row(i int) (email, name, locale string, extra map[string]string)
 	return r.Email, r.Name, r.Locale, r.Extra
 }
 
+// WriteList writes the list the benches generate, n rows of shape, as a
+// recipients CSV with its campaign file (id, deadline 30d, one waves: line
+// when waves is set) into dir, for measuring `repermit launch` itself. It
+// returns the campaign file's path.
+func WriteList(dir, id string, n int, shape Shape, waves bool) (string, error) {
+	path, err := campaignFiles(dir, id, n, "30d", shape)
+	if err != nil || !waves {
+		return path, err
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return "", fmt.Errorf("write campaign file: %w", err)
+	}
+	_, err = f.WriteString("waves: {pilot: 1000, grow: 4, observe: 1h}\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write campaign file: %w", err)
+	}
+	return path, nil
+}
+
 // campaignFiles writes a campaign file and a recipients CSV of n rows of
 // the given shape into dir and returns the campaign file's path.
 func campaignFiles(dir, id string, n int, deadline string, shape Shape) (string, error) {

@@ -17,9 +17,12 @@ import (
 // writes only under a fresh "bench-…" prefix and deletes that afterwards.
 func runBench(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 {
-		return usageError("bench: want send, import, expire or web")
+		return usageError("bench: want send, import, expire, web or list")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "list" {
+		return runBenchList(env, args)
+	}
 	fs := flag.NewFlagSet("bench "+sub, flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
 	shapeName := fs.String("shape", string(bench.ShapeRealistic), fmt.Sprintf("what the generated list looks like: one of %v (see package bench)", bench.Shapes))
@@ -66,7 +69,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 			return bench.Web(ctx, t, opt)
 		}
 	default:
-		return usageError("bench: unknown benchmark %q; want send, import, expire or web", sub)
+		return usageError("bench: unknown benchmark %q; want send, import, expire, web or list", sub)
 	}
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
@@ -90,6 +93,34 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		return json.NewEncoder(env.Stdout).Encode(res)
 	}
 	return printBench(env, sub, res)
+}
+
+// runBenchList writes a generated list and its campaign file without
+// touching Redis, so that `repermit launch` itself can be measured
+// (`/usr/bin/time -v repermit launch DIR/campaign.yaml`).
+func runBenchList(env Env, args []string) error {
+	fs := flag.NewFlagSet("bench list", flag.ContinueOnError)
+	n := fs.Int("rows", 1000000, "CSV rows to write")
+	id := fs.String("id", "bench-list", "the campaign's id")
+	shapeName := fs.String("shape", string(bench.ShapeRealistic), fmt.Sprintf("what the generated list looks like: one of %v (see package bench)", bench.Shapes))
+	waves := fs.Bool("waves", false, "send the campaign in waves (waves: {pilot: 1000, grow: 4, observe: 1h})")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	shape, err := bench.ParseShape(*shapeName)
+	if err != nil {
+		return usageError("bench list: --shape: %v", err)
+	}
+	if err := os.MkdirAll(pos[0], 0o755); err != nil {
+		return fmt.Errorf("bench list: %w", err)
+	}
+	path, err := bench.WriteList(pos[0], *id, *n, shape, *waves)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s and its %d-row recipients.csv\n", path, *n)
+	return nil
 }
 
 // createProfile creates the --cpuprofile file, or returns nil without one.

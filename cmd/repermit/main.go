@@ -121,7 +121,7 @@ func commands() []command {
 		{"proof", "EMAIL [--campaign ID] [--bundle FILE]", "a person's consent history; --bundle writes a proof", runProof},
 		{"verify-proof", "FILE --pubkey KEY", "check a proof bundle offline", runVerifyProof},
 		{"migrate", "", "move data of older layouts into the current one (idempotent)", runMigrate},
-		{"bench", "send|import|expire|web [--json]", "measure against a baseline in the same run", runBench},
+		{"bench", "send|import|expire|web [--json], list DIR", "measure against a baseline in the same run", runBench},
 	}
 }
 

@@ -297,3 +297,28 @@ func TestUsageNamesEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchListWritesALaunchableList: the list `bench list` writes for
+// measuring launch validates with every row importable, with and without
+// waves.
+func TestBenchListWritesALaunchableList(t *testing.T) {
+	for _, waves := range []bool{false, true} {
+		dir := filepath.Join(t.TempDir(), "list")
+		args := []string{"bench", "list", "--rows", "500", dir}
+		if waves {
+			args = []string{"bench", "list", "--rows", "500", "--waves", dir}
+		}
+		c := newCLI(t, nil)
+		if code, _, errOut := c.run(args...); code != 0 {
+			t.Fatalf("bench list: exit %d\n%s", code, errOut)
+		}
+		code, out, errOut := c.run("validate", filepath.Join(dir, "campaign.yaml"))
+		if code != 0 || !strings.Contains(out, "launchable: 500 recipients, 0 invalid, 0 duplicate") {
+			t.Fatalf("validate (waves %v): exit %d\nstdout: %s\nstderr: %s", waves, code, out, errOut)
+		}
+		yaml, _ := os.ReadFile(filepath.Join(dir, "campaign.yaml"))
+		if got := strings.Contains(string(yaml), "waves:"); got != waves {
+			t.Errorf("campaign file has waves: %v, want %v", got, waves)
+		}
+	}
+}
