@@ -109,8 +109,9 @@ func TestNoErasedAddressSurvivesInRedisOrLogs(t *testing.T) {
 	c := e.launch(repermit.Campaign{StartAt: start, Deadline: start.Add(4 * time.Second)}, n, domain)
 	e.start(cfg)
 	e.waitFor("campaign paused by the 5xx", 3*time.Second, func() bool { return e.status(c.ID) == repermit.StatusPaused })
-	// The send task that met the 5xx ends (archived) before the resume.
-	time.Sleep(500 * time.Millisecond)
+	e.waitFor("the send task that met the 5xx archived before the resume", 5*time.Second, func() bool {
+		return e.tasks(TypeSend, "archived") > 0
+	})
 	rejecting.Store(false)
 	if err := e.store.SetStatus(context.Background(), c.ID, repermit.StatusRunning, repermit.StatusPaused); err != nil {
 		t.Fatal(err)

@@ -324,6 +324,30 @@ func (e *env) sendTasks() (ids map[string]bool, busy int) {
 	return ids, busy
 }
 
+// tasks returns how many tasks of type typ asynq holds in the lists
+// named: "active", "pending", "scheduled", "retry", "archived".
+func (e *env) tasks(typ string, lists ...string) int {
+	e.t.Helper()
+	in := asynq.NewInspectorFromRedisClient(e.r.Client)
+	by := map[string]func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+		"active": in.ListActiveTasks, "pending": in.ListPendingTasks, "scheduled": in.ListScheduledTasks,
+		"retry": in.ListRetryTasks, "archived": in.ListArchivedTasks,
+	}
+	n := 0
+	for _, l := range lists {
+		ts, err := by[l](e.r.Prefix, asynq.PageSize(100000))
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			e.t.Fatalf("list %s tasks: %v", l, err)
+		}
+		for _, t := range ts {
+			if t.Type == typ {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // waitSendsDone waits until no send task is running or due: every mail
 // the queue had ready, a duplicate included, is in the sink by then. (A
 // task scheduled later, e.g. for recipients another worker held, finds

@@ -107,7 +107,12 @@ func TestWavesStopWhenTheyHurt(t *testing.T) {
 			}
 			if tt.reason == "" {
 				e.waitFor("every wave mailed", 60*time.Second, func() bool { return e.sink.Count() >= tt.mailed })
-				time.Sleep(time.Second)
+				// The feeder alone judges the waves; once its chain has
+				// ended nothing can stop them any more.
+				e.waitFor("the feeder's chain ended", 10*time.Second, func() bool {
+					return e.tasks(TypeFeed, "active", "pending", "scheduled", "retry") == 0
+				})
+				e.waitSendsDone(10 * time.Second)
 				if got := e.status(c.ID); got != repermit.StatusRunning {
 					t.Errorf("status %s, want running", got)
 				}
@@ -116,7 +121,18 @@ func TestWavesStopWhenTheyHurt(t *testing.T) {
 				if got := e.wavesReason(c.ID); got != tt.reason {
 					t.Errorf("pause reason\n got %s\nwant %s", got, tt.reason)
 				}
-				time.Sleep(3 * time.Second) // longer than an observation time
+				// Had the stop not held, a feeder tick after the stopped
+				// wave's observation time would have queued the next one.
+				ws, err := e.store.Waves(ctx, c.ID)
+				if err != nil || ws.Stop == nil {
+					t.Fatalf("waves after the stop: %+v, %v", ws, err)
+				}
+				next := ws.Fed[ws.Stop.Wave].Add(c.Waves.Observe)
+				e.waitFor("a feeder tick after the observation time", 10*time.Second, func() bool {
+					beat, err := e.store.Beat(ctx, c.ID, cursorFeed)
+					return err == nil && beat.After(next)
+				})
+				e.waitSendsDone(10 * time.Second)
 			}
 			if got := e.sink.Count(); got != tt.mailed {
 				t.Errorf("%d mails sent, want %d", got, tt.mailed)

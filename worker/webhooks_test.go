@@ -153,7 +153,10 @@ func TestWebhooksReachACRMThatFailsAndGoesDown(t *testing.T) {
 	answer(3, repermit.StateConfirmed, "events")
 	answer(3, repermit.StateDeclined)
 	answer(0, repermit.StateUnsubscribed)
-	time.Sleep(1500 * time.Millisecond) // several retries hit a closed port
+	e.waitFor("several retries against the closed port", 10*time.Second, func() bool {
+		st, err := e.store.Webhook(ctx, c.ID, 0)
+		return err == nil && st.Failures >= 3+2 // the CRM's 3, then 2 while it is down
+	})
 	_, _, before, _ := hook.snapshot()
 	if st, err := e.store.Stats(ctx, c.ID); err != nil || st.WebhookBacklog(0) == 0 || st.Webhooks[0].Failures < 4 {
 		t.Errorf("while the CRM is down: backlog %d, failures %d (%v); want both shown", st.WebhookBacklog(0), st.Webhooks[0].Failures, err)
@@ -170,7 +173,12 @@ func TestWebhooksReachACRMThatFailsAndGoesDown(t *testing.T) {
 		acc, _, _, _ := hook.snapshot()
 		return len(acc) == 7
 	})
-	time.Sleep(300 * time.Millisecond) // room for a stray repeat to show
+	// A repeat could only come from a task whose position is behind:
+	// wait until the position covers all 7 and no delivery task is left.
+	e.waitFor("every event recorded as delivered, no delivery task left", 10*time.Second, func() bool {
+		st, err := e.store.Webhook(ctx, c.ID, 0)
+		return err == nil && st.Delivered == 7 && e.tasks(TypeWebhooks, "active", "pending", "scheduled", "retry") == 0
+	})
 	acc, ids, attempts, bad := hook.snapshot()
 	if bad != 0 {
 		t.Errorf("%d requests failed the reference library's signature check", bad)
