@@ -200,14 +200,15 @@ func Transitions() []Transition { return slices.Clone(transitions) }
 // change topics, decline or unsubscribe.)
 func (s State) Final() bool {
 	for _, t := range transitions {
-		if st, ok := stageNamed(t.From); ok && st.State == s && !t.On.Answer() {
+		if st, ok := StageNamed(t.From); ok && st.State == s && !t.On.Answer() {
 			return false
 		}
 	}
 	return true
 }
 
-func stageNamed(name string) (Stage, bool) {
+// StageNamed returns the stage of the table called name.
+func StageNamed(name string) (Stage, bool) {
 	for _, st := range stages {
 		if st.Name == name {
 			return st, true

@@ -101,7 +101,8 @@ func Confirmed(ctx context.Context, w io.Writer, st Store, id string) error {
 // UnreachedHeader is the header of the unreached export: the columns a
 // campaign's recipients CSV reads (email, name, locale), then the extra
 // columns as JSON, so the file can go straight into a later campaign.
-var UnreachedHeader = []string{"email", "name", "locale", "attributes"}
+// Each call returns a fresh slice.
+func UnreachedHeader() []string { return []string{"email", "name", "locale", "attributes"} }
 
 // Unreached writes one CSV row per recipient of campaign id whom the
 // initial mail never reached before the deadline: never asked, so neither
@@ -115,7 +116,7 @@ func Unreached(ctx context.Context, w io.Writer, st Store, id string) error {
 		return err
 	}
 	cw := NewCSVWriter(w)
-	if err := cw.Write(UnreachedHeader); err != nil {
+	if err := cw.Write(UnreachedHeader()); err != nil {
 		return fmt.Errorf("export unreached %s: %w", id, err)
 	}
 	for b := int64(0); b < redisstore.Buckets(n); b++ {
@@ -146,8 +147,9 @@ func Unreached(ctx context.Context, w io.Writer, st Store, id string) error {
 	return cw.Flush()
 }
 
-// SuppressedHeader is the header of the suppressed export.
-var SuppressedHeader = []string{"email_sha256", "reason", "at"}
+// SuppressedHeader is the header of the suppressed export. Each call
+// returns a fresh slice.
+func SuppressedHeader() []string { return []string{"email_sha256", "reason", "at"} }
 
 // Suppressed writes the suppression entries that campaign id added.
 func Suppressed(ctx context.Context, w io.Writer, st Store, id string) error {
@@ -158,7 +160,7 @@ func Suppressed(ctx context.Context, w io.Writer, st Store, id string) error {
 		return err
 	}
 	cw := NewCSVWriter(w)
-	if err := cw.Write(SuppressedHeader); err != nil {
+	if err := cw.Write(SuppressedHeader()); err != nil {
 		return fmt.Errorf("export suppressed %s: %w", id, err)
 	}
 	err := st.Suppressions(ctx, id, func(e redisstore.SuppressionEntry) error {

@@ -170,7 +170,7 @@ func TestUnreachedWritesOnlyTheNeverMailedAsANewList(t *testing.T) {
 	}
 	got := readCSV(t, b.Bytes())
 	want := [][]string{
-		UnreachedHeader,
+		UnreachedHeader(),
 		{"carl@example.com", "'=cmd", "en", "{}"},
 		{"eve@example.com", "", "", `{"id":"7"}`},
 	}
@@ -191,7 +191,7 @@ func TestSuppressedIncludesEntriesStillQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := answered.Format(time.RFC3339)
-	want := [][]string{SuppressedHeader, {"h1", "unsubscribed", at}, {"h2", "expired", at}}
+	want := [][]string{SuppressedHeader(), {"h1", "unsubscribed", at}, {"h2", "expired", at}}
 	if got := readCSV(t, b.Bytes()); !reflect.DeepEqual(got, want) {
 		t.Errorf("suppressed export\n got %q\nwant %q", got, want)
 	}

@@ -23,16 +23,16 @@ const importLease = 2 * time.Minute
 // KEYS[1] meta hash. ARGV[1] config JSON, ARGV[2] seq, ARGV[3] now ms,
 // ARGV[4] lease ms, ARGV[5] deadline ms.
 // Returns "ok", "exists" or "stale" (a crashed import the caller must clear).
-var beginImportScript = redis.NewScript(`
-local status = redis.call('HGET', KEYS[1], 'status')
+var beginImportScript = luaScript(`
+local status = redis.call('HGET', KEYS[1], F_STATUS)
 if status then
-  if status ~= 'importing' then return 'exists' end
-  local hb = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_ms') or '0')
+  if status ~= STATUS_IMPORTING then return 'exists' end
+  local hb = tonumber(redis.call('HGET', KEYS[1], F_HEARTBEAT) or '0')
   if hb + tonumber(ARGV[4]) > tonumber(ARGV[3]) then return 'exists' end
   return 'stale'
 end
-redis.call('HSET', KEYS[1], 'status', 'importing', 'cfg', ARGV[1], 'seq', ARGV[2],
-  'heartbeat_ms', ARGV[3], 'deadline_ms', ARGV[5], 'buckets', '0')
+redis.call('HSET', KEYS[1], F_STATUS, STATUS_IMPORTING, F_CONFIG, ARGV[1], F_SEQ, ARGV[2],
+  F_HEARTBEAT, ARGV[3], F_DEADLINE, ARGV[5], F_HIGH_WATER, '0')
 return 'ok'
 `)
 
@@ -337,12 +337,12 @@ func (s *Store) SetStatus(ctx context.Context, id string, to repermit.CampaignSt
 // setStatusScript: KEYS[1] meta; ARGV[1] new status, ARGV[2..] allowed
 // current statuses. The config JSON keeps its own status field out of date
 // on purpose: the status field of the hash is the truth.
-var setStatusScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur or cur == 'importing' then return 'missing' end
+var setStatusScript = luaScript(`
+local cur = redis.call('HGET', KEYS[1], F_STATUS)
+if not cur or cur == STATUS_IMPORTING then return 'missing' end
 for i = 2, #ARGV do
   if cur == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'status', ARGV[1])
+    redis.call('HSET', KEYS[1], F_STATUS, ARGV[1])
     return 'ok'
   end
 end
@@ -550,13 +550,13 @@ const keptHashPrefix = "#"
 // kept.
 //
 // KEYS[1] bucket; ARGV pairs: slot, kept data ("#" + sha256 hex).
-var purgeBucketScript = redis.NewScript(`
+var purgeBucketScript = luaScript(`
 local keep = {}
 for i = 1, #ARGV, 2 do
   local slot = ARGV[i]
-  if redis.call('HGET', KEYS[1], 's' .. slot) == 'c' then
+  if redis.call('HGET', KEYS[1], 's' .. slot) == CODE_CONFIRMED then
     table.insert(keep, 's' .. slot)
-    table.insert(keep, 'c')
+    table.insert(keep, CODE_CONFIRMED)
     table.insert(keep, 'd' .. slot)
     table.insert(keep, ARGV[i + 1])
     local a = redis.call('HGET', KEYS[1], 'a' .. slot)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/repermit/repermit"
 )
 
@@ -53,9 +51,9 @@ func (s *Store) softKey(id string) string         { return s.prefix + ":{" + id 
 // in meta field fb:<kind>:<source>, and for a campaign sent in waves in
 // wv:<wave>:<kind>, whenever it arrives), soft the recipient's soft bounce
 // count after it.
-var feedbackScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[3], 'status')
-if not st or st == 'importing' then return {-1, 0} end
+var feedbackScript = luaScript(`
+local st = redis.call('HGET', KEYS[3], F_STATUS)
+if not st or st == STATUS_IMPORTING then return {-1, 0} end
 local first = redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 local soft = tonumber(redis.call('HGET', KEYS[2], ARGV[4]) or '0')
@@ -64,10 +62,10 @@ if first == 1 then
     redis.call('HINCRBY', KEYS[3], 'fb:' .. ARGV[2] .. ':' .. ARGV[3], 1)
   end
   if ARGV[2] == 'soft' then soft = redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
-  local cfg = redis.call('HGET', KEYS[3], 'cfg')
+  local cfg = redis.call('HGET', KEYS[3], F_CONFIG)
   local idx = tonumber(ARGV[4])
 ` + waveOfLua + `
-  if k then redis.call('HINCRBY', KEYS[3], 'wv:' .. k .. ':' .. ARGV[2], 1) end
+  if k then redis.call('HINCRBY', KEYS[3], F_WAVE_PFX .. k .. ':' .. ARGV[2], 1) end
 end
 return {first, soft}
 `)
@@ -91,9 +89,9 @@ func (s *Store) RecordFeedback(ctx context.Context, f Feedback) (first bool, sof
 	return res[0] == 1, res[1], nil
 }
 
-// FeedbackSources are where reports come from, in the order status shows
+// feedbackSources are where reports come from, in the order status shows
 // them.
-var FeedbackSources = []string{"smtp", "dsn", "arf", "webhook"}
+func feedbackSources() []string { return []string{"smtp", "dsn", "arf", "webhook"} }
 
 // ComplaintRateLimit is the spam complaint rate Gmail and Yahoo tolerate
 // from bulk senders (0.3 %); above it their mail goes to spam or is
@@ -106,8 +104,9 @@ func (s Stats) Mailed() int64 { return repermit.NewFunnel(s.Imported, s.Counts).
 
 // FeedbackBy returns the reports of one kind by source.
 func (s Stats) FeedbackBy(kind string) map[string]int64 {
-	out := make(map[string]int64, len(FeedbackSources))
-	for _, src := range FeedbackSources {
+	sources := feedbackSources()
+	out := make(map[string]int64, len(sources))
+	for _, src := range sources {
 		out[src] = s.Feedback[kind+":"+src]
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/repermit/repermit"
 )
 
@@ -14,12 +16,21 @@ import (
 // TestScriptAgreesWithTheTable runs every (stage, event) pair of the table
 // through both.
 
-// luaNames gives the transition script the meta hash fields, campaign
-// statuses, events and states it names, as Lua locals holding the Go
-// constants' values, so a renamed one cannot leave the script behind.
+// luaNames gives the scripts the meta hash fields, campaign statuses,
+// events, states and state codes they name, as Lua locals holding the Go
+// constants' values, so a renamed one cannot leave a script behind.
 func luaNames() string {
 	var b strings.Builder
+	confirmed, _ := repermit.StageNamed("confirmed")
 	for _, kv := range [][2]string{
+		{"F_CONFIG", fConfig},
+		{"F_SEQ", fSeq},
+		{"F_HEARTBEAT", fHeartbeat},
+		{"F_HIGH_WATER", fHighWater},
+		{"F_WAVE_STOP", fWaveStop},
+		{"F_WAVE_ACK", fWaveAck},
+		{"F_WAVE_BASE", fWaveBase},
+		{"F_WAVE_PFX", fWavePfx},
 		{"F_STATUS", fStatus},
 		{"F_DEADLINE", fDeadline},
 		{"F_LEDGER_HEAD", fLedgerHead},
@@ -28,6 +39,8 @@ func luaNames() string {
 		{"F_TOPIC", fTopicPfx},
 		{"STATUS_IMPORTING", string(repermit.StatusImporting)},
 		{"STATUS_RUNNING", string(repermit.StatusRunning)},
+		{"STATUS_PAUSED", string(repermit.StatusPaused)},
+		{"CODE_CONFIRMED", string(confirmed.Code)},
 		{"EVENT_CLAIM", string(repermit.EventClaim)},
 		{"EVENT_CONFIRM", string(repermit.EventConfirm)},
 		{"STATE_CONFIRMED", string(repermit.StateConfirmed)},
@@ -36,6 +49,10 @@ func luaNames() string {
 	}
 	return b.String()
 }
+
+// luaScript is a script that names fields, statuses and codes through
+// luaNames.
+func luaScript(src string) *redis.Script { return redis.NewScript(luaNames() + src) }
 
 // stateTableLua renders the stage and transition tables as Lua functions:
 //

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/repermit/repermit"
 )
 
@@ -146,9 +144,9 @@ func (s *Store) MarkWaveFed(ctx context.Context, id string, k int, at time.Time)
 // stopWavesScript: KEYS[1] meta; ARGV[1] stop JSON. Pauses a running
 // campaign and records why; returns 1 when it did, 0 when the campaign
 // was not running.
-var stopWavesScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'paused', 'wv_stop', ARGV[1])
+var stopWavesScript = luaScript(`
+if redis.call('HGET', KEYS[1], F_STATUS) ~= STATUS_RUNNING then return 0 end
+redis.call('HSET', KEYS[1], F_STATUS, STATUS_PAUSED, F_WAVE_STOP, ARGV[1])
 return 1
 `)
 
@@ -170,20 +168,20 @@ func (s *Store) StopWaves(ctx context.Context, id string, st WaveStop) (bool, er
 // campaign runs again; when the waves had stopped it, the waves up to the
 // one judged are let go on (wv_ack), and with reset the campaign-wide
 // figures start at the next wave. Returns "ok", "missing" or "is:<status>".
-var resumeWavesScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur or cur == 'importing' then return 'missing' end
-if cur ~= 'paused' then return 'is:' .. cur end
-local st = redis.call('HGET', KEYS[1], 'wv_stop')
+var resumeWavesScript = luaScript(`
+local cur = redis.call('HGET', KEYS[1], F_STATUS)
+if not cur or cur == STATUS_IMPORTING then return 'missing' end
+if cur ~= STATUS_PAUSED then return 'is:' .. cur end
+local st = redis.call('HGET', KEYS[1], F_WAVE_STOP)
 if st then
   local ok, s = pcall(cjson.decode, st)
   if ok then
-    redis.call('HSET', KEYS[1], 'wv_ack', s.wave)
-    if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'wv_base', s.next_wave) end
+    redis.call('HSET', KEYS[1], F_WAVE_ACK, s.wave)
+    if ARGV[1] == '1' then redis.call('HSET', KEYS[1], F_WAVE_BASE, s.next_wave) end
   end
-  redis.call('HDEL', KEYS[1], 'wv_stop')
+  redis.call('HDEL', KEYS[1], F_WAVE_STOP)
 end
-redis.call('HSET', KEYS[1], 'status', 'running')
+redis.call('HSET', KEYS[1], F_STATUS, STATUS_RUNNING)
 return 'ok'
 `)
 
