@@ -104,7 +104,10 @@ func TestRemindersReachOnlyTheUnanswered(t *testing.T) {
 	if time.Now().After(c.ReminderAt(1)) {
 		t.Fatal("initial mails took longer than the reminder offset; the test proves nothing")
 	}
-	answered := make(map[string]bool)
+	// An answer recorded before the reminder is due must keep the reminder
+	// away. On a loaded machine the loop can run past the offset; an answer
+	// recorded after it races the reminder fairly, so it may get one or not.
+	answered := make(map[string]bool) // address -> answered before the offset
 	for i := 0; i < n; i += 3 {
 		state := repermit.StateConfirmed
 		if i%2 == 0 {
@@ -114,7 +117,16 @@ func TestRemindersReachOnlyTheUnanswered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		answered[addr(i, nil)] = true
+		answered[addr(i, nil)] = time.Now().Before(c.ReminderAt(1))
+	}
+	late := 0
+	for _, early := range answered {
+		if !early {
+			late++
+		}
+	}
+	if late == len(answered) {
+		t.Fatal("every answer came after the reminder offset; the test proves nothing")
 	}
 	unanswered := n - len(answered)
 	if err := e.sink.WaitFor(ctx, n+unanswered); err != nil {
@@ -132,12 +144,12 @@ func TestRemindersReachOnlyTheUnanswered(t *testing.T) {
 			continue
 		}
 		reminded++
-		if answered[to] {
-			t.Errorf("%s answered and still got a reminder", to)
+		if early, ok := answered[to]; ok && early {
+			t.Errorf("%s answered before the reminder was due and still got one", to)
 		}
 	}
-	if reminded != unanswered {
-		t.Errorf("%d reminders, want %d", reminded, unanswered)
+	if reminded < unanswered || reminded > unanswered+late {
+		t.Errorf("%d reminders, want %d (plus at most %d answered late)", reminded, unanswered, late)
 	}
 	r, err := e.store.Recipient(context.Background(), c.ID, 1)
 	if err != nil {
