@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -199,4 +200,33 @@ func recipients(addrs ...string) []*repermit.Recipient {
 		out[i] = &repermit.Recipient{Campaign: "camp", Index: int64(i), Email: a, State: repermit.StatePending}
 	}
 	return out
+}
+
+// TestRetryDelayAfterRedisWasAway: a task that failed because Redis did
+// not answer is retried within seconds at first and never more than about
+// 45 s apart, however long the outage; other errors take the SMTP backoff.
+func TestRetryDelayAfterRedisWasAway(t *testing.T) {
+	s, _, _ := fakeServer(t, nil, nil)
+	away := repermit.Errorf(repermit.EUNAVAILABLE, "redis: connection refused")
+	tests := []struct {
+		name     string
+		n        int
+		err      error
+		min, max time.Duration
+	}{
+		{"first retry after an outage", 0, away, time.Second, 1500 * time.Millisecond},
+		{"fifth", 4, away, 16 * time.Second, 24 * time.Second},
+		{"sixth reaches the cap", 5, away, 30 * time.Second, 45 * time.Second},
+		{"after an hour of outage", 99, away, 30 * time.Second, 45 * time.Second},
+		{"another error takes the SMTP backoff", 10, errors.New("bug"), s.cfg.RetryMax, s.cfg.RetryMax * 3 / 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 50 { // the jitter is random
+				if d := s.retryDelay(tt.n, tt.err, nil); d < tt.min || d > tt.max {
+					t.Fatalf("retryDelay(%d) = %v, want %v..%v", tt.n, d, tt.min, tt.max)
+				}
+			}
+		})
+	}
 }

@@ -396,14 +396,22 @@ func (s *Server) stopped() bool {
 // an error is mostly Redis or the network. A Redis outage is usually a
 // restart of seconds: the first retries come fast, with jitter, so a
 // campaign picks up within seconds of Redis coming back instead of waiting
-// out the SMTP backoff.
+// out the SMTP backoff. A longer outage (a failover, a Redis that is
+// being repaired) keeps retrying every half minute or so rather than
+// falling into the SMTP backoff: its 16-minute steps stalled a campaign for
+// a quarter of an hour after Redis was back. asynq's MaxRetry of the send
+// tasks (100) then covers some 50 minutes of outage.
 func (s *Server) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	if repermit.ErrorCode(err) == repermit.EUNAVAILABLE && n < 5 {
-		d := time.Second << n // 1s, 2s, 4s, 8s, 16s
+	if repermit.ErrorCode(err) == repermit.EUNAVAILABLE {
+		d := min(time.Second<<min(n, 5), unavailableRetryMax) // 1s, 2s, 4s, 8s, 16s, 30s, 30s…
 		return d + time.Duration(rand.Int64N(int64(d)/2+1))
 	}
 	return s.backoff(n + 1)
 }
+
+// unavailableRetryMax caps the delay between retries of a task that failed
+// because Redis did not answer.
+const unavailableRetryMax = 30 * time.Second
 
 // asynqLogger adapts slog to asynq's logger.
 type asynqLogger struct{ l *slog.Logger }
