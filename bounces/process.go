@@ -18,9 +18,21 @@ import (
 // it bounced.
 const DefaultSoftLimit = 3
 
+// Store is what a Processor needs of the system of record.
+type Store interface {
+	Campaign(ctx context.Context, id string) (*repermit.Campaign, error)
+	CampaignBySeq(ctx context.Context, seq uint32) (*repermit.Campaign, error)
+	Recipient(ctx context.Context, id string, idx int64) (*repermit.Recipient, error)
+	RecordFeedback(ctx context.Context, f redisstore.Feedback) (first bool, soft int64, err error)
+	Bounce(ctx context.Context, r *repermit.Recipient, now time.Time) error
+	Record(ctx context.Context, a redisstore.Answer) (redisstore.AnswerResult, error)
+}
+
+var _ Store = (*redisstore.Store)(nil)
+
 // Processor applies reports to the recipients they name.
 type Processor struct {
-	Store  *redisstore.Store
+	Store  Store
 	Signer *token.Signer
 	// SoftLimit defaults to DefaultSoftLimit.
 	SoftLimit int

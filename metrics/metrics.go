@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/redisstore"
 )
@@ -103,9 +104,28 @@ func (o *WorkerObserver) Expired(_ string, n int) { o.expired.Add(float64(n)) }
 // SMTPDuration observes one SMTP transaction.
 func (o *WorkerObserver) SMTPDuration(d time.Duration) { o.latency.Observe(d.Seconds()) }
 
+// QueueStore reads the engine's asynq queue.
+type QueueStore interface {
+	Prefix() string
+	QueueDepth(queue string) (redisstore.QueueDepth, error)
+}
+
+// FeedbackStore reads what the feedback collector reports of every campaign.
+type FeedbackStore interface {
+	Campaigns(ctx context.Context) ([]string, error)
+	Campaign(ctx context.Context, id string) (*repermit.Campaign, error)
+	Stats(ctx context.Context, id string) (redisstore.Stats, error)
+	Waves(ctx context.Context, id string) (redisstore.WaveState, error)
+}
+
+var (
+	_ QueueStore    = (*redisstore.Store)(nil)
+	_ FeedbackStore = (*redisstore.Store)(nil)
+)
+
 // queueCollector reads asynq's queue sizes on each scrape.
 type queueCollector struct {
-	store *redisstore.Store
+	store QueueStore
 	queue string
 	depth *prometheus.Desc
 }
@@ -113,7 +133,7 @@ type queueCollector struct {
 // RegisterQueue registers repermit_queue_tasks{state}: the tasks in the
 // engine's asynq queue by state (pending, scheduled, retry, active…),
 // read from Redis at scrape time.
-func RegisterQueue(reg prometheus.Registerer, st *redisstore.Store) error {
+func RegisterQueue(reg prometheus.Registerer, st QueueStore) error {
 	return reg.Register(&queueCollector{
 		store: st,
 		queue: st.Prefix(),
@@ -144,7 +164,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 // campaign from Redis on each scrape, so that all workers and web servers
 // count alike whichever process a report reached.
 type feedbackCollector struct {
-	store   *redisstore.Store
+	store   FeedbackStore
 	timeout time.Duration
 	reports *prometheus.Desc
 	rate    *prometheus.Desc
@@ -160,7 +180,7 @@ type feedbackCollector struct {
 // repermit_complaint_rate{campaign} (complaints per recipient mailed) and
 // repermit_complaint_rate_limit (0.003, what Gmail and Yahoo tolerate), for
 // an alert rule comparing the two.
-func RegisterFeedback(reg prometheus.Registerer, st *redisstore.Store) error {
+func RegisterFeedback(reg prometheus.Registerer, st FeedbackStore) error {
 	return reg.Register(&feedbackCollector{
 		store:   st,
 		timeout: 5 * time.Second,
