@@ -18,7 +18,7 @@ func Open(ctx context.Context, url, prefix string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	rdb := e.Client()
+	rdb := e.client()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	err = rdb.Ping(pctx).Err()

@@ -151,9 +151,9 @@ func ParseEndpoint(raw string) (*Endpoint, error) {
 // by a slot map older than a failover.
 const clusterReloadInterval = time.Second
 
-// Client builds the go-redis client of the endpoint: a Client, a
+// client builds the go-redis client of the endpoint: a Client, a
 // ClusterClient or a failover Client.
-func (e *Endpoint) Client() redis.UniversalClient {
+func (e *Endpoint) client() redis.UniversalClient {
 	switch e.Kind {
 	case "cluster":
 		return redis.NewClusterClient(e.cluster)

@@ -32,8 +32,6 @@ func TestParseEndpointKinds(t *testing.T) {
 			if e.Kind != tc.kind || e.String() != tc.desc || !slices.Equal(e.Addrs, tc.addrs) {
 				t.Errorf("got %s %q %v, want %s %q %v", e.Kind, e, e.Addrs, tc.kind, tc.desc, tc.addrs)
 			}
-			c := e.Client()
-			c.Close()
 		})
 	}
 }
