@@ -110,12 +110,12 @@ func (p *Processor) Apply(ctx context.Context, kind Kind, source, campaign strin
 	switch kind {
 	case Hard:
 		fb.Kind = redisstore.FeedbackHard
-		if out.Changed, err = p.bounce(ctx, campaign, idx); err != nil {
+		if out.Changed, err = p.bounce(ctx, campaign, idx, source); err != nil {
 			return out, err
 		}
 	case Complaint:
 		fb.Kind = redisstore.FeedbackComplaint
-		if out.Changed, err = p.unsubscribe(ctx, campaign, idx, source); err != nil {
+		if out.Changed, fb.Subject, err = p.unsubscribe(ctx, campaign, idx, source); err != nil {
 			return out, err
 		}
 	case Soft:
@@ -136,7 +136,7 @@ func (p *Processor) Apply(ctx context.Context, kind Kind, source, campaign strin
 		limit = DefaultSoftLimit
 	}
 	if kind == Soft && soft >= int64(limit) {
-		if out.Changed, err = p.bounce(ctx, campaign, idx); err != nil {
+		if out.Changed, err = p.bounce(ctx, campaign, idx, source); err != nil {
 			return out, err
 		}
 	}
@@ -175,7 +175,7 @@ func (p *Processor) claims(rep Report) (token.Claims, bool) {
 	return token.Claims{}, false
 }
 
-func (p *Processor) bounce(ctx context.Context, id string, idx int64) (repermit.State, error) {
+func (p *Processor) bounce(ctx context.Context, id string, idx int64, source string) (repermit.State, error) {
 	r, err := p.Store.Recipient(ctx, id, idx)
 	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
 		return "", nil
@@ -183,7 +183,7 @@ func (p *Processor) bounce(ctx context.Context, id string, idx int64) (repermit.
 	if err != nil {
 		return "", err
 	}
-	err = p.Store.Bounce(ctx, r, p.now())
+	err = p.Store.BounceFrom(ctx, r, p.now(), source)
 	if errors.Is(err, redisstore.ErrNotAllowed) {
 		return "", nil // answered, expired or bounced already
 	}
@@ -194,14 +194,21 @@ func (p *Processor) bounce(ctx context.Context, id string, idx int64) (repermit.
 }
 
 // unsubscribe records a complaint as an unsubscribe, with the consent
-// record saying where it came from.
-func (p *Processor) unsubscribe(ctx context.Context, id string, idx int64, source string) (repermit.State, error) {
+// record saying where it came from. It returns the keyed address hash
+// the complaint's webhook event names the recipient by, read before the
+// unsubscribe erases the address (or, when it is erased already, from
+// the recipient's consent record; "" for one expired or bounced).
+func (p *Processor) unsubscribe(ctx context.Context, id string, idx int64, source string) (repermit.State, string, error) {
 	r, err := p.Store.Recipient(ctx, id, idx)
 	if repermit.ErrorCode(err) == repermit.ENOTFOUND {
-		return "", nil
+		return "", "", nil
 	}
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	subject, err := p.Store.SubjectOf(ctx, r)
+	if err != nil {
+		return "", "", err
 	}
 	res, err := p.Store.Record(ctx, redisstore.Answer{
 		Campaign:  id,
@@ -213,11 +220,11 @@ func (p *Processor) unsubscribe(ctx context.Context, id string, idx int64, sourc
 	})
 	switch {
 	case repermit.ErrorCode(err) == repermit.EGONE, errors.Is(err, redisstore.ErrNotAllowed):
-		return "", nil
+		return "", subject, nil
 	case err != nil:
-		return "", err
+		return "", "", err
 	case !res.Changed:
-		return "", nil
+		return "", subject, nil
 	}
-	return repermit.StateUnsubscribed, nil
+	return repermit.StateUnsubscribed, subject, nil
 }

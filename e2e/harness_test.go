@@ -274,6 +274,9 @@ type campaignSpec struct {
 	Topics    []string
 	// Suppression lists addresses in the campaign's suppression file.
 	Suppression []string
+	// Extra is appended to the campaign file as it is (YAML: webhooks,
+	// waves…).
+	Extra string
 }
 
 func addr(i, domains int) string {
@@ -327,6 +330,7 @@ func (w *world) writeCampaign(s campaignSpec) string {
 	if len(s.Topics) > 0 {
 		fmt.Fprintf(&y, "topics: [%s]\n", strings.Join(s.Topics, ", "))
 	}
+	y.WriteString(s.Extra)
 	write("campaign.yaml", []byte(y.String()))
 	return filepath.Join(dir, "campaign.yaml")
 }

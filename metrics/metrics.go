@@ -187,7 +187,7 @@ func RegisterFeedback(reg prometheus.Registerer, st FeedbackStore) error {
 		reports: prometheus.NewDesc("repermit_feedback_reports", "Bounce and complaint reports by campaign, kind and source.", []string{"campaign", "kind", "source"}, nil),
 		rate:    prometheus.NewDesc("repermit_complaint_rate", "Complaint reports per recipient mailed.", []string{"campaign"}, nil),
 		limit:   prometheus.NewDesc("repermit_complaint_rate_limit", "The complaint rate Gmail and Yahoo tolerate from bulk senders.", nil, nil),
-		backlog: prometheus.NewDesc("repermit_webhook_backlog", "Consent events a campaign's webhook has yet to deliver.", []string{"campaign", "webhook"}, nil),
+		backlog: prometheus.NewDesc("repermit_webhook_backlog", "Events (answers, bounces, complaints, expiries, pauses) a campaign's webhook has yet to deliver.", []string{"campaign", "webhook"}, nil),
 		failed:  prometheus.NewDesc("repermit_webhook_failures", "Failed (and retried) webhook delivery attempts.", []string{"campaign", "webhook"}, nil),
 		waves:   prometheus.NewDesc("repermit_wave_reports", "Bounces, complaints and deferrals about the recipients of each wave of a campaign sent in waves.", []string{"campaign", "wave", "kind"}, nil),
 		stopped: prometheus.NewDesc("repermit_waves_stopped", "1 while a campaign is paused because its waves crossed a stop threshold.", []string{"campaign"}, nil),

@@ -188,6 +188,9 @@ func (imp *Import) Commit(ctx context.Context, r repermit.ImportResult) error {
 			fStatus, string(repermit.StatusRunning),
 			fLedgerKind, ledgerKindLog,
 		)
+		if len(imp.c.Webhooks) > 0 {
+			p.HSet(ctx, meta, fEventsOn, "1")
+		}
 		p.HDel(ctx, meta, fHeartbeat)
 		return nil
 	})
@@ -261,7 +264,7 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 			return unavailable("delete "+id, err)
 		}
 	}
-	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.metaKey(id),
+	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.eventsKey(id), s.timelineKey(id), s.metaKey(id),
 		s.feedbackSeenKey(id), s.softKey(id), s.treeKey(id), s.checkpointsKey(id), s.wordingsKey(id)).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
@@ -357,6 +360,9 @@ type Stats struct {
 	SkippedDuplicate  int64
 	SkippedSuppressed int64
 	LedgerRecords     int64
+	// Events is how many events the webhook outbox was given (bounces,
+	// complaints, expiries, pauses; not the consent records).
+	Events int64
 	// Topics counts the confirmed recipients per topic they chose.
 	Topics map[string]int64
 	// Feedback counts bounce and complaint reports by "kind:source", e.g.
@@ -368,8 +374,12 @@ type Stats struct {
 	Webhooks map[int]WebhookState
 }
 
-// WebhookBacklog is how many consent events webhook i has yet to deliver.
-func (s Stats) WebhookBacklog(i int) int64 { return s.LedgerRecords - s.Webhooks[i].Delivered }
+// WebhookBacklog is how many events webhook i has yet to deliver:
+// consent records and outbox events.
+func (s Stats) WebhookBacklog(i int) int64 {
+	w := s.Webhooks[i]
+	return s.LedgerRecords - w.Delivered + s.Events - w.EventsDelivered
+}
 
 // Stats reads the per-state counts of a campaign in one round trip.
 func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
@@ -388,6 +398,7 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 		SkippedDuplicate:  n(fSkipDup),
 		SkippedSuppressed: n(fSkipSupp),
 		LedgerRecords:     n(fLedgerSeq),
+		Events:            n(fEvents),
 	}
 	for _, state := range repermit.States() {
 		st.Counts[state] = n(fCountPfx + string(state))
@@ -402,14 +413,17 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 		if rest, ok := strings.CutPrefix(f, "wh:"); ok {
 			i, what, _ := strings.Cut(rest, ":")
 			hook, err := strconv.Atoi(i)
-			if err == nil && (what == "n" || what == "fail") {
+			if err == nil && (what == "n" || what == "en" || what == "fail") {
 				if st.Webhooks == nil {
 					st.Webhooks = make(map[int]WebhookState)
 				}
 				w := st.Webhooks[hook]
-				if what == "n" {
+				switch what {
+				case "n":
 					w.Delivered = n(f)
-				} else {
+				case "en":
+					w.EventsDelivered = n(f)
+				default:
 					w.Failures = n(f)
 				}
 				st.Webhooks[hook] = w

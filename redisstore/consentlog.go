@@ -349,28 +349,22 @@ func (s *Store) SetWitnessed(ctx context.Context, id string, size int64) error {
 	return nil
 }
 
-// LedgerAfter calls fn with up to max stored records after stream id
-// after ("" from the start), as stored, with their stream ids.
-func (s *Store) LedgerAfter(ctx context.Context, id, after string, max int64, fn func(raw []byte, streamID string) error) error {
-	start := "-"
-	if after != "" {
-		start = "(" + after
-	}
-	return s.rawLedgerFrom(ctx, id, start, max, fn)
-}
-
-// WebhookState is the delivery of one webhook of a campaign.
+// WebhookState is the delivery of one webhook of a campaign: how far it
+// got in the consent log and in the outbox (events.go).
 type WebhookState struct {
-	Position  string // stream id of the last record delivered
-	Delivered int64
-	Failures  int64 // failed attempts so far
+	Position        string // stream id of the last consent record delivered
+	Delivered       int64  // consent records delivered
+	EventPosition   string // stream id of the last outbox event delivered
+	EventsDelivered int64
+	Failures        int64 // failed attempts so far
 }
 
 func whField(i int, what string) string { return "wh:" + strconv.Itoa(i) + ":" + what }
 
 // Webhook returns the delivery state of webhook i of campaign id.
 func (s *Store) Webhook(ctx context.Context, id string, i int) (WebhookState, error) {
-	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), whField(i, "pos"), whField(i, "n"), whField(i, "fail")).Result()
+	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), whField(i, "pos"), whField(i, "n"), whField(i, "fail"),
+		whField(i, "epos"), whField(i, "en")).Result()
 	if err != nil {
 		return WebhookState{}, unavailable("webhook "+id, err)
 	}
@@ -378,13 +372,17 @@ func (s *Store) Webhook(ctx context.Context, id string, i int) (WebhookState, er
 	w.Position, _ = vals[0].(string)
 	w.Delivered, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
 	w.Failures, _ = strconv.ParseInt(fmt.Sprint(vals[2]), 10, 64)
+	w.EventPosition, _ = vals[3].(string)
+	w.EventsDelivered, _ = strconv.ParseInt(fmt.Sprint(vals[4]), 10, 64)
 	return w, nil
 }
 
-// WebhookDelivered moves webhook i's position past the record at stream
-// id pos, its n-th delivered.
-func (s *Store) WebhookDelivered(ctx context.Context, id string, i int, pos string, n int64) error {
-	if err := s.rdb.HSet(ctx, s.metaKey(id), whField(i, "pos"), pos, whField(i, "n"), n).Err(); err != nil {
+// WebhookDelivered moves webhook i's positions to st's: past the last
+// consent record and outbox event it accepted.
+func (s *Store) WebhookDelivered(ctx context.Context, id string, i int, st WebhookState) error {
+	err := s.rdb.HSet(ctx, s.metaKey(id), whField(i, "pos"), st.Position, whField(i, "n"), st.Delivered,
+		whField(i, "epos"), st.EventPosition, whField(i, "en"), st.EventsDelivered).Err()
+	if err != nil {
 		return unavailable("webhook "+id, err)
 	}
 	return nil
@@ -398,14 +396,14 @@ func (s *Store) WebhookFailed(ctx context.Context, id string, i int) error {
 	return nil
 }
 
-// LedgerSize is the number of records in campaign id's ledger.
-func (s *Store) LedgerSize(ctx context.Context, id string) (int64, error) {
-	n, err := s.rdb.HGet(ctx, s.metaKey(id), fLedgerSeq).Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
+// WebhookTotals returns how many consent records and outbox events
+// campaign id has written: what each of its webhooks is to deliver.
+func (s *Store) WebhookTotals(ctx context.Context, id string) (records, events int64, err error) {
+	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fLedgerSeq, fEvents).Result()
 	if err != nil {
-		return 0, unavailable("ledger "+id, err)
+		return 0, 0, unavailable("webhook totals "+id, err)
 	}
-	return n, nil
+	records, _ = strconv.ParseInt(fmt.Sprint(vals[0]), 10, 64)
+	events, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+	return records, events, nil
 }

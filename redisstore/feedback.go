@@ -21,6 +21,9 @@ type Feedback struct {
 	// Source is where it came from: "smtp", "dsn", "arf" or "webhook".
 	Source string
 	At     time.Time
+	// Subject is the keyed address hash (SubjectOf) a complaint's webhook
+	// event names the recipient by; "" if not known.
+	Subject string
 }
 
 // Kinds of feedback.
@@ -43,15 +46,16 @@ func (s *Store) softKey(id string) string         { return s.prefix + ":{" + id 
 // feedbackScript records a report once.
 //
 // KEYS[1] seen set of report keys, KEYS[2] soft bounce counts per
-// recipient, KEYS[3] campaign meta hash.
+// recipient, KEYS[3] campaign meta hash, KEYS[4] webhook event outbox.
 // ARGV[1] report key, ARGV[2] kind, ARGV[3] source, ARGV[4] recipient
-// index, ARGV[5] seen-set TTL in seconds.
+// index, ARGV[5] seen-set TTL in seconds, ARGV[6] subject, ARGV[7] time
+// of the report (unix ms).
 //
 // Returns {first, soft}: first is 1 when the report was new (and counted
 // in meta field fb:<kind>:<source>, and for a campaign sent in waves in
-// wv:<wave>:<kind>, whenever it arrives), soft the recipient's soft bounce
-// count after it.
-var feedbackScript = luaScript(`
+// wv:<wave>:<kind>, whenever it arrives; a new complaint also writes its
+// webhook event), soft the recipient's soft bounce count after it.
+var feedbackScript = luaScript(emitLua + `
 local st = redis.call('HGET', KEYS[3], F_STATUS)
 if not st or st == STATUS_IMPORTING then return {-1, 0} end
 local first = redis.call('SADD', KEYS[1], ARGV[1])
@@ -66,6 +70,9 @@ if first == 1 then
   local idx = tonumber(ARGV[4])
 ` + waveOfLua + `
   if k then redis.call('HINCRBY', KEYS[3], F_WAVE_PFX .. k .. ':' .. ARGV[2], 1) end
+  if ARGV[2] == 'complaint' then
+    emit(KEYS[3], KEYS[4], {'t', 'complained', 'r', idx, 'at', ARGV[7], 's', ARGV[6], 'src', ARGV[3]})
+  end
 end
 return {first, soft}
 `)
@@ -78,8 +85,9 @@ return {first, soft}
 // the report after it processes a report that is retried after a crash
 // exactly once. ENOTFOUND for an unknown campaign.
 func (s *Store) RecordFeedback(ctx context.Context, f Feedback) (first bool, soft int64, err error) {
-	keys := []string{s.feedbackSeenKey(f.Campaign), s.softKey(f.Campaign), s.metaKey(f.Campaign)}
-	res, err := feedbackScript.Run(ctx, s.rdb, keys, f.Key, f.Kind, f.Source, f.Index, int64(FeedbackSeenTTL/time.Second)).Int64Slice()
+	keys := []string{s.feedbackSeenKey(f.Campaign), s.softKey(f.Campaign), s.metaKey(f.Campaign), s.eventsKey(f.Campaign)}
+	res, err := feedbackScript.Run(ctx, s.rdb, keys, f.Key, f.Kind, f.Source, f.Index, int64(FeedbackSeenTTL/time.Second),
+		f.Subject, f.At.UnixMilli()).Int64Slice()
 	if err != nil {
 		return false, 0, unavailable("record feedback for "+f.Campaign, err)
 	}

@@ -146,21 +146,34 @@ func suppressEntry(r *repermit.Recipient, reason string, now time.Time, campaign
 
 // Bounce marks a recipient bounced, erases its address and suppresses it.
 func (s *Store) Bounce(ctx context.Context, r *repermit.Recipient, now time.Time) error {
-	return s.erasing(ctx, r, opBounce, ReasonBounced, now)
+	return s.BounceFrom(ctx, r, now, "")
+}
+
+// BounceFrom is Bounce of a bounce reported by source (smtp, dsn, arf,
+// webhook), which the webhook event names.
+func (s *Store) BounceFrom(ctx context.Context, r *repermit.Recipient, now time.Time, source string) error {
+	// The event carries the keyed hash of the address the same call
+	// erases, so it is computed first (a bounce is only of a recipient
+	// mailed, whose address is kept).
+	subject, err := s.SubjectOf(ctx, r)
+	if err != nil {
+		return err
+	}
+	return s.erasing(ctx, r, opBounce, ReasonBounced, now, transitionArgs{answer: source}, subject)
 }
 
 // Suppress marks a recipient found on the suppression list at send time.
 func (s *Store) Suppress(ctx context.Context, r *repermit.Recipient, now time.Time) error {
-	return s.erasing(ctx, r, opSuppress, "", now)
+	return s.erasing(ctx, r, opSuppress, "", now, transitionArgs{}, "")
 }
 
-func (s *Store) erasing(ctx context.Context, r *repermit.Recipient, o op, reason string, now time.Time) error {
+func (s *Store) erasing(ctx context.Context, r *repermit.Recipient, o op, reason string, now time.Time, a transitionArgs, subject string) error {
 	b, slot := bucketOf(r.Index)
 	entry := ""
 	if reason != "" {
 		entry = suppressEntry(r, reason, now, r.Campaign)
 	}
-	out, err := s.transition(ctx, r.Campaign, b, o, now, transitionArgs{}, []slotChange{{slot: slot, suppress: entry}})
+	out, err := s.transition(ctx, r.Campaign, b, o, now, a, []slotChange{{slot: slot, suppress: entry, subject: subject}})
 	if err != nil {
 		return err
 	}
@@ -449,15 +462,36 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 		return 0, 0, err
 	}
 	changes := make([]slotChange, 0, len(rs))
+	var candidates []*repermit.Recipient
 	for _, r := range rs {
 		if r.State == repermit.StatePending || r.State == repermit.StateSent {
-			// The script decides per recipient whether the entry is used:
-			// only for those it expires.
-			changes = append(changes, slotChange{
-				slot:     strconv.FormatInt(r.Index%BucketSize, 10),
-				suppress: suppressEntry(r, ReasonExpired, now, id),
-			})
+			candidates = append(candidates, r)
 		}
+	}
+	if len(candidates) == 0 {
+		return 0, 0, nil
+	}
+	// The webhook event of an expiry names the recipient by the keyed hash
+	// of the address the same call erases; a campaign without webhooks
+	// spares the hashing.
+	events, err := s.EventsOn(ctx, id)
+	if err != nil {
+		return 0, 0, err
+	}
+	subjects := map[int64]string{}
+	if events {
+		if subjects, err = s.subjectsOf(ctx, candidates); err != nil {
+			return 0, 0, err
+		}
+	}
+	for _, r := range candidates {
+		// The script decides per recipient whether the entry and the
+		// subject are used: only for those it expires.
+		changes = append(changes, slotChange{
+			slot:     strconv.FormatInt(r.Index%BucketSize, 10),
+			suppress: suppressEntry(r, ReasonExpired, now, id),
+			subject:  subjects[r.Index],
+		})
 	}
 	if len(changes) == 0 {
 		return 0, 0, nil

@@ -44,6 +44,10 @@ func luaNames() string {
 		{"EVENT_CLAIM", string(repermit.EventClaim)},
 		{"EVENT_CONFIRM", string(repermit.EventConfirm)},
 		{"STATE_CONFIRMED", string(repermit.StateConfirmed)},
+		{"EVENT_BOUNCE", string(repermit.EventBounce)},
+		{"EVENT_EXPIRE", string(repermit.EventExpire)},
+		{"STATE_BOUNCED", string(repermit.StateBounced)},
+		{"STATE_EXPIRED", string(repermit.StateExpired)},
 	} {
 		fmt.Fprintf(&b, "local %s = %s\n", kv[0], luaString(kv[1]))
 	}

@@ -179,6 +179,9 @@ func (s *Store) bucketKey(id string, b int64) string {
 }
 func (s *Store) outboxKey(id string) string { return s.prefix + ":{" + id + "}:supp" }
 func (s *Store) ledgerKey(id string) string { return s.prefix + ":{" + id + "}:ledger" }
+
+// eventsKey is the campaign's webhook outbox (events.go).
+func (s *Store) eventsKey(id string) string { return s.prefix + ":{" + id + "}:events" }
 func (s *Store) timelineKey(id string) string {
 	return s.prefix + ":{" + id + "}:timeline"
 }
@@ -204,6 +207,8 @@ const (
 	fPausedBy   = "pause_reason"
 	fPurged     = "purged_ms"
 	fColumns    = "cols" // JSON list of the extra columns' names, see row.go
+	fEventsOn   = "evq"  // "1": the campaign has webhooks, its scripts write the outbox (events.go)
+	fEvents     = "evn"  // events written to the outbox so far
 )
 
 func unavailable(op string, err error) error {

@@ -38,14 +38,21 @@ const (
 // and queues the suppression entry, and (for answers) appends the consent
 // record to the ledger, all atomically.
 //
+// A bounce and an expiry also append their webhook event to the
+// campaign's outbox (events.go) in the same call, so that the state
+// change and the event that tells the CRM about it exist together or
+// not at all.
+//
 // KEYS[1] bucket hash, KEYS[2] campaign meta hash, KEYS[3] suppression
 // outbox set, KEYS[4] ledger stream, KEYS[5] timeline hash (changes per
-// state and minute, for rates and charts).
+// state and minute, for rates and charts), KEYS[6] webhook event outbox.
 // ARGV[1] op, ARGV[2] now (unix ms), ARGV[3] mail step k (claim, sent,
 // release, renew), ARGV[4] lease end in unix ms (claim, renew), ARGV[5] answer value
-// (topics, comma-separated), ARGV[6] ledger head the record was chained to,
-// ARGV[7] record hash, ARGV[8] record JSON, then pairs from ARGV[9]:
-// slot, suppression entry ("" for none).
+// (topics, comma-separated; for a bounce, where it was reported), ARGV[6] ledger head the record was chained to,
+// ARGV[7] record hash, ARGV[8] record JSON, ARGV[9] index of the bucket's
+// first recipient, then triples from ARGV[10]: slot, suppression entry
+// ("" for none), subject (the keyed address hash for the webhook event of
+// a bounce or an expiry; "" otherwise).
 //
 // Returns one entry per slot: "ok:<old code>" when applied, "no:<old code>"
 // when the state did not allow it, "busy:<old code>" for a held lease; or a
@@ -55,7 +62,7 @@ const (
 // Its state checks are generated from repermit's tables (see
 // statetable.go); New builds the script.
 func newTransitionScript(stages []repermit.Stage, transitions []repermit.Transition) *redis.Script {
-	return redis.NewScript(luaNames() + stateTableLua(stages, transitions) + advanceLua + transitionLua)
+	return redis.NewScript(luaNames() + stateTableLua(stages, transitions) + advanceLua + emitLua + transitionLua)
 }
 
 const transitionLua = `
@@ -92,11 +99,11 @@ local ledgerID = ''
 -- a bucket of 128 expiries costs a handful of commands, not hundreds.
 local delta, entered = {}, {}
 local slots = {}
-for i = 9, #ARGV, 2 do table.insert(slots, 's' .. ARGV[i]) end
+for i = 10, #ARGV, 3 do table.insert(slots, 's' .. ARGV[i]) end
 local codes = redis.call('HMGET', KEYS[1], unpack(slots))
 local sets, dels, adds, seen = {}, {}, {}, {}
 for j = 1, #slots do
-  local i = 7 + 2 * j
+  local i = 7 + 3 * j
   local slot = ARGV[i]
   local code = codes[j]
   if seen[slot] then code = nil end
@@ -123,6 +130,13 @@ for j = 1, #slots do
         table.insert(dels, 'f' .. slot)
         table.insert(dels, 'g' .. slot)
         if ARGV[i + 1] ~= '' then table.insert(adds, ARGV[i + 1]) end
+      end
+      -- The webhook events of a bounce and of an expiry (not of an
+      -- unreached recipient: never mailed, nothing to tell).
+      if op == EVENT_BOUNCE and is == STATE_BOUNCED then
+        emit(KEYS[2], KEYS[6], {'t', 'bounced', 'r', tonumber(ARGV[9]) + tonumber(slot), 'at', ARGV[2], 's', ARGV[i + 2], 'src', ARGV[5]})
+      elseif op == EVENT_EXPIRE and is == STATE_EXPIRED then
+        emit(KEYS[2], KEYS[6], {'t', 'expired', 'r', tonumber(ARGV[9]) + tonumber(slot), 'at', ARGV[2], 's', ARGV[i + 2]})
       end
       if answer then
         -- Per-topic totals of the confirmed: a recipient who leaves the
@@ -194,10 +208,12 @@ type transitionArgs struct {
 }
 
 // slotChange asks for one recipient of a bucket to change; suppress is the
-// suppression entry queued when the change erases the address.
+// suppression entry queued when the change erases the address, subject
+// the keyed address hash its webhook event carries (bounce, expiry).
 type slotChange struct {
 	slot     string
 	suppress string
+	subject  string
 }
 
 // outcome is the script's answer for one slot.
@@ -217,15 +233,16 @@ type errLedgerMoved struct {
 func (e *errLedgerMoved) Error() string { return "ledger head moved" }
 
 func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]outcome, error) {
-	keys := []string{s.bucketKey(id, bucket), s.metaKey(id), s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id)}
-	args := make([]any, 0, 8+2*len(changes))
+	keys := []string{s.bucketKey(id, bucket), s.metaKey(id), s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.eventsKey(id)}
+	args := make([]any, 0, 9+3*len(changes))
 	lease := "0"
 	if !a.leaseUntil.IsZero() {
 		lease = ms(a.leaseUntil)
 	}
-	args = append(args, string(o), ms(now), strconv.Itoa(a.step), lease, a.answer, a.ledgerPrev, a.ledgerHash, a.ledgerJSON)
+	args = append(args, string(o), ms(now), strconv.Itoa(a.step), lease, a.answer, a.ledgerPrev, a.ledgerHash, a.ledgerJSON,
+		strconv.FormatInt(bucket*BucketSize, 10))
 	for _, c := range changes {
-		args = append(args, c.slot, c.suppress)
+		args = append(args, c.slot, c.suppress, c.subject)
 	}
 	res, err := s.transitionScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil {

@@ -141,12 +141,14 @@ func (s *Store) MarkWaveFed(ctx context.Context, id string, k int, at time.Time)
 	return nil
 }
 
-// stopWavesScript: KEYS[1] meta; ARGV[1] stop JSON. Pauses a running
-// campaign and records why; returns 1 when it did, 0 when the campaign
-// was not running.
-var stopWavesScript = luaScript(`
+// stopWavesScript: KEYS[1] meta, KEYS[2] webhook event outbox; ARGV[1]
+// stop JSON, ARGV[2] its time (unix ms). Pauses a running campaign,
+// records why and writes the webhook event of the pause; returns 1 when
+// it did, 0 when the campaign was not running.
+var stopWavesScript = luaScript(emitLua + `
 if redis.call('HGET', KEYS[1], F_STATUS) ~= STATUS_RUNNING then return 0 end
 redis.call('HSET', KEYS[1], F_STATUS, STATUS_PAUSED, F_WAVE_STOP, ARGV[1])
+emit(KEYS[1], KEYS[2], {'t', 'paused', 'at', ARGV[2], 'stop', ARGV[1]})
 return 1
 `)
 
@@ -157,7 +159,7 @@ func (s *Store) StopWaves(ctx context.Context, id string, st WaveStop) (bool, er
 	if err != nil {
 		return false, fmt.Errorf("stop waves of %s: %w", id, err)
 	}
-	n, err := stopWavesScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, b).Int()
+	n, err := stopWavesScript.Run(ctx, s.rdb, []string{s.metaKey(id), s.eventsKey(id)}, b, st.At.UnixMilli()).Int()
 	if err != nil {
 		return false, unavailable("stop waves of "+id, err)
 	}

@@ -68,7 +68,7 @@ func (m *mockStore) IsSuppressed(ctx context.Context, hashes []string) ([]bool, 
 func (m *mockStore) Suppress(ctx context.Context, r *repermit.Recipient, now time.Time) error {
 	return m.SuppressFn(ctx, r, now)
 }
-func (m *mockStore) Bounce(ctx context.Context, r *repermit.Recipient, now time.Time) error {
+func (m *mockStore) BounceFrom(ctx context.Context, r *repermit.Recipient, now time.Time, _ string) error {
 	return m.BounceFn(ctx, r, now)
 }
 func (m *mockStore) RecordFeedback(ctx context.Context, f redisstore.Feedback) (bool, int64, error) {

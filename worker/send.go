@@ -241,7 +241,7 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 		return false, nil
 	case mailer.RecipientRejected:
 		s.cfg.Observer.Failed(c.ID, class)
-		err := s.store.Bounce(ctx, r, s.cfg.Now())
+		err := s.store.BounceFrom(ctx, r, s.cfg.Now(), "smtp")
 		if err != nil && !errors.Is(err, redisstore.ErrNotAllowed) {
 			s.log.Error("bounce not recorded", "campaign", c.ID, "recipient", r.Index, "err", err)
 		}
@@ -461,11 +461,17 @@ func (s *Server) requeue(ctx context.Context, p sendPayload, idxs []int64, delay
 // doubled per attempt, capped at RetryMax, with up to 50% jitter so that a
 // domain's retries do not all arrive at once.
 func (s *Server) backoff(n int) time.Duration {
-	d := s.cfg.RetryBase
-	for i := 1; i < n && d < s.cfg.RetryMax; i++ {
+	return doubling(s.cfg.RetryBase, s.cfg.RetryMax, n)
+}
+
+// doubling is the n-th wait (from 1) of a backoff that starts at base and
+// doubles up to most, plus up to 50% jitter.
+func doubling(base, most time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < most; i++ {
 		d *= 2
 	}
-	d = min(d, s.cfg.RetryMax)
+	d = min(d, most)
 	return d + time.Duration(rand.Int64N(int64(d)/2+1))
 }
 

@@ -44,7 +44,7 @@ type sendStore interface {
 	MarkSent(ctx context.Context, id string, idx int64, step int, now time.Time) error
 	IsSuppressed(ctx context.Context, hashes []string) ([]bool, error)
 	Suppress(ctx context.Context, r *repermit.Recipient, now time.Time) error
-	Bounce(ctx context.Context, r *repermit.Recipient, now time.Time) error
+	BounceFrom(ctx context.Context, r *repermit.Recipient, now time.Time, source string) error
 	RecordFeedback(ctx context.Context, f redisstore.Feedback) (first bool, soft int64, err error)
 	PenalizeDomain(ctx context.Context, domain string, d time.Duration) error
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/bounces"
 	"github.com/repermit/repermit/smtpsink"
+	"github.com/repermit/repermit/webhook"
 )
 
 // relay plays the relay that accepted every mail and later reports some
@@ -93,9 +95,13 @@ func TestWavesStopWhenTheyHurt(t *testing.T) {
 			if tt.stop5 {
 				st.Bounces.BasisPoints = 500
 			}
-			c := e.launch(repermit.Campaign{Waves: waves(st)}, 400, nil)
+			secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("a CRM's secret of 32 bytes......"))
+			hook := newCRM(t, secret, 0)
+			c := e.launch(repermit.Campaign{Waves: waves(st),
+				Webhooks: []repermit.Webhook{{URL: "http://" + hook.addr + "/events", Secret: secret}}}, 400, nil)
 			cfg := e.config()
 			cfg.SMTP.BounceDomain = "bounce.acme.example"
+			cfg.WebhookInterval = 100 * time.Millisecond
 			e.start(cfg)
 			e.relay(ctx, tt.bounce)
 			if tt.complain >= 0 {
@@ -138,8 +144,34 @@ func TestWavesStopWhenTheyHurt(t *testing.T) {
 				t.Errorf("%d mails sent, want %d", got, tt.mailed)
 			}
 			e.assertNoDuplicates()
+			// The CRM hears of the pause once, with the figures status shows.
+			var pauses []*webhook.Pause
+			e.waitFor("the webhook backlog delivered", 10*time.Second, func() bool {
+				return e.stats(c.ID).WebhookBacklog(0) == 0
+			})
+			acc, _, _, bad := hook.snapshot()
+			for _, ev := range acc {
+				if ev.Type == webhook.CampaignPaused {
+					pauses = append(pauses, ev.Data.Pause)
+				}
+			}
+			switch {
+			case bad > 0:
+				t.Errorf("%d webhook requests failed the reference library's signature check", bad)
+			case tt.reason == "" && len(pauses) != 0:
+				t.Errorf("campaign.paused events %+v, want none", pauses)
+			case tt.reason != "" && (len(pauses) != 1 || pauses[0].Reason != tt.reason || len(pauses[0].Crossed) != 2 || pauses[0].NextWave != 2+boolInt(tt.complain >= 0)):
+				t.Errorf("campaign.paused events %+v, want one with the reason %q and its 2 crossings", pauses, tt.reason)
+			}
 		})
 	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func idxOf(to string) int64 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/bounces"
+	"github.com/repermit/repermit/consentlog"
 	"github.com/repermit/repermit/metrics"
 	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/smtpsink"
@@ -119,20 +122,26 @@ func (c *crm) snapshot() ([]webhook.Event, map[string]int, int, int) {
 // its first attempts and is down (connection refused) for a while; every
 // event still arrives, exactly once by webhook-id, each signature verifies
 // with the Standard Webhooks reference implementation, events of one
-// recipient arrive in the order they were recorded, and the address goes
-// out only for a recipient still confirmed.
+// recipient arrive in the order they happened, and the address goes out
+// only for a recipient still confirmed. Besides the answers, a bounce, a
+// complaint and two expiries at the deadline are told, by the keyed
+// address hash alone.
 func TestWebhooksReachACRMThatFailsAndGoesDown(t *testing.T) {
 	e := newEnv(t, smtpsink.Options{})
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	secret := "whsec_" + base64.StdEncoding.EncodeToString(raw)
 	hook := newCRM(t, secret, 3)
-	c := e.launch(repermit.Campaign{Topics: []string{"yoga", "events"},
-		Webhooks: []repermit.Webhook{{URL: "http://" + hook.addr + "/consent", Secret: secret}}}, 6, nil)
+	start := time.Now()
+	c := e.launch(repermit.Campaign{Topics: []string{"yoga", "events"}, StartAt: start, Deadline: start.Add(4 * time.Second),
+		Webhooks: []repermit.Webhook{{URL: "http://" + hook.addr + "/consent", Secret: secret}}}, 8, nil)
 	cfg := e.config()
 	cfg.WebhookInterval = 100 * time.Millisecond
+	cfg.WebhookRetryBase = 50 * time.Millisecond
+	cfg.WebhookRetryMax = 300 * time.Millisecond
 	e.start(cfg)
 	e.start(cfg) // two workers: still one delivery at a time per webhook
+	e.waitFor("the initial mails", 10*time.Second, func() bool { return e.sink.Count() == 8 })
 
 	ctx := context.Background()
 	answer := func(i int64, st repermit.State, topics ...string) {
@@ -153,6 +162,20 @@ func TestWebhooksReachACRMThatFailsAndGoesDown(t *testing.T) {
 	answer(3, repermit.StateConfirmed, "events")
 	answer(3, repermit.StateDeclined)
 	answer(0, repermit.StateUnsubscribed)
+	p := &bounces.Processor{Store: e.store, Signer: e.signer}
+	if out, err := p.Apply(ctx, bounces.Hard, "webhook", c.ID, 4, "postmark:bounce-4"); err != nil || out.Changed != repermit.StateBounced {
+		t.Fatalf("bounce of recipient 4: %+v, %v", out, err)
+	}
+	if out, err := p.Apply(ctx, bounces.Complaint, "arf", c.ID, 5, "arf-5"); err != nil || out.Changed != repermit.StateUnsubscribed {
+		t.Fatalf("complaint of recipient 5: %+v, %v", out, err)
+	}
+	// The same report again is no new complaint.
+	if out, err := p.Apply(ctx, bounces.Complaint, "arf", c.ID, 5, "arf-5"); err != nil || out.First {
+		t.Fatalf("complaint of recipient 5 again: %+v, %v", out, err)
+	}
+	e.waitFor("6 and 7 expired at the deadline", 15*time.Second, func() bool {
+		return e.stats(c.ID).Counts[repermit.StateExpired] == 2
+	})
 	e.waitFor("several retries against the closed port", 10*time.Second, func() bool {
 		st, err := e.store.Webhook(ctx, c.ID, 0)
 		return err == nil && st.Failures >= 3+2 // the CRM's 3, then 2 while it is down
@@ -169,21 +192,23 @@ func TestWebhooksReachACRMThatFailsAndGoesDown(t *testing.T) {
 		t.Error("/metrics shows no webhook backlog while the CRM is down")
 	}
 	hook.up()
-	e.waitFor("all 7 events", 20*time.Second, func() bool {
+	const events = 12
+	e.waitFor("all events", 20*time.Second, func() bool {
 		acc, _, _, _ := hook.snapshot()
-		return len(acc) == 7
+		return len(acc) == events
 	})
 	// A repeat could only come from a task whose position is behind:
-	// wait until the position covers all 7 and no delivery task is left.
+	// wait until the positions cover all events and no delivery task is
+	// left.
 	e.waitFor("every event recorded as delivered, no delivery task left", 10*time.Second, func() bool {
 		st, err := e.store.Webhook(ctx, c.ID, 0)
-		return err == nil && st.Delivered == 7 && e.tasks(TypeWebhooks, "active", "pending", "scheduled", "retry") == 0
+		return err == nil && st.Delivered+st.EventsDelivered == events && e.tasks(TypeWebhooks, "active", "pending", "scheduled", "retry") == 0
 	})
 	acc, ids, attempts, bad := hook.snapshot()
 	if bad != 0 {
 		t.Errorf("%d requests failed the reference library's signature check", bad)
 	}
-	if attempts < 7+3 || before == attempts {
+	if attempts < events+3 || before == attempts {
 		t.Errorf("%d attempts (%d before the CRM came back): want the 3 failures and retries after the outage", attempts, before)
 	}
 	for id, n := range ids {
@@ -191,46 +216,60 @@ func TestWebhooksReachACRMThatFailsAndGoesDown(t *testing.T) {
 			t.Errorf("event %s accepted %d times", id, n)
 		}
 	}
-	if len(ids) != 7 {
-		t.Errorf("%d distinct event ids, want 7", len(ids))
+	if len(ids) != events {
+		t.Errorf("%d distinct event ids, want %d", len(ids), events)
 	}
-	last := map[int64]int64{}
-	for _, ev := range acc {
-		if ev.Data.Record <= last[ev.Data.Recipient] {
-			t.Errorf("recipient %d: record %d arrived after record %d", ev.Data.Recipient, ev.Data.Record, last[ev.Data.Recipient])
-		}
-		last[ev.Data.Recipient] = ev.Data.Record
-		if ev.Data.Subject == "" {
-			t.Errorf("event %+v without subject", ev)
-		}
+	key, err := e.store.SubjectKey(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	types := map[string]int{}
+	seen := map[int64][]string{}
 	for _, ev := range acc {
-		types[ev.Type]++
+		if ev.Data.Recipient == nil {
+			t.Errorf("event %+v names no recipient", ev)
+			continue
+		}
+		i := *ev.Data.Recipient
+		seen[i] = append(seen[i], ev.Type)
+		if want, _ := consentlog.Subject(key, addr(int(i), nil)); ev.Data.Subject != want {
+			t.Errorf("recipient %d's %s event: subject %q, want the keyed hash of its address %q", i, ev.Type, ev.Data.Subject, want)
+		}
 		switch {
-		case ev.Data.Recipient == 1 && ev.Data.Email != "r1@example.com":
+		case i == 1 && ev.Data.Email != "r1@example.com":
 			t.Errorf("confirmed recipient 1's event lacks the address: %+v", ev)
-		case ev.Data.Recipient == 0 && ev.Data.Record == 1:
+		case i == 0 && ev.Data.Record == 1:
 			// Delivered while recipient 0 was still confirmed: with address.
 			if ev.Data.Email != "r0@example.com" {
 				t.Errorf("recipient 0's first confirmation, delivered while confirmed, lacks the address: %+v", ev)
 			}
-		case ev.Data.Recipient != 1 && ev.Data.Email != "":
-			t.Errorf("recipient %d, no longer confirmed, sent with the address %q", ev.Data.Recipient, ev.Data.Email)
+		case i != 1 && ev.Data.Email != "":
+			t.Errorf("recipient %d, no longer confirmed, sent with the address %q", i, ev.Data.Email)
+		}
+		if (ev.Type == webhook.RecipientBounced || ev.Type == webhook.RecipientComplained) && ev.Data.Source == "" {
+			t.Errorf("%s event without its source: %+v", ev.Type, ev)
 		}
 	}
-	want := map[string]int{webhook.ConsentConfirmed: 3, webhook.ConsentTopicsChanged: 1, webhook.ConsentDeclined: 2, webhook.ConsentUnsubscribed: 1}
-	for k, v := range want {
-		if types[k] != v {
-			t.Errorf("%d %s events, want %d (all: %v)", types[k], k, v, types)
+	want := map[int64][]string{
+		0: {webhook.ConsentConfirmed, webhook.ConsentTopicsChanged, webhook.ConsentUnsubscribed},
+		1: {webhook.ConsentConfirmed},
+		2: {webhook.ConsentDeclined},
+		3: {webhook.ConsentConfirmed, webhook.ConsentDeclined},
+		4: {webhook.RecipientBounced},
+		5: {webhook.ConsentUnsubscribed, webhook.RecipientComplained},
+		6: {webhook.RecipientExpired},
+		7: {webhook.RecipientExpired},
+	}
+	for i, types := range want {
+		if !slices.Equal(seen[i], types) {
+			t.Errorf("recipient %d's events in arrival order %v, want %v", i, seen[i], types)
 		}
 	}
 	if n := gauge(t, reg, "repermit_webhook_backlog"); n != 0 {
 		t.Errorf("/metrics shows a webhook backlog of %v after every event arrived", n)
 	}
 	st, err := e.store.Webhook(ctx, c.ID, 0)
-	if err != nil || st.Delivered != 7 || st.Failures < 3 {
-		t.Errorf("delivery state %+v, %v; want 7 delivered, the failures counted", st, err)
+	if err != nil || st.Delivered+st.EventsDelivered != events || st.Failures < 3 {
+		t.Errorf("delivery state %+v, %v; want %d delivered, the failures counted", st, err, events)
 	}
 }
 

@@ -137,8 +137,14 @@ type Config struct {
 	Witness            *ledgerio.Witness
 	CheckpointInterval time.Duration
 	// WebhookInterval is how often some worker offers the delivery of
-	// waiting consent events to each campaign's webhooks; default 5s.
-	WebhookInterval time.Duration
+	// waiting events to each campaign's webhooks; default 5s.
+	// WebhookRetryBase is the wait after a webhook's receiver failed; it
+	// doubles with each further failure in a row, plus up to 50% jitter,
+	// up to WebhookRetryMax. Defaults 5s and 10m: a receiver back from an
+	// hour's outage gets its events within ten minutes.
+	WebhookInterval  time.Duration
+	WebhookRetryBase time.Duration
+	WebhookRetryMax  time.Duration
 }
 
 func (cfg *Config) setDefaults() error {
@@ -189,6 +195,8 @@ func (cfg *Config) fillDefaults() {
 	setDefault(&cfg.BounceInterval, time.Minute)
 	setDefault(&cfg.CheckpointInterval, time.Minute)
 	setDefault(&cfg.WebhookInterval, 5*time.Second)
+	setDefault(&cfg.WebhookRetryBase, 5*time.Second)
+	setDefault(&cfg.WebhookRetryMax, 10*time.Minute)
 	setDefault(&cfg.StaleAfter, max(10*cfg.TickInterval, 30*time.Second))
 	setDefault(&cfg.PauseRecheck, 2*time.Second)
 	setDefault(&cfg.RetryBase, 30*time.Second)
@@ -400,11 +408,16 @@ func (s *Server) stopped() bool {
 // being repaired) keeps retrying every half minute or so rather than
 // falling into the SMTP backoff: its 16-minute steps stalled a campaign for
 // a quarter of an hour after Redis was back. asynq's MaxRetry of the send
-// tasks (100) then covers some 50 minutes of outage.
-func (s *Server) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+// tasks (100) then covers some 50 minutes of outage. A webhook delivery
+// that failed otherwise waits out the webhook backoff: its receiver, not
+// SMTP, sets the pace.
+func (s *Server) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if repermit.ErrorCode(err) == repermit.EUNAVAILABLE {
 		d := min(time.Second<<min(n, 5), unavailableRetryMax) // 1s, 2s, 4s, 8s, 16s, 30s, 30s…
 		return d + time.Duration(rand.Int64N(int64(d)/2+1))
+	}
+	if t != nil && t.Type() == TypeWebhooks {
+		return doubling(s.cfg.WebhookRetryBase, s.cfg.WebhookRetryMax, n+1)
 	}
 	return s.backoff(n + 1)
 }

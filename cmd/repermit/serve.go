@@ -74,6 +74,10 @@ func serverSettings(env Env, f serverFlags, withWorker, withWeb bool) (app.Setti
 		if witness != nil && ledgerKey == nil {
 			return as, usageError("REPERMIT_LEDGER_WITNESS needs REPERMIT_LEDGER_KEY to sign the checkpoints it receives")
 		}
+		hooks, err := webhookTiming(env)
+		if err != nil {
+			return as, err
+		}
 		as.Worker = &worker.Config{
 			PoolSize:       *f.poolSize,
 			Concurrency:    *f.concurrency,
@@ -81,6 +85,10 @@ func serverSettings(env Env, f serverFlags, withWorker, withWeb bool) (app.Setti
 			BounceInterval: interval,
 			LedgerSigner:   ledgerKey,
 			Witness:        witness,
+
+			WebhookInterval:  hooks.interval,
+			WebhookRetryBase: hooks.retry,
+			WebhookRetryMax:  hooks.retryMax,
 		}
 	}
 	if withWeb {
@@ -125,6 +133,34 @@ func bounceMailbox(env Env) (*bounces.MailboxConfig, time.Duration, error) {
 		}
 	}
 	return &cfg, interval, nil
+}
+
+// webhookTimes are the webhook delivery's settings from the environment
+// (zero: the worker's default).
+type webhookTimes struct{ interval, retry, retryMax time.Duration }
+
+// webhookTiming reads REPERMIT_WEBHOOK_INTERVAL (how often waiting events
+// are offered for delivery, default 5s), REPERMIT_WEBHOOK_RETRY (the
+// first wait after a receiver failed, default 5s) and
+// REPERMIT_WEBHOOK_RETRY_MAX (the longest the wait doubles to, default
+// 10m).
+func webhookTiming(env Env) (webhookTimes, error) {
+	var w webhookTimes
+	for _, v := range []struct {
+		name string
+		to   *time.Duration
+	}{{"REPERMIT_WEBHOOK_INTERVAL", &w.interval}, {"REPERMIT_WEBHOOK_RETRY", &w.retry}, {"REPERMIT_WEBHOOK_RETRY_MAX", &w.retryMax}} {
+		raw := env.Getenv(v.name)
+		if raw == "" {
+			continue
+		}
+		d, err := time.ParseDuration(raw)
+		if err != nil || d <= 0 {
+			return webhookTimes{}, repermit.Errorf(repermit.EINVALID, "%s=%q is not a positive duration", v.name, raw)
+		}
+		*v.to = d
+	}
+	return w, nil
 }
 
 // minAdminToken is the shortest REPERMIT_ADMIN_TOKEN accepted: 256 bits

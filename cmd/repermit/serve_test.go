@@ -168,3 +168,25 @@ func TestAdminAndMetricsListenOnTheirOwnAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerRefusesBadWebhookTimings: a webhook interval or retry that is
+// not a positive duration stops the worker with exit 2, naming the
+// variable, before it starts.
+func TestWorkerRefusesBadWebhookTimings(t *testing.T) {
+	r := redistest.New(t)
+	for _, tt := range []struct{ name, value string }{
+		{"REPERMIT_WEBHOOK_INTERVAL", "5"},
+		{"REPERMIT_WEBHOOK_RETRY", "-1s"},
+		{"REPERMIT_WEBHOOK_RETRY_MAX", "0s"},
+	} {
+		c := newCLI(t, r)
+		c.env["REPERMIT_SMTP_URL"] = "smtp://127.0.0.1:1?tls=none"
+		c.env[tt.name] = tt.value
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		code, _, errOut := c.runContext(ctx, "worker")
+		cancel()
+		if code != 2 || !strings.Contains(errOut, tt.name) {
+			t.Errorf("%s=%s: exit %d, %q; want 2 naming the variable", tt.name, tt.value, code, errOut)
+		}
+	}
+}

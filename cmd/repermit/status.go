@@ -53,7 +53,7 @@ type webhookJSON struct {
 func webhooksJSON(c *repermit.Campaign, s redisstore.Stats) []webhookJSON {
 	var out []webhookJSON
 	for i, h := range c.Webhooks {
-		out = append(out, webhookJSON{URL: h.URL, Delivered: s.Webhooks[i].Delivered, Backlog: s.WebhookBacklog(i), Failures: s.Webhooks[i].Failures})
+		out = append(out, webhookJSON{URL: h.URL, Delivered: s.Webhooks[i].Delivered + s.Webhooks[i].EventsDelivered, Backlog: s.WebhookBacklog(i), Failures: s.Webhooks[i].Failures})
 	}
 	return out
 }
