@@ -349,6 +349,16 @@ func (s *Store) SetWitnessed(ctx context.Context, id string, size int64) error {
 	return nil
 }
 
+// LedgerAfter calls fn with up to max stored records after stream id
+// after ("" from the start), as stored, with their stream ids.
+func (s *Store) LedgerAfter(ctx context.Context, id, after string, max int64, fn func(raw []byte, streamID string) error) error {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	return s.rawLedgerFrom(ctx, id, start, max, fn)
+}
+
 // WebhookState is the delivery of one webhook of a campaign: how far it
 // got in the consent log and in the outbox (events.go).
 type WebhookState struct {
@@ -406,4 +416,16 @@ func (s *Store) WebhookTotals(ctx context.Context, id string) (records, events i
 	records, _ = strconv.ParseInt(fmt.Sprint(vals[0]), 10, 64)
 	events, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
 	return records, events, nil
+}
+
+// LedgerSize is the number of records in campaign id's ledger.
+func (s *Store) LedgerSize(ctx context.Context, id string) (int64, error) {
+	n, err := s.rdb.HGet(ctx, s.metaKey(id), fLedgerSeq).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable("ledger "+id, err)
+	}
+	return n, nil
 }

@@ -457,7 +457,7 @@ func TestWitnessAndWebhookPositions(t *testing.T) {
 	if err := s.WebhookFailed(ctx, "camp", 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WebhookDelivered(ctx, "camp", 0, ids[2], 3); err != nil {
+	if err := s.WebhookDelivered(ctx, "camp", 0, redisstore.WebhookState{Position: ids[2], Delivered: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WebhookFailed(ctx, "camp", 1); err != nil {

@@ -244,10 +244,23 @@ func TestRedisAwayIsUnavailable(t *testing.T) {
 			_, err := s.AddCheckpoint(ctx, "camp", 1, t0, time.Minute, "note")
 			return err
 		},
-		"Webhook":          func() error { _, err := s.Webhook(ctx, "camp", 0); return err },
-		"WebhookDelivered": func() error { return s.WebhookDelivered(ctx, "camp", 0, "1-0", 1) },
-		"WebhookFailed":    func() error { return s.WebhookFailed(ctx, "camp", 0) },
-		"Deployment":       func() error { _, err := s.Deployment(ctx); return err },
+		"Webhook": func() error { _, err := s.Webhook(ctx, "camp", 0); return err },
+		"WebhookDelivered": func() error {
+			return s.WebhookDelivered(ctx, "camp", 0, redisstore.WebhookState{Position: "1-0", Delivered: 1})
+		},
+		"WebhookItems":  func() error { _, err := s.WebhookItems(ctx, "camp", redisstore.WebhookState{}, 10); return err },
+		"WebhookTotals": func() error { _, _, err := s.WebhookTotals(ctx, "camp"); return err },
+		"TrimEvents":    func() error { return s.TrimEvents(ctx, "camp", 1) },
+		"EventsOn":      func() error { _, err := s.EventsOn(ctx, "camp"); return err },
+		"SubjectOf": func() error {
+			_, err := s.SubjectOf(ctx, &repermit.Recipient{Campaign: "camp", LedgerID: "1-0"})
+			return err
+		},
+		"BounceFrom": func() error {
+			return s.BounceFrom(ctx, &repermit.Recipient{Campaign: "camp", Index: 1, LedgerID: "1-0"}, t0, "smtp")
+		},
+		"WebhookFailed": func() error { return s.WebhookFailed(ctx, "camp", 0) },
+		"Deployment":    func() error { _, err := s.Deployment(ctx); return err },
 		"RecordFeedback": func() error {
 			_, _, err := s.RecordFeedback(ctx, redisstore.Feedback{Campaign: "camp", Key: "k", Kind: redisstore.FeedbackHard, Source: "dsn"})
 			return err
