@@ -277,6 +277,10 @@ type campaignSpec struct {
 	// Extra is appended to the campaign file as it is (YAML: webhooks,
 	// waves…).
 	Extra string
+	// Local, when set, starts every address's local part, so that
+	// campaigns of one world have addresses of their own (a bounce in one
+	// suppresses the address in all).
+	Local string
 }
 
 func addr(i, domains int) string {
@@ -294,7 +298,7 @@ func (w *world) writeCampaign(s campaignSpec) string {
 	bw := bufio.NewWriter(&csv)
 	fmt.Fprintln(bw, "email,name,locale")
 	for i := 0; i < s.N; i++ {
-		fmt.Fprintf(bw, "%s,Recipient %d,en\n", addr(i, s.Domains), i)
+		fmt.Fprintf(bw, "%s%s,Recipient %d,en\n", s.Local, addr(i, s.Domains), i)
 	}
 	bw.Flush()
 	dir := filepath.Join(w.dir, s.ID)
