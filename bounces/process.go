@@ -24,8 +24,12 @@ type Store interface {
 	CampaignBySeq(ctx context.Context, seq uint32) (*repermit.Campaign, error)
 	Recipient(ctx context.Context, id string, idx int64) (*repermit.Recipient, error)
 	RecordFeedback(ctx context.Context, f redisstore.Feedback) (first bool, soft int64, err error)
-	Bounce(ctx context.Context, r *repermit.Recipient, now time.Time) error
+	// BounceFrom bounces r, its webhook event naming the source.
+	BounceFrom(ctx context.Context, r *repermit.Recipient, now time.Time, source string) error
 	Record(ctx context.Context, a redisstore.Answer) (redisstore.AnswerResult, error)
+	// SubjectOf is the keyed address hash a complaint's webhook event
+	// names the recipient by.
+	SubjectOf(ctx context.Context, r *repermit.Recipient) (string, error)
 }
 
 var _ Store = (*redisstore.Store)(nil)
