@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/consentlog"
 )
@@ -72,6 +74,28 @@ func (s *Store) Bucket(ctx context.Context, id string, b int64) ([]*repermit.Rec
 	if err != nil {
 		return nil, unavailable("bucket "+id, err)
 	}
+	return s.bucketRecipients(ctx, id, b, m)
+}
+
+// bucketWithEvents is Bucket, and whether the campaign writes webhook
+// events (EventsOn), in one round trip.
+func (s *Store) bucketWithEvents(ctx context.Context, id string, b int64) ([]*repermit.Recipient, bool, error) {
+	var all *redis.MapStringStringCmd
+	var on *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, s.bucketKey(id, b))
+		on = p.HGet(ctx, s.metaKey(id), fEventsOn)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, unavailable("bucket "+id, err)
+	}
+	rs, err := s.bucketRecipients(ctx, id, b, all.Val())
+	return rs, on.Val() == "1", err
+}
+
+// bucketRecipients makes the recipients of bucket b of its fields.
+func (s *Store) bucketRecipients(ctx context.Context, id string, b int64, m map[string]string) ([]*repermit.Recipient, error) {
 	out := make([]*repermit.Recipient, 0, len(m)/2)
 	for slot := 0; slot < BucketSize; slot++ {
 		k := strconv.Itoa(slot)
@@ -457,7 +481,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // the mail or its lease ran out, so a mail accepted at the deadline is
 // never counted as unreached.
 func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.Time) (expired, unreached int, err error) {
-	rs, err := s.Bucket(ctx, id, b)
+	rs, events, err := s.bucketWithEvents(ctx, id, b)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -474,10 +498,6 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 	// The webhook event of an expiry names the recipient by the keyed hash
 	// of the address the same call erases; a campaign without webhooks
 	// spares the hashing.
-	events, err := s.EventsOn(ctx, id)
-	if err != nil {
-		return 0, 0, err
-	}
 	subjects := map[int64]string{}
 	if events {
 		if subjects, err = s.subjectsOf(ctx, candidates); err != nil {
