@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -38,6 +39,12 @@ type CampaignProof struct {
 	Campaign   string         `json:"campaign"`
 	Checkpoint string         `json:"checkpoint"` // signed note
 	Records    []ProvenRecord `json:"records"`    // in log order
+	// Mail are the wordings of the mails the campaign sent this person
+	// (all the campaign sent, when their recipient data is purged), by
+	// hash. Each text names its campaign, mail and locale; the log does
+	// not point to them (the record format predates them), so they are
+	// checked against their hashes and campaign only.
+	Mail []Wording `json:"mail,omitempty"`
 }
 
 // ProvenRecord is a record as the log holds it (canonical JSON) and the
@@ -47,7 +54,8 @@ type ProvenRecord struct {
 	Proof  []string `json:"proof"`
 }
 
-// Wording is a page a record's answer was given to, verbatim.
+// Wording is a page a record's answer was given to, or the template of a
+// mail sent, verbatim.
 type Wording struct {
 	SHA256 string `json:"sha256"`
 	Text   string `json:"text"`
@@ -71,6 +79,10 @@ func ProofHashes(p tlog.RecordProof) []string {
 	return out
 }
 
+// MailWordingHeader opens a mail wording's text; the next line names its
+// campaign (mailer.MailWording writes them).
+const MailWordingHeader = "repermit mail wording"
+
 // Proven is one verified record of a bundle.
 type Proven struct {
 	Record     repermit.ConsentRecord
@@ -82,8 +94,9 @@ type Proven struct {
 // is the canonical one (so no byte of it can change unnoticed), each
 // checkpoint is signed by v, each record is canonical, is about Subject,
 // and is included in its campaign's checkpoint, Subject belongs to
-// Address, and each wording hashes to the hash its records name. It
-// returns the records in bundle order.
+// Address, each wording hashes to the hash its records name, and each mail
+// wording hashes to its hash and names its campaign. It returns the
+// records in bundle order.
 func VerifyBundle(data []byte, v note.Verifier) ([]Proven, *Bundle, error) {
 	var b Bundle
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -127,6 +140,18 @@ func VerifyBundle(data []byte, v note.Verifier) ([]Proven, *Bundle, error) {
 		}
 		if len(cp.Records) == 0 {
 			return nil, nil, fmt.Errorf("campaign %s: no records", cp.Campaign)
+		}
+		for k, w := range cp.Mail {
+			where := fmt.Sprintf("campaign %s, mail wording %d", cp.Campaign, k+1)
+			sum := sha256.Sum256([]byte(w.Text))
+			switch {
+			case hex.EncodeToString(sum[:]) != w.SHA256:
+				return nil, nil, fmt.Errorf("%s: text does not hash to %s", where, w.SHA256)
+			case k > 0 && cp.Mail[k-1].SHA256 >= w.SHA256:
+				return nil, nil, fmt.Errorf("%s: not in hash order", where)
+			case !strings.HasPrefix(w.Text, MailWordingHeader+"\ncampaign: "+cp.Campaign+"\n"):
+				return nil, nil, fmt.Errorf("%s: not a mail wording of campaign %s", where, cp.Campaign)
+			}
 		}
 		var prevSeq int64
 		for j, pr := range cp.Records {

@@ -96,9 +96,53 @@ func Proof(ctx context.Context, s *redisstore.Store, address, campaign string, s
 			}
 		}
 		if len(cp.Records) > 0 {
+			first, _ := repermit.ParseRecord([]byte(cp.Records[0].Record))
+			if cp.Mail, err = mailWordings(ctx, s, id, first.Recipient); err != nil {
+				return nil, err
+			}
 			b.Campaigns = append(b.Campaigns, cp)
 		}
 	}
 	sort.Slice(b.Wordings, func(i, j int) bool { return b.Wordings[i].SHA256 < b.Wordings[j].SHA256 })
 	return res, nil
+}
+
+// mailWordings returns the wordings of the mails campaign id sent its
+// recipient idx, by hash: those in their locale, with or without their
+// name as they were mailed, and of the steps they were mailed while they
+// have not answered (an answer's state does not keep the count). Once the
+// recipient's data is gone (retention purged it, or an unsubscribe or
+// bounce erased the address with the locale and name) nobody knows that
+// any more, and it returns every mail wording the campaign sent.
+func mailWordings(ctx context.Context, s *redisstore.Store, id string, idx int64) ([]consentlog.Wording, error) {
+	sent, err := s.MailWordings(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.Recipient(ctx, id, idx)
+	if err != nil && repermit.ErrorCode(err) != repermit.ENOTFOUND {
+		return nil, err
+	}
+	known := err == nil && r.Email != ""
+	var out []consentlog.Wording
+	seen := map[string]bool{}
+	for _, w := range sent {
+		if known && (w.Locale != r.Locale || w.Named != (r.Name != "") || (r.Step > 0 && w.Step >= r.Step)) {
+			continue
+		}
+		if seen[w.SHA256] {
+			continue
+		}
+		text, ok, err := s.Wording(ctx, id, w.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("proof: campaign %s: mail wording %s noted as sent but not kept", id, w.SHA256)
+		}
+		seen[w.SHA256] = true
+		out = append(out, consentlog.Wording{SHA256: w.SHA256, Text: text})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SHA256 < out[j].SHA256 })
+	return out, nil
 }

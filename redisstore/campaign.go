@@ -265,7 +265,7 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 		}
 	}
 	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.eventsKey(id), s.timelineKey(id), s.metaKey(id),
-		s.feedbackSeenKey(id), s.softKey(id), s.treeKey(id), s.checkpointsKey(id), s.wordingsKey(id)).Err(); err != nil {
+		s.feedbackSeenKey(id), s.softKey(id), s.treeKey(id), s.checkpointsKey(id), s.wordingsKey(id), s.mailWordingsKey(id)).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
 	return nil

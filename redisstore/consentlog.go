@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,10 +30,11 @@ const (
 	fCPTime   = "cpms"
 )
 
-func (s *Store) treeKey(id string) string        { return s.prefix + ":{" + id + "}:tree" }
-func (s *Store) checkpointsKey(id string) string { return s.prefix + ":{" + id + "}:cp" }
-func (s *Store) wordingsKey(id string) string    { return s.prefix + ":{" + id + "}:wording" }
-func (s *Store) subjectKeyKey() string           { return s.prefix + ":subjectkey" }
+func (s *Store) treeKey(id string) string         { return s.prefix + ":{" + id + "}:tree" }
+func (s *Store) checkpointsKey(id string) string  { return s.prefix + ":{" + id + "}:cp" }
+func (s *Store) wordingsKey(id string) string     { return s.prefix + ":{" + id + "}:wording" }
+func (s *Store) subjectKeyKey() string            { return s.prefix + ":subjectkey" }
+func (s *Store) mailWordingsKey(id string) string { return s.prefix + ":{" + id + "}:mailwording" }
 
 // subjectKeyCache holds the deployment's subject key once read.
 type subjectKeyCache struct {
@@ -93,6 +95,75 @@ func (s *Store) Wording(ctx context.Context, id, sum string) (text string, ok bo
 		return "", false, unavailable("wording "+id, err)
 	}
 	return text, true, nil
+}
+
+// MailWording names the wording of one mail a campaign sent: the kind
+// (Step 0 the initial mail, k reminder k) to recipients of one locale (as
+// the recipient's record spells it, "" for the campaign's default), with
+// or without a name, and the SHA-256 of its text. The text itself is kept
+// with the page wordings, under that hash.
+type MailWording struct {
+	Step   int
+	Locale string
+	Named  bool
+	SHA256 string
+}
+
+func (w MailWording) field() string {
+	named := "a"
+	if w.Named {
+		named = "n"
+	}
+	return strconv.Itoa(w.Step) + "/" + named + "/" + w.Locale
+}
+
+func parseMailWordingField(f, sum string) (MailWording, bool) {
+	step, rest, ok := strings.Cut(f, "/")
+	named, loc, ok2 := strings.Cut(rest, "/")
+	n, err := strconv.Atoi(step)
+	if !ok || !ok2 || err != nil || (named != "a" && named != "n") {
+		return MailWording{}, false
+	}
+	return MailWording{Step: n, Locale: loc, Named: named == "n", SHA256: sum}, true
+}
+
+// KeepMailWording keeps the wording of a mail the campaign is about to
+// send (text hashes to w.SHA256) with the page wordings, and notes in
+// P:{ID}:mailwording that this kind went to this locale with it. Both are
+// HSETNX, and done once per process: the first wording of a kind and
+// locale stays (a campaign's templates do not change after launch).
+func (s *Store) KeepMailWording(ctx context.Context, id string, w MailWording, text []byte) error {
+	k := id + "\x00mail\x00" + w.field() + "\x00" + w.SHA256
+	if _, ok := s.wordings.Load(k); ok {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, s.wordingsKey(id), w.SHA256, text)
+		p.HSetNX(ctx, s.mailWordingsKey(id), w.field(), w.SHA256)
+		return nil
+	})
+	if err != nil {
+		return unavailable("keep mail wording "+id, err)
+	}
+	s.wordings.Store(k, struct{}{})
+	return nil
+}
+
+// MailWordings returns the mail wordings campaign id noted as sent, in
+// one fixed order (of their fields).
+func (s *Store) MailWordings(ctx context.Context, id string) ([]MailWording, error) {
+	m, err := s.rdb.HGetAll(ctx, s.mailWordingsKey(id)).Result()
+	if err != nil {
+		return nil, unavailable("mail wordings "+id, err)
+	}
+	out := make([]MailWording, 0, len(m))
+	for f, sum := range m {
+		if w, ok := parseMailWordingField(f, sum); ok {
+			out = append(out, w)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].field() < out[j].field() })
+	return out, nil
 }
 
 // ErrLegacyLedger: the campaign was launched before the consent log; its

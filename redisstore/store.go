@@ -21,7 +21,10 @@
 //	                           (campaigns launched before it: a hash chain)
 //	P:{ID}:tree          list  the log's stored hashes (tlog.StoredHashIndex order)
 //	P:{ID}:cp            list  signed checkpoints, oldest first
-//	P:{ID}:wording       hash  sha256 -> page wording shown to those who answered
+//	P:{ID}:wording       hash  sha256 -> page wording shown to those who answered,
+//	                           and mail wording (template with placeholders) sent
+//	P:{ID}:mailwording   hash  "<step>/<a|n>/<locale>" -> sha256 of the mail
+//	                           wording of that kind sent to that locale
 //	P:subjectkey         string the deployment's key of the address hashes in the log
 //	P:{ID}:timeline      hash  "<state>:<unix minute>" -> recipients that
 //	                           entered the state in that minute

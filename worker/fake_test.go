@@ -32,6 +32,7 @@ type mockStore struct {
 	RenewBatchFn      func(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error)
 	ReleaseFn         func(ctx context.Context, id string, idx int64, step int, now time.Time) error
 	MarkSentFn        func(ctx context.Context, id string, idx int64, step int, now time.Time) error
+	KeepMailWordingFn func(ctx context.Context, id string, w redisstore.MailWording, text []byte) error
 	IsSuppressedFn    func(ctx context.Context, hashes []string) ([]bool, error)
 	SuppressFn        func(ctx context.Context, r *repermit.Recipient, now time.Time) error
 	BounceFn          func(ctx context.Context, r *repermit.Recipient, now time.Time) error
@@ -61,6 +62,15 @@ func (m *mockStore) Release(ctx context.Context, id string, idx int64, step int,
 }
 func (m *mockStore) MarkSent(ctx context.Context, id string, idx int64, step int, now time.Time) error {
 	return m.MarkSentFn(ctx, id, idx, step, now)
+}
+
+// KeepMailWording keeps nothing unless a test asks: most tests of the send
+// batch are about claims and outcomes, not wordings.
+func (m *mockStore) KeepMailWording(ctx context.Context, id string, w redisstore.MailWording, text []byte) error {
+	if m.KeepMailWordingFn == nil {
+		return nil
+	}
+	return m.KeepMailWordingFn(ctx, id, w, text)
 }
 func (m *mockStore) IsSuppressed(ctx context.Context, hashes []string) ([]bool, error) {
 	return m.IsSuppressedFn(ctx, hashes)

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -223,6 +225,12 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 		b.release(ctx, []*repermit.Recipient{r})
 		return true, b.pause(ctx, fmt.Sprintf("building the mail failed: %v", err))
 	}
+	if err := b.keepMailWording(ctx, r); err != nil {
+		// Not sent: a mail whose wording is not kept could not be shown
+		// in a proof later. asynq retries the task.
+		b.release(ctx, []*repermit.Recipient{r})
+		return true, err
+	}
 	began := time.Now()
 	err = s.pool.Send(ctx, msg)
 	s.cfg.Observer.SMTPDuration(time.Since(began))
@@ -294,11 +302,7 @@ func (b *sendBatch) build(r *repermit.Recipient) (*gomail.Msg, error) {
 	signer := b.s.cfg.Signer
 	claims := token.Claims{Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
 	confirm, unsub := signer.Links(c.ConfirmBaseURL, claims)
-	kind := mailer.Initial
-	if b.p.Step > 1 {
-		kind = mailer.Reminder(b.p.Step - 1)
-	}
-	msg, err := b.e.tpl.Build(mailer.NewData(c, r, confirm, unsub), kind)
+	msg, err := b.e.tpl.Build(mailer.NewData(c, r, confirm, unsub), b.kind())
 	if err != nil {
 		return nil, err
 	}
@@ -311,6 +315,37 @@ func (b *sendBatch) build(r *repermit.Recipient) (*gomail.Msg, error) {
 		}
 	}
 	return msg, nil
+}
+
+// kind is the mail of the task's step.
+func (b *sendBatch) kind() mailer.Kind {
+	if b.p.Step > 1 {
+		return mailer.Reminder(b.p.Step - 1)
+	}
+	return mailer.Initial
+}
+
+// keepMailWording keeps the wording of the mail r is about to get (its
+// template with placeholders, no personal data), before it is sent, once
+// per process, campaign, step, locale and whether it names the recipient.
+func (b *sendBatch) keepMailWording(ctx context.Context, r *repermit.Recipient) error {
+	w := redisstore.MailWording{Step: b.kind().Step(), Locale: r.Locale, Named: r.Name != ""}
+	key := fmt.Sprintf("%d/%t/%s", w.Step, w.Named, w.Locale)
+	if _, ok := b.e.keptWordings.Load(key); ok {
+		return nil
+	}
+	c := &b.e.c
+	text, err := b.e.tpl.MailWording(mailer.NewData(c, r, c.ConfirmBaseURL, c.ConfirmBaseURL), b.kind())
+	if err != nil {
+		return fmt.Errorf("send %s: %w", c.ID, err)
+	}
+	sum := sha256.Sum256([]byte(text))
+	w.SHA256 = hex.EncodeToString(sum[:])
+	if err := b.s.store.KeepMailWording(ctx, c.ID, w, []byte(text)); err != nil {
+		return fmt.Errorf("send %s: %w", c.ID, err)
+	}
+	b.e.keptWordings.Store(key, struct{}{})
+	return nil
 }
 
 // markSent records an accepted mail, retrying a failing Redis for a while

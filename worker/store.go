@@ -42,6 +42,7 @@ type sendStore interface {
 	RenewBatch(ctx context.Context, id string, idxs []int64, step int, now time.Time, lease time.Duration) ([]error, error)
 	Release(ctx context.Context, id string, idx int64, step int, now time.Time) error
 	MarkSent(ctx context.Context, id string, idx int64, step int, now time.Time) error
+	KeepMailWording(ctx context.Context, id string, w redisstore.MailWording, text []byte) error
 	IsSuppressed(ctx context.Context, hashes []string) ([]bool, error)
 	Suppress(ctx context.Context, r *repermit.Recipient, now time.Time) error
 	BounceFrom(ctx context.Context, r *repermit.Recipient, now time.Time, source string) error

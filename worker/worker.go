@@ -364,6 +364,9 @@ func (s *Server) Run(ctx context.Context) error {
 type campaignEntry struct {
 	c   repermit.Campaign
 	tpl *mailer.Templates
+	// keptWordings: "<step>/<named>/<locale>" of the mail wordings this
+	// process has kept already (keepMailWording).
+	keptWordings sync.Map
 }
 
 func (s *Server) campaign(ctx context.Context, id string) (*campaignEntry, error) {

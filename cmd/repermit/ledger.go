@@ -192,7 +192,23 @@ func printHistory(w io.Writer, b *consentlog.Bundle) {
 				fmt.Fprintf(w, "    wording sha256 %s, text not kept (answered before wordings were kept)\n", rec.Wording)
 			}
 		}
+		for _, m := range c.Mail {
+			mail, loc := mailWordingLine(m.Text, "mail: "), mailWordingLine(m.Text, "locale: ")
+			fmt.Fprintf(w, "  %s  mail %s (%s) sha256 %s, kept verbatim (%d bytes, in the bundle)\n", c.Campaign, mail, loc, m.SHA256, len(m.Text))
+		}
 	}
+}
+
+// mailWordingLine returns the value of a mail wording's header line that
+// starts with prefix ("?" when it has none).
+func mailWordingLine(text, prefix string) string {
+	head, _, _ := strings.Cut(text, "\n\n")
+	for _, l := range strings.Split(head, "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			return v
+		}
+	}
+	return "?"
 }
 
 func orNone(s []string) string {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,6 +52,12 @@ func TestLedgerCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The worker keeps this before it sends the initial mail in en.
+	mailText := "repermit mail wording\ncampaign: cli\nmail: initial\nlocale: en\nsubject: s\n\nStill want our mail? {yes link}\n"
+	mailSum := sha256.Sum256([]byte(mailText))
+	if err := s.KeepMailWording(ctx, "cli", redisstore.MailWording{Locale: "en", SHA256: hex.EncodeToString(mailSum[:])}, []byte(mailText)); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	code, out, errOut := c.run("export", "cli", "--what", "ledger")
 	if code != 0 {
@@ -91,11 +100,25 @@ func TestLedgerCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "p0@example.com: 1 consent records in 1 campaigns") || !strings.Contains(out, "cli  record 1  confirmed") || !strings.Contains(out, `IP 192.0.2.1, user agent "ua"`) {
 		t.Fatalf("proof: %d %q %q", code, out, errOut)
 	}
+	if !strings.Contains(out, "cli  mail initial (en) sha256 "+hex.EncodeToString(mailSum[:])) {
+		t.Errorf("proof does not name the mail wording: %q", out)
+	}
 	code, out, errOut = c.run("verify-proof", bundle, "--pubkey", vkey)
-	if code != 0 || !strings.Contains(out, "proof intact") {
+	if code != 0 || !strings.Contains(out, "proof intact") || !strings.Contains(out, "cli  mail initial (en)") {
 		t.Errorf("verify-proof: %d %q %q", code, out, errOut)
 	}
 	data, _ := os.ReadFile(bundle)
+	// One byte of the mail wording changed.
+	at := bytes.Index(data, []byte("Still want"))
+	if at < 0 {
+		t.Fatalf("bundle lacks the mail wording:\n%s", data)
+	}
+	bad := bytes.Clone(data)
+	bad[at] = 's'
+	os.WriteFile(bundle, bad, 0o644)
+	if code, _, errOut = c.run("verify-proof", bundle, "--pubkey", vkey); code != 1 || !strings.Contains(errOut, "proof.json: campaign cli, mail wording 1: text does not hash") {
+		t.Errorf("verify-proof of a changed mail wording: %d %q", code, errOut)
+	}
 	data[len(data)/2] ^= 1
 	os.WriteFile(bundle, data, 0o644)
 	if code, _, errOut = c.run("verify-proof", bundle, "--pubkey", vkey); code != 1 || !strings.Contains(errOut, "proof.json") {
