@@ -203,9 +203,12 @@ func streamIDLess(a, b string) bool {
 }
 
 // SubjectOf returns the keyed address hash the consent log names r by:
-// from its address while it is kept, else from its consent record; ""
+// from its address while it is kept, else from its last consent record
+// (a confirmed recipient after the retention purge keeps only that); ""
 // when neither is left (an expired or bounced recipient, whose hash went
-// out with that event).
+// out with that event). A record that does not parse, or names another
+// recipient, also gives "" rather than an error: the answer, withdrawal
+// or bounce the subject is wanted for must always go through.
 func (s *Store) SubjectOf(ctx context.Context, r *repermit.Recipient) (string, error) {
 	if r.Email != "" {
 		key, err := s.SubjectKey(ctx)
@@ -227,8 +230,8 @@ func (s *Store) SubjectOf(ctx context.Context, r *repermit.Recipient) (string, e
 	}
 	raw, _ := msgs[0].Values["rec"].(string)
 	rec, err := repermit.DecodeStoredRecord([]byte(raw))
-	if err != nil {
-		return "", fmt.Errorf("subject of %s/%d: %w", r.Campaign, r.Index, err)
+	if err != nil || rec.Recipient != r.Index {
+		return "", nil
 	}
 	return rec.Subject, nil
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit"
-	"github.com/repermit/repermit/consentlog"
 )
 
 // Recipient reads one recipient. ENOTFOUND when the index is not part of
@@ -427,36 +426,12 @@ func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, en
 // the purge is still found among that person's records. "" when neither
 // is known.
 func (s *Store) subjectOf(ctx context.Context, a Answer) (string, error) {
-	cur := a.Current
-	if cur == nil {
+	if a.Current == nil {
 		return "", nil
 	}
-	if cur.Email != "" {
-		key, err := s.SubjectKey(ctx)
-		if err != nil {
-			return "", err
-		}
-		subject, _ := consentlog.Subject(key, cur.Email)
-		return subject, nil
-	}
-	if cur.LedgerID == "" {
-		return "", nil
-	}
-	msgs, err := s.rdb.XRangeN(ctx, s.ledgerKey(a.Campaign), cur.LedgerID, cur.LedgerID, 1).Result()
-	if err != nil {
-		return "", unavailable("answer "+a.Campaign, err)
-	}
-	if len(msgs) == 0 {
-		return "", nil
-	}
-	raw, _ := msgs[0].Values["rec"].(string)
-	// A record that does not parse leaves the subject empty rather than
-	// refusing the answer: a withdrawal must always go through.
-	rec, err := repermit.ParseRecord([]byte(raw))
-	if err != nil || rec.Recipient != a.Index {
-		return "", nil
-	}
-	return rec.Subject, nil
+	r := *a.Current
+	r.Campaign, r.Index = a.Campaign, a.Index
+	return s.SubjectOf(ctx, &r)
 }
 
 // sleep waits d or until ctx ends, whichever comes first.
