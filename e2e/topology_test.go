@@ -230,20 +230,40 @@ func TestSentinelCampaignSurvivesFailover(t *testing.T) {
 	waitUntil(t, 30*time.Second, "the old master is the new master's replica", func() bool {
 		return info(m.addr(), "replication", "role") == "slave" && info(m.addr(), "replication", "master_link_status") == "up"
 	})
-	st := w.status(id)
-	inFlight := sink.Count() - int(st.total()-st.Counts[repermit.StatePending])
+	inFlight := w.inFlight(id, sink.Count())
 	t.Logf("failed over to %s after %d mails, %s after SENTINEL FAILOVER; %d mails accepted but not recorded once the old master was a replica (in flight, lost writes included)",
 		want, atFailover, switched.Round(time.Millisecond), inFlight)
+	w.everyoneMailedOnceBut(id, n, c, inFlight, began)
+}
+
+// inFlight is what can still be mailed twice after a failover: mails the
+// SMTP server accepted (accepted) that are not recorded as sent on the
+// Redis as it is now, the lost writes included. The caller reads the
+// count first, so that mails sent in between count as in flight, not as
+// duplicates.
+func (w *world) inFlight(id string, accepted int) int {
+	w.t.Helper()
+	st := w.status(id)
+	return accepted - int(st.total()-st.Counts[repermit.StatePending])
+}
+
+// everyoneMailedOnceBut waits until all n recipients are mailed and
+// checks that every address got its mail, the counts add up, and no more
+// addresses got two than were in flight at the failover (since: when it
+// began, for the log).
+func (w *world) everyoneMailedOnceBut(id string, n int, c *counter, inFlight int, since time.Time) {
+	t := w.t
+	t.Helper()
 	final := w.mailedAll(id, n, c, 90*time.Second)
 	distinct, total, dups := c.figures()
 	t.Logf("after the failover: every address mailed %s later; %d addresses, %d mails, %d duplicates (in flight: %d); %s",
-		time.Since(began).Round(time.Millisecond), distinct, total, dups, inFlight, final)
+		time.Since(since).Round(time.Millisecond), distinct, total, dups, inFlight, final)
 	checkEveryAddress(t, c, n, 0)
-	if final.total() != n || final.Counts[repermit.StateSent] != n {
+	if final.total() != int64(n) || final.Counts[repermit.StateSent] != int64(n) {
 		t.Errorf("counts %s, want all %d sent", final, n)
 	}
 	if dups > inFlight {
-		t.Errorf("%d duplicates, more than the %d mails in flight after the failover", dups, inFlight)
+		t.Errorf("%d duplicates, more than the %d mails in flight at the failover", dups, inFlight)
 	}
 }
 
@@ -378,23 +398,8 @@ func TestClusterMasterFailoverMailsEveryone(t *testing.T) {
 		return takeover != "" && takeover != victimAddr && clusterInfo(witness.addr(), "cluster_state") == "ok"
 	})
 	tookOver := time.Since(killed)
-	// What can still be mailed twice: accepted by SMTP but not recorded as
-	// sent on the cluster as it is now, the lost writes included. Status
-	// is read first, so that the mails the worker sends in between count
-	// as in flight, not as duplicates.
-	st := w.status(id)
-	inFlight := sink.Count() - int(st.total()-st.Counts[repermit.StatePending])
+	inFlight := w.inFlight(id, sink.Count())
 	t.Logf("killed master %s after %d mails; %s took over %s later; %d mails accepted but not recorded then (in flight, lost writes included)",
 		victimAddr, atKill, takeover, tookOver.Round(time.Millisecond), inFlight)
-	final := w.mailedAll(id, n, c, 90*time.Second)
-	distinct, total, dups := c.figures()
-	t.Logf("after the failover: every address mailed %s after the kill; %d addresses, %d mails, %d duplicates (in flight: %d); %s",
-		time.Since(killed).Round(time.Millisecond), distinct, total, dups, inFlight, final)
-	checkEveryAddress(t, c, n, 0)
-	if final.total() != n || final.Counts[repermit.StateSent] != n {
-		t.Errorf("counts %s, want all %d sent", final, n)
-	}
-	if dups > inFlight {
-		t.Errorf("%d duplicates, more than the %d mails in flight when the replica took over", dups, inFlight)
-	}
+	w.everyoneMailedOnceBut(id, n, c, inFlight, killed)
 }
