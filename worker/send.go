@@ -330,7 +330,7 @@ func (b *sendBatch) kind() mailer.Kind {
 // per process, campaign, step, locale and whether it names the recipient.
 func (b *sendBatch) keepMailWording(ctx context.Context, r *repermit.Recipient) error {
 	w := redisstore.MailWording{Step: b.kind().Step(), Locale: r.Locale, Named: r.Name != ""}
-	key := fmt.Sprintf("%d/%t/%s", w.Step, w.Named, w.Locale)
+	key := w // SHA256 still empty: the key is step, locale and named, with no allocation per mail
 	if _, ok := b.e.keptWordings.Load(key); ok {
 		return nil
 	}
