@@ -364,7 +364,7 @@ func (s *Server) Run(ctx context.Context) error {
 type campaignEntry struct {
 	c   repermit.Campaign
 	tpl *mailer.Templates
-	// keptWordings: "<step>/<named>/<locale>" of the mail wordings this
+	// keptWordings: the MailWording keys (step, locale, named) this
 	// process has kept already (keepMailWording).
 	keptWordings sync.Map
 }
