@@ -230,21 +230,21 @@ func TestSentinelCampaignSurvivesFailover(t *testing.T) {
 	waitUntil(t, 30*time.Second, "the old master is the new master's replica", func() bool {
 		return info(m.addr(), "replication", "role") == "slave" && info(m.addr(), "replication", "master_link_status") == "up"
 	})
-	inFlight := w.inFlight(id, sink.Count())
+	inFlight := w.inFlight(id, sink)
 	t.Logf("failed over to %s after %d mails, %s after SENTINEL FAILOVER; %d mails accepted but not recorded once the old master was a replica (in flight, lost writes included)",
 		want, atFailover, switched.Round(time.Millisecond), inFlight)
 	w.everyoneMailedOnceBut(id, n, c, inFlight, began)
 }
 
 // inFlight is what can still be mailed twice after a failover: mails the
-// SMTP server accepted (accepted) that are not recorded as sent on the
-// Redis as it is now, the lost writes included. The caller reads the
-// count first, so that mails sent in between count as in flight, not as
-// duplicates.
-func (w *world) inFlight(id string, accepted int) int {
+// SMTP server accepted that are not recorded as sent on the Redis as it
+// is now, the lost writes included. Status is read before the sink's
+// count, so that the mails sent in between count as in flight, not as
+// duplicates (the other order can even give a negative figure).
+func (w *world) inFlight(id string, sink *smtpsink.Sink) int {
 	w.t.Helper()
 	st := w.status(id)
-	return accepted - int(st.total()-st.Counts[repermit.StatePending])
+	return sink.Count() - int(st.total()-st.Counts[repermit.StatePending])
 }
 
 // everyoneMailedOnceBut waits until all n recipients are mailed and
@@ -398,7 +398,7 @@ func TestClusterMasterFailoverMailsEveryone(t *testing.T) {
 		return takeover != "" && takeover != victimAddr && clusterInfo(witness.addr(), "cluster_state") == "ok"
 	})
 	tookOver := time.Since(killed)
-	inFlight := w.inFlight(id, sink.Count())
+	inFlight := w.inFlight(id, sink)
 	t.Logf("killed master %s after %d mails; %s took over %s later; %d mails accepted but not recorded then (in flight, lost writes included)",
 		victimAddr, atKill, takeover, tookOver.Round(time.Millisecond), inFlight)
 	w.everyoneMailedOnceBut(id, n, c, inFlight, killed)
