@@ -58,6 +58,9 @@ func TestDefaultMailsPassMailpitsHTMLCheck(t *testing.T) {
 			PrivacyURL: "https://acme.example/privacy", DPO: "dpo@acme.example"},
 	}
 	sent := 0
+	// which names each mail by its language and kind, for the per-mail
+	// figures the closing note quotes.
+	which := map[string]string{}
 	for i, l := range locale.Default().Locales() {
 		for _, kind := range []mailer.Kind{mailer.Initial, mailer.Reminder(1)} {
 			r := &repermit.Recipient{Campaign: c.ID, Index: int64(i*10 + kind.Step()), Email: fmt.Sprintf("r%d@example.com", i), Name: "Ada", Locale: l}
@@ -69,11 +72,13 @@ func TestDefaultMailsPassMailpitsHTMLCheck(t *testing.T) {
 			if err := pool.Send(t.Context(), m); err != nil {
 				t.Fatal(err)
 			}
+			which[mailer.MessageID(c.ID, r.Index, kind, c.From)] = l + " " + kind.String()
 			sent++
 		}
 	}
 	mp.WaitCount(sent, 30*time.Second)
 	worst, worstWarns := 100.0, ""
+	var scores []string
 	for _, s := range mp.Messages() {
 		var hc mpHTMLCheck
 		mp.getJSON("/api/v1/message/"+s.ID+"/html-check", &hc)
@@ -86,6 +91,11 @@ func TestDefaultMailsPassMailpitsHTMLCheck(t *testing.T) {
 		if hc.Total.Tests == 0 {
 			t.Errorf("%s: html-check ran no tests", s.MessageID)
 		}
+		name, ok := which[strings.Trim(s.MessageID, "<>")]
+		if !ok {
+			t.Errorf("Mailpit holds %s, which this test did not send", s.MessageID)
+		}
+		scores = append(scores, fmt.Sprintf("%s %.1f %%", name, score))
 		if score < worst {
 			worst, worstWarns = score, strings.Join(warns, "; ")
 		}
@@ -93,5 +103,10 @@ func TestDefaultMailsPassMailpitsHTMLCheck(t *testing.T) {
 			t.Errorf("%s: html-check %.1f %% supported, want ≥ 97 %%; warnings: %s", s.MessageID, score, strings.Join(warns, "; "))
 		}
 	}
+	sort.Strings(scores)
+	if len(scores) != sent {
+		t.Errorf("html-check scored %d mails, want %d", len(scores), sent)
+	}
+	t.Logf("Mailpit html-check per mail: %s", strings.Join(scores, "; "))
 	t.Logf("Mailpit html-check: the worst of %d default mails (%d languages, initial and reminder) is %.1f %% supported; its warnings: %s", sent, len(locale.Default().Locales()), worst, worstWarns)
 }
