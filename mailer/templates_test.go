@@ -26,7 +26,7 @@ func TestLocaleSelection(t *testing.T) {
 		{"pt-BR", "da", Initial, "Vil du blive på listen?", "Vil du fortsat modtage ACME Nyheder?", "da"},
 		{"de", "", Initial, "Möchten Sie auf der Liste bleiben?", "Möchten Sie ACME-Nachrichten weiter erhalten?", "de"},
 		{"de-AT", "da", Initial, "Möchten Sie auf der Liste bleiben?", "Möchten Sie ACME-Nachrichten weiter erhalten?", "de"},
-		{"DE_ch", "", Reminder(1), "Bisher haben wir keine Antwort", "Erinnerung: Möchten Sie ACME-Nachrichten weiter erhalten?", "de"},
+		{"DE_ch", "", Reminder(1), "Bisher haben wir noch keine Antwort", "Erinnerung: Möchten Sie ACME-Nachrichten weiter erhalten?", "de"},
 		{"da", "", Reminder(1), "Vi har endnu ikke hørt fra dig", "Påmindelse: Vil du fortsat modtage ACME Nyheder?", "da"},
 		{"en-GB", "", Reminder(3), "We have not heard from you yet", "Reminder: Do you still want ACME News?", "en"},
 	}
