@@ -20,19 +20,23 @@ import (
 // after the expiry ran), a confirmed recipient's RFC 8058 one-click POST,
 // a decline on the landing page, and a change of topics all work: the
 // state changes, the ledger has the record, the address is suppressed and
-// gone from the confirmed export.
+// gone from the confirmed export. After the retention purged the records,
+// both withdrawals still suppress the person, by the address hash kept.
 func TestConfirmedRecipientWithdrawsAfterTheDeadline(t *testing.T) {
 	tests := []struct {
 		name   string
+		purged bool // the retention ended before the answer
 		path   func(h *harness) string
 		form   url.Values
 		want   repermit.State
 		topics []string
 	}{
-		{"RFC 8058 one-click", func(h *harness) string { return h.unsubPath(1) }, url.Values{"List-Unsubscribe": {"One-Click"}}, repermit.StateUnsubscribed, nil},
-		{"decline on the page", func(h *harness) string { return h.confirmPath(1) }, confirmForm("decline"), repermit.StateDeclined, nil},
-		{"fewer topics", func(h *harness) string { return h.confirmPath(1) },
+		{"RFC 8058 one-click", false, func(h *harness) string { return h.unsubPath(1) }, url.Values{"List-Unsubscribe": {"One-Click"}}, repermit.StateUnsubscribed, nil},
+		{"decline on the page", false, func(h *harness) string { return h.confirmPath(1) }, confirmForm("decline"), repermit.StateDeclined, nil},
+		{"fewer topics", false, func(h *harness) string { return h.confirmPath(1) },
 			url.Values{"choice": {"confirm"}, "topic": {"events"}, "change": {"topics"}}, repermit.StateConfirmed, []string{"events"}},
+		{"RFC 8058 one-click after the retention", true, func(h *harness) string { return h.unsubPath(1) }, url.Values{"List-Unsubscribe": {"One-Click"}}, repermit.StateUnsubscribed, nil},
+		{"decline on the page after the retention", true, func(h *harness) string { return h.confirmPath(1) }, confirmForm("decline"), repermit.StateDeclined, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,6 +51,14 @@ func TestConfirmedRecipientWithdrawsAfterTheDeadline(t *testing.T) {
 			}
 			if err := h.store.SetStatus(ctx, h.c.ID, repermit.StatusFinished, repermit.StatusRunning); err != nil {
 				t.Fatal(err)
+			}
+			if tt.purged {
+				if err := h.store.PurgeRecipients(ctx, h.c.ID); err != nil {
+					t.Fatal(err)
+				}
+				if rec := h.recipient(1); rec.Email != "" || rec.State != repermit.StateConfirmed {
+					t.Fatalf("after the purge: %+v, want confirmed without an address", rec)
+				}
 			}
 			if w := h.get(tt.path(h)); w.Code != http.StatusOK {
 				t.Fatalf("GET after the deadline: %d\n%s", w.Code, w.Body.String())
@@ -112,12 +124,25 @@ func TestNarrowingTopicsIsAnAnswer(t *testing.T) {
 		t.Errorf("page after narrowing does not tick yoga alone:\n%s", page)
 	}
 
+	// Widening again is an answer too.
+	wantStatus(t, "widen", h.postForm(h.confirmPath(1), url.Values{"choice": {"confirm"}, "topic": {"yoga", "events"}, "change": {"topics"}}), http.StatusOK)
+	if st, err := h.store.Stats(ctx, h.c.ID); err != nil || st.Topics["yoga"] != 1 || st.Topics["events"] != 1 {
+		t.Errorf("counts after widening: %+v %v", st.Topics, err)
+	}
+	if led := h.ledger(); len(led) != 3 || !slices.Equal(led[2].TopicsBefore, []string{"yoga"}) || !slices.Equal(led[2].Topics, []string{"yoga", "events"}) {
+		t.Errorf("ledger after widening: %+v", led)
+	}
+	page = h.get(h.confirmPath(1)).Body.String()
+	if !strings.Contains(page, `value="yoga" checked`) || !strings.Contains(page, `value="events" checked`) {
+		t.Errorf("page after widening does not tick both:\n%s", page)
+	}
+
 	wantStatus(t, "untick all", h.postForm(h.confirmPath(1), url.Values{"choice": {"confirm"}, "change": {"topics"}}), http.StatusOK)
 	if rec := h.recipient(1); rec.State != repermit.StateDeclined {
 		t.Errorf("after unticking every topic: %s, want declined", rec.State)
 	}
-	if st, _ := h.store.Stats(ctx, h.c.ID); st.Topics["yoga"] != 0 {
-		t.Errorf("yoga count after the decline: %d", st.Topics["yoga"])
+	if st, _ := h.store.Stats(ctx, h.c.ID); st.Topics["yoga"] != 0 || st.Topics["events"] != 0 {
+		t.Errorf("topic counts after the decline: %v", st.Topics)
 	}
 }
 
