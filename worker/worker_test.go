@@ -191,6 +191,14 @@ func TestRejectedAddressesBounceAndAreSuppressed(t *testing.T) {
 		st := e.stats(c.ID)
 		return st.Counts[repermit.StateSent] == n-int64(len(perm)) && st.Counts[repermit.StateBounced] == int64(len(perm))
 	})
+	// Status and /metrics show bounces by source: these came as SMTP
+	// replies. The report is counted just after the state change.
+	e.waitFor("every rejection counted as an SMTP bounce", 5*time.Second, func() bool {
+		return e.stats(c.ID).Feedback["bounced:smtp"] >= int64(len(perm))
+	})
+	if fb := e.stats(c.ID).Feedback; fb["bounced:smtp"] != int64(len(perm)) || len(fb) != 1 {
+		t.Errorf("feedback by source %v, want exactly %d bounced:smtp", fb, len(perm))
+	}
 	ctx := context.Background()
 	for _, i := range []int{3, 17, 64, 99} {
 		r, err := e.store.Recipient(ctx, c.ID, int64(i))
