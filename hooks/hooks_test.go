@@ -9,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -201,10 +202,13 @@ func (e *env) postmark(user, pass string, rec map[string]any) int {
 	return w.Code
 }
 
-// sns signs an SNS message as AWS does (SignatureVersion 2, SHA256 with
-// RSA over the canonical string).
+// sns signs an SNS message as AWS does: RSA over the canonical string
+// with SHA256 (SignatureVersion 2), or with SHA1 when m asks for
+// SignatureVersion 1, what a topic signs with unless set otherwise.
 func (e *env) sns(key *rsa.PrivateKey, certURL string, m map[string]string) []byte {
-	m["SignatureVersion"] = "2"
+	if m["SignatureVersion"] == "" {
+		m["SignatureVersion"] = "2"
+	}
 	m["SigningCertURL"] = certURL
 	var s strings.Builder
 	fields := []string{"Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"}
@@ -216,8 +220,13 @@ func (e *env) sns(key *rsa.PrivateKey, certURL string, m map[string]string) []by
 			s.WriteString(f + "\n" + v + "\n")
 		}
 	}
-	h := sha256.Sum256([]byte(s.String()))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+	hash, digest := crypto.SHA256, sha256.Sum256([]byte(s.String()))
+	h := digest[:]
+	if m["SignatureVersion"] == "1" {
+		d := sha1.Sum([]byte(s.String()))
+		hash, h = crypto.SHA1, d[:]
+	}
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, hash, h)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -255,6 +264,7 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 			"Email": fmt.Sprintf("a%d@example.org", idx), "Metadata": map[string]string{"repermit-id": strings.Trim(e.msgID(idx), "<>")}}
 	}
 	code := func(c int, _ []byte) int { return c }
+	version := func(v string, m map[string]string) map[string]string { m["SignatureVersion"] = v; return m }
 	tests := []struct {
 		name  string
 		do    func() int
@@ -298,6 +308,13 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 		{"ses permanent bounce by VERP source", func() int {
 			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification("<other@x>", "Bounce", "Permanent", verp(7))), nil)
 		}, 204, 7, repermit.StateBounced},
+		{"ses permanent bounce signed with SignatureVersion 1 (SHA1)", func() int {
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, version("1", e.sesNotification(e.msgID(9), "Bounce", "Permanent", ""))), nil)
+		}, 204, 9, repermit.StateBounced},
+		{"ses forged: a SignatureVersion 2 signature labelled 1", func() int {
+			b := e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(13), "Bounce", "Permanent", ""))
+			return e.post("/hooks/ses", bytes.Replace(b, []byte(`"SignatureVersion":"2"`), []byte(`"SignatureVersion":"1"`), 1), nil)
+		}, 401, 13, repermit.StateSent},
 		{"ses complaint", func() int {
 			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(8), "Complaint", "", "")), nil)
 		}, 204, 8, repermit.StateUnsubscribed},
@@ -331,8 +348,8 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Feedback["bounced:webhook"] != 5 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
-		t.Errorf("feedback %v, want 5 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
+	if stats.Feedback["bounced:webhook"] != 6 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
+		t.Errorf("feedback %v, want 6 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
 	}
 }
 
