@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net/mail"
 	"net/smtp"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/dkimtest"
 	"github.com/repermit/repermit/redistest"
 )
@@ -228,6 +230,20 @@ Content-Disposition: inline
 	st = w.status(id)
 	if st.Counts["bounced"] != 3 || st.Counts["unsubscribed"] != 1 || st.Counts["sent"] != 2 {
 		t.Errorf("counts %v, want exactly 3 bounced, 1 unsubscribed (the complaint), 2 sent (bob after his vacation reply, cyd after the forged DSN)", st)
+	}
+	// Exactly whom: the ghosts bounced, ada unsubscribed by her complaint,
+	// bob and cyd on no list (the counts alone would not notice a bounce
+	// applied to the wrong recipient).
+	wantSuppressed := map[string]string{repermit.AddressHash("ada@" + mtaDomain): "unsubscribed"}
+	for _, g := range ghosts {
+		wantSuppressed[repermit.AddressHash(g+"@"+mtaDomain)] = "bounced"
+	}
+	gotSuppressed := map[string]string{}
+	for _, row := range readCSV(t, w.run("export", id, "--what", "suppressed"))[1:] {
+		gotSuppressed[row[0]] = row[1]
+	}
+	if !maps.Equal(gotSuppressed, wantSuppressed) {
+		t.Errorf("suppressed export %v, want exactly %v (ghost1-3 bounced, ada unsubscribed)", gotSuppressed, wantSuppressed)
 	}
 	left := messageIDs(m.Folder(bounceAccount, "INBOX"))
 	wantLeft := []string{"<forged-dsn-1@forger.example>", "<unrelated-1@elsewhere.example>", "<vacation-1@e2e.example>"}
