@@ -190,6 +190,38 @@ type Controller struct {
 // ContactURL returns Contact as a link: mailto: for an address.
 func (c Controller) ContactURL() string { return link(c.Contact) }
 
+// Probe returns a controller like c whose every particular is one word
+// that wrapping, HTML escaping and URL normalizing leave as it is:
+// validate renders a campaign's mails and pages with it and asks Missing
+// whether each shows who is asking, without being fooled by a real name
+// broken over two lines or an address written as &amp;.
+func (c Controller) Probe() Controller {
+	p := Controller{
+		Name: "controller-name.probe.invalid", Address: "controller-address.probe.invalid",
+		Contact: "contact@probe.invalid", PrivacyURL: "https://privacy.probe.invalid/policy",
+	}
+	if c.DPO != "" {
+		p.DPO = "dpo@probe.invalid"
+	}
+	return p
+}
+
+// Missing returns the key of the first of c's particulars (name, address,
+// contact, privacy_url, dpo when c has one) that rendered does not
+// contain, or "" when it has them all. GDPR Art. 13 wants every request
+// for consent to say who asks, how to reach them and where their privacy
+// policy is.
+func (c Controller) Missing(rendered string) string {
+	for _, f := range []struct{ key, v string }{
+		{"name", c.Name}, {"address", c.Address}, {"contact", c.Contact}, {"privacy_url", c.PrivacyURL}, {"dpo", c.DPO},
+	} {
+		if f.v != "" && !strings.Contains(rendered, f.v) {
+			return f.key
+		}
+	}
+	return ""
+}
+
 // DPOURL returns DPO as a link, or "" if it is neither an address nor a URL.
 func (c Controller) DPOURL() string { return link(c.DPO) }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"html"
 	htmltemplate "html/template"
 	"io/fs"
 	"net/mail"
@@ -307,16 +308,23 @@ func (t *Templates) Check() error {
 }
 
 // CheckCampaign renders the initial mail and a reminder of campaign c for
-// a sample recipient of each locale, as validate does before a launch.
+// a sample recipient of each locale, as validate does before a launch. A
+// campaign with a controller must name it in both parts of every mail, as
+// the default templates' footer does: an override that drops the footer
+// is refused.
 func (t *Templates) CheckCampaign(c *repermit.Campaign, locales []string) error {
 	for _, key := range sortedKeys(t.html) {
 		if t.text[key] == nil {
 			return repermit.Errorf(repermit.EINVALID, "%s: no text part; add %s.txt", t.html[key].Name(), key)
 		}
 	}
+	probe := *c
+	if c.Controller.Name != "" {
+		probe.Controller = c.Controller.Probe()
+	}
 	for _, loc := range locales {
 		for _, k := range []Kind{Initial, Reminder(1)} {
-			d := sampleData(c, loc)
+			d := sampleData(&probe, loc)
 			parts, err := t.render(d, k)
 			if err != nil {
 				return err
@@ -330,9 +338,24 @@ func (t *Templates) CheckCampaign(c *repermit.Campaign, locales []string) error 
 			if strings.TrimSpace(parts.subject) == "" {
 				return repermit.Errorf(repermit.EINVALID, "%s: the subject renders empty", parts.textName)
 			}
+			if c.Controller.Name == "" {
+				continue
+			}
+			if m := probe.Controller.Missing(parts.text); m != "" {
+				return noController(parts.textName, m)
+			}
+			if m := probe.Controller.Missing(html.UnescapeString(parts.html)); parts.html != "" && m != "" {
+				return noController(parts.htmlName, m)
+			}
 		}
 	}
 	return nil
+}
+
+func noController(file, missing string) error {
+	return repermit.Errorf(repermit.EINVALID,
+		"%s: does not show the controller's %s; every mail must say who is asking (GDPR Art. 13): keep the default template's footer ({{.T \"footer.controller\"}}, {{.Controller.Contact}}, {{.Controller.PrivacyURL}})",
+		file, missing)
 }
 
 // Render renders the mail of the given kind as the recipient would get

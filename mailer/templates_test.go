@@ -165,6 +165,7 @@ func TestBadTemplatesAreRefused(t *testing.T) {
 	}{
 		{"testdata/nolink", false, "testdata/nolink/initial.en.txt", "no confirm link"},
 		{"testdata/htmlonly", false, "testdata/htmlonly/initial.fr.html", "no text part"},
+		{"testdata/nocontroller", false, "testdata/nocontroller/reminder.txt", "does not show the controller's contact"},
 		{"testdata/badname", true, "testdata/badname/intial.en.txt", "unexpected template name"},
 		{"testdata/badsyntax", true, "testdata/badsyntax/initial.en.txt", "unclosed action"},
 		{"testdata/missing", true, "testdata/missing", "no such file"},

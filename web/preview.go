@@ -2,10 +2,12 @@ package web
 
 import (
 	"bytes"
+	"html"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/repermit/repermit"
@@ -93,11 +95,32 @@ func Stylesheet() ([]byte, error) {
 // CheckPages renders every recipient page of campaign c once in each of
 // locales, as validate does before a launch, so that a broken page
 // override or a missing message fails there rather than on every
-// recipient's click.
+// recipient's click. A campaign with a controller must name it on every
+// page but the 404 (which knows no campaign), as the default layout's
+// footer does: an override of layout.html or a page that drops it is
+// refused.
 func CheckPages(c *repermit.Campaign, locales []string) error {
+	probe := *c
+	if c.Controller.Name != "" {
+		probe.Controller = c.Controller.Probe()
+	}
 	for _, l := range locales {
-		if _, err := Preview(c, l); err != nil {
+		pages, err := Preview(&probe, l)
+		if err != nil {
 			return err
+		}
+		if c.Controller.Name == "" {
+			continue
+		}
+		for _, p := range pages {
+			if p.Name == "error-404.html" {
+				continue
+			}
+			if m := probe.Controller.Missing(html.UnescapeString(string(p.HTML))); m != "" {
+				return repermit.Errorf(repermit.EINVALID,
+					"%s: page %s for locale %s does not show the controller's %s; every page must say who is asking (GDPR Art. 13): keep the footer of the default layout.html",
+					filepath.Join(c.TemplatesDir, "pages"), p.Name, l, m)
+			}
 		}
 	}
 	return nil

@@ -75,6 +75,14 @@ func TestValidateFailsWithFileAndLine(t *testing.T) {
 			filepath.Join("tpl", "initial.da.txt") + ":4: "},
 		{"mail override asks for a message no language has", localized, map[string]string{"reminder.txt": "{{.ConfirmURL}}\n\n{{.T \"no.such.message\"}}\n"},
 			filepath.Join("tpl", "reminder.txt") + ":3: "},
+		// Every mail and page says who is asking (GDPR Art. 13); an
+		// override that drops the default footer does not launch.
+		{"mail override without the controller", localized, map[string]string{"initial.da.txt": "Hej\n\n{{.ConfirmYesURL}}\n"},
+			filepath.Join("tpl", "initial.da.txt") + ": does not show the controller's name"},
+		{"page layout without the controller", localized, map[string]string{"pages/layout.html": `{{define "layout"}}<!DOCTYPE html>
+<html lang="{{.Lang}}"><head><title>{{template "title" .}}</title></head>
+<body><main>{{template "main" .}}</main></body></html>{{end}}
+`}, filepath.Join("tpl", "pages") + ": page landing.html for locale da does not show the controller's address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
