@@ -268,6 +268,8 @@ func TestACampaignPausedUntilTheDeadlineKeepsTheUnmailedUnreached(t *testing.T) 
 			t.Errorf("unreached recipient %s suppressed", rec[0])
 		}
 	}
+	t.Logf("paused after %d of %d mails until the deadline: counts %v; export --what unreached: %d rows; export --what suppressed: %d rows, none of them unreached",
+		len(mailed), n, status.Counts, len(recs)-1, len(supp)-1)
 
 	// The export is a recipients file: a later campaign asks them all.
 	_, unreached, _ := c.run("export", "short", "--what", "unreached")
