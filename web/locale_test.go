@@ -106,8 +106,9 @@ func TestPagesSpeakTheRecipientsLanguageOnly(t *testing.T) {
 
 		result := post(h.confirmPath(i), confirmForm("confirm", "yoga"))
 		wantOnly(t, who+" result", result, lang, h.c)
-		// The result states what was recorded: answer, topics, time.
-		for _, s := range []string{mustT(t, w, "answer.yes"), c.TopicText["yoga"].Label.In(lang), w.Time(*h.now.Load())} {
+		// The result states what was recorded (answer, topics, time) and
+		// how to change it or withdraw.
+		for _, s := range []string{mustT(t, w, "answer.yes"), c.TopicText["yoga"].Label.In(lang), w.Time(*h.now.Load()), mustT(t, w, "result.change_confirmed")} {
 			if !strings.Contains(html.UnescapeString(result), s) {
 				t.Errorf("%s result lacks %q", who, s)
 			}
