@@ -183,6 +183,18 @@ func validate(ctx context.Context, path, tmp string, opt Options) (*config.File,
 		if len(locs) == 0 {
 			locs = append(locs, def)
 		}
+		// A campaign's override for a locale the catalog lacks
+		// (initial.de-at.txt, pages/landing.pt.html) is what recipients of
+		// that locale get instead of their resolved language's: it is
+		// checked with their own locale. The defaults render the same for
+		// de-AT as for de, so without overrides the resolved ones suffice.
+		if f.Campaign.TemplatesDir != "" {
+			for raw := range resolved {
+				if l := locale.Normalize(raw); l != "" && !cat.Has(l) && !slices.Contains(locs, l) {
+					locs = append(locs, l)
+				}
+			}
+		}
 		slices.Sort(locs)
 		if err := opt.CheckTemplates(&f.Campaign, locs); err != nil {
 			return nil, rep, nil, err

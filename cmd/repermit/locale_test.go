@@ -75,6 +75,11 @@ func TestValidateFailsWithFileAndLine(t *testing.T) {
 			filepath.Join("tpl", "initial.da.txt") + ":4: "},
 		{"mail override asks for a message no language has", localized, map[string]string{"reminder.txt": "{{.ConfirmURL}}\n\n{{.T \"no.such.message\"}}\n"},
 			filepath.Join("tpl", "reminder.txt") + ":3: "},
+		// de-AT recipients get a de-AT override, not the German defaults.
+		{"broken mail override for de-AT", localized, map[string]string{"initial.de-AT.txt": "Servus\n\n{{.ConfirmYesURL}}\n{{.Recipient.Nope}}\n"},
+			filepath.Join("tpl", "initial.de-AT.txt") + ":4: "},
+		{"broken page override for de-AT", localized, map[string]string{"pages/landing.de-at.html": "{{define \"title\"}}x{{end}}\n{{define \"main\"}}\n{{.Nope}}\n{{end}}\n"},
+			filepath.Join("tpl", "pages", "landing.de-at.html") + ":3: "},
 		// Every mail and page says who is asking (GDPR Art. 13); an
 		// override that drops the default footer does not launch.
 		{"mail override without the controller", localized, map[string]string{"initial.da.txt": "Hej\n\n{{.ConfirmYesURL}}\n"},
