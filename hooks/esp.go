@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -115,6 +116,11 @@ func (h *Handler) sendgrid(w http.ResponseWriter, r *http.Request) {
 		SMTPID    string `json:"smtp-id"`
 		EventID   string `json:"sg_event_id"`
 		MessageID string `json:"sg_message_id"`
+		// RepermitID is the unique_args field (mailer.SendGridIDField)
+		// every mail's X-SMTPAPI header sets: the Message-ID repermit
+		// wrote. smtp-id is often SendGrid's own id instead, so it is only
+		// the fallback.
+		RepermitID string `json:"repermit_id"`
 	}
 	if err := json.Unmarshal(b, &evs); err != nil {
 		h.respond(w, "sendgrid", repermit.Errorf(repermit.EINVALID, "sendgrid: %v", err))
@@ -122,7 +128,7 @@ func (h *Handler) sendgrid(w http.ResponseWriter, r *http.Request) {
 	}
 	events := make([]event, 0, len(evs))
 	for _, ev := range evs {
-		e := event{messageID: ev.SMTPID, key: ev.EventID}
+		e := event{messageID: cmp.Or(ev.RepermitID, ev.SMTPID), key: ev.EventID}
 		switch {
 		case ev.Event == "spamreport":
 			e.kind = bounces.Complaint

@@ -249,15 +249,28 @@ func (e *env) sesNotification(msgID, kind, bounceType, source string) map[string
 }
 
 func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
-	e := newEnv(t, 16)
+	e := newEnv(t, 17)
 	otherSG, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
 	verp := func(idx int) string {
 		return e.signer.BounceAddress(token.Claims{Campaign: e.c.ID, CampaignSeq: e.c.Seq, Recipient: uint32(idx), Deadline: e.c.Deadline}, "bounce.acme.example")
 	}
+	// A SendGrid event as its Event Webhook reference shows it: smtp-id is
+	// SendGrid's own id, not the mail's Message-ID; the unique_args of the
+	// mail's X-SMTPAPI header come back as fields of the event.
 	sg := func(event, typ string, idx int) map[string]any {
-		return map[string]any{"email": fmt.Sprintf("a%d@example.org", idx), "timestamp": now.Unix(), "smtp-id": e.msgID(idx),
-			"event": event, "type": typ, "sg_event_id": fmt.Sprintf("sg-%d-%s", idx, event), "sg_message_id": "abc.filter"}
+		return map[string]any{"email": fmt.Sprintf("a%d@example.org", idx), "timestamp": now.Unix(),
+			"smtp-id": fmt.Sprintf("<14c5d75ce93.dfd.64b4%02d@ismtpd-555>", idx), mailer.SendGridIDField: strings.Trim(e.msgID(idx), "<>"),
+			"event": event, "type": typ, "category": []string{"re-permission"},
+			"sg_event_id": fmt.Sprintf("sg-%d-%s", idx, event), "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"}
+	}
+	// An event of a mail that kept its Message-ID as smtp-id, and no
+	// unique_args.
+	sgBySMTPID := func(event, typ string, idx int) map[string]any {
+		ev := sg(event, typ, idx)
+		delete(ev, mailer.SendGridIDField)
+		ev["smtp-id"] = e.msgID(idx)
+		return ev
 	}
 	pm := func(recordType, typ string, idx int) map[string]any {
 		return map[string]any{"RecordType": recordType, "ID": 4200 + idx, "Type": typ, "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
@@ -286,6 +299,9 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 		}, 401, 10, repermit.StateSent},
 		{"sendgrid bounce", func() int { return code(e.sendgrid(e.sendgridKey, now, sg("bounce", "bounce", 2))) }, 204, 2, repermit.StateBounced},
 		{"sendgrid spam report", func() int { return code(e.sendgrid(e.sendgridKey, now, sg("spamreport", "", 3))) }, 204, 3, repermit.StateUnsubscribed},
+		{"sendgrid bounce named by smtp-id only", func() int {
+			return code(e.sendgrid(e.sendgridKey, now, sgBySMTPID("bounce", "bounce", 16)))
+		}, 204, 16, repermit.StateBounced},
 		{"sendgrid forged: other key", func() int { return code(e.sendgrid(otherSG, now, sg("bounce", "bounce", 11))) }, 401, 11, repermit.StateSent},
 		{"sendgrid forged: body changed after signing", func() int {
 			_, body := e.sendgrid(e.sendgridKey, now, sg("delivered", "", 11))
@@ -348,8 +364,8 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Feedback["bounced:webhook"] != 6 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
-		t.Errorf("feedback %v, want 6 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
+	if stats.Feedback["bounced:webhook"] != 7 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
+		t.Errorf("feedback %v, want 7 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
 	}
 }
 

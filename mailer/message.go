@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -54,6 +55,11 @@ func (t *Templates) Build(d Data, kind Kind) (*gomail.Msg, error) {
 	// webhooks, which otherwise name the mail only by Postmark's own id;
 	// other servers ignore it. It repeats the Message-ID, nothing more.
 	m.SetGenHeader(PostmarkMetadataHeader, id)
+	// SendGrid's event webhook names a mail by its smtp-id, which is often
+	// SendGrid's own id rather than the Message-ID written here; the
+	// unique_args of its SMTP API header come back as fields of every
+	// event. SendGrid strips the header; other servers ignore it.
+	m.SetGenHeader(SendGridSMTPAPIHeader, sendGridSMTPAPI(id))
 	// Precedence: bulk and X-Auto-Response-Suppress keep out-of-office
 	// replies from answering thousands of asks.
 	m.SetBulk()
@@ -98,6 +104,24 @@ func (t *Templates) renderFor(d Data, kind Kind) (rendered, error) {
 // PostmarkMetadataHeader carries the Message-ID to Postmark's webhooks as
 // Metadata["repermit-id"].
 const PostmarkMetadataHeader = "X-PM-Metadata-repermit-id"
+
+// SendGridSMTPAPIHeader is SendGrid's SMTP API header; its unique_args
+// carry the Message-ID to SendGrid's event webhook as the event field
+// SendGridIDField.
+const (
+	SendGridSMTPAPIHeader = "X-SMTPAPI"
+	SendGridIDField       = "repermit_id"
+)
+
+// sendGridSMTPAPI is the X-SMTPAPI value for the mail with Message-ID id.
+func sendGridSMTPAPI(id string) string {
+	b, err := json.Marshal(map[string]map[string]string{"unique_args": {SendGridIDField: id}})
+	if err != nil {
+		// A map of strings always marshals.
+		panic("mailer: X-SMTPAPI: " + err.Error())
+	}
+	return string(b)
+}
 
 // ParseMessageID reads campaign and recipient index back from a Message-ID
 // that MessageID wrote, with or without angle brackets. It proves nothing

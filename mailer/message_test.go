@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"encoding/json"
 	"net/mail"
 	"strings"
 	"testing"
@@ -70,6 +71,18 @@ func TestMailHeaders(t *testing.T) {
 	}
 	if got := h.Get("List-Unsubscribe-Post"); got != "List-Unsubscribe=One-Click" {
 		t.Errorf("List-Unsubscribe-Post = %q", got)
+	}
+	// The Message-ID again, for the ESPs' webhooks: Postmark's metadata
+	// and SendGrid's unique_args.
+	if got, want := h.Get(PostmarkMetadataHeader), "repermit.news-2026.42.reminder2@acme.example"; got != want {
+		t.Errorf("%s = %q, want %q", PostmarkMetadataHeader, got, want)
+	}
+	var smtpAPI struct {
+		UniqueArgs map[string]string `json:"unique_args"`
+	}
+	if err := json.Unmarshal([]byte(h.Get(SendGridSMTPAPIHeader)), &smtpAPI); err != nil ||
+		len(smtpAPI.UniqueArgs) != 1 || smtpAPI.UniqueArgs[SendGridIDField] != "repermit.news-2026.42.reminder2@acme.example" {
+		t.Errorf("%s = %q (%v), want unique_args naming only the Message-ID", SendGridSMTPAPIHeader, h.Get(SendGridSMTPAPIHeader), err)
 	}
 	if got := h.Get("Precedence"); got != "bulk" {
 		t.Errorf("Precedence = %q, want bulk", got)
