@@ -249,7 +249,7 @@ func (e *env) sesNotification(msgID, kind, bounceType, source string) map[string
 }
 
 func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
-	e := newEnv(t, 17)
+	e := newEnv(t, 18)
 	otherSG, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
 	verp := func(idx int) string {
@@ -318,11 +318,11 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 			return e.postmark("pm-user", "pm-password-0123456789", pm("SpamComplaint", "SpamComplaint", 5))
 		}, 204, 5, repermit.StateUnsubscribed},
 		{"postmark forged: wrong password", func() int { return e.postmark("pm-user", "guess", pm("Bounce", "HardBounce", 12)) }, 401, 12, repermit.StateSent},
-		{"ses permanent bounce by Message-ID", func() int {
+		{"ses permanent bounce by commonHeaders' Message-ID", func() int {
 			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(6), "Bounce", "Permanent", "news@acme.example")), nil)
 		}, 204, 6, repermit.StateBounced},
 		{"ses permanent bounce by VERP source", func() int {
-			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification("<other@x>", "Bounce", "Permanent", verp(7))), nil)
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification("<0100018c5b2e1f3b-ses@email.amazonses.com>", "Bounce", "Permanent", verp(7))), nil)
 		}, 204, 7, repermit.StateBounced},
 		{"ses permanent bounce signed with SignatureVersion 1 (SHA1)", func() int {
 			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, version("1", e.sesNotification(e.msgID(9), "Bounce", "Permanent", ""))), nil)
@@ -331,6 +331,21 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 			b := e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(13), "Bounce", "Permanent", ""))
 			return e.post("/hooks/ses", bytes.Replace(b, []byte(`"SignatureVersion":"2"`), []byte(`"SignatureVersion":"1"`), 1), nil)
 		}, 401, 13, repermit.StateSent},
+		{"ses permanent bounce with SES's own Message-ID, named by the original headers", func() int {
+			n := e.sesNotification("<0100018c5b2e1f3a-ses@email.amazonses.com>", "Bounce", "Permanent", "news@acme.example")
+			var msg map[string]any
+			if err := json.Unmarshal([]byte(n["Message"]), &msg); err != nil {
+				t.Fatal(err)
+			}
+			msg["mail"].(map[string]any)["headers"] = []map[string]string{
+				{"name": "From", "value": "ACME <news@acme.example>"},
+				{"name": "Message-ID", "value": "<0100018c5b2e1f3a-ses@email.amazonses.com>"},
+				{"name": mailer.PostmarkMetadataHeader, "value": strings.Trim(e.msgID(17), "<>")},
+			}
+			b, _ := json.Marshal(msg)
+			n["Message"] = string(b)
+			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, n), nil)
+		}, 204, 17, repermit.StateBounced},
 		{"ses complaint", func() int {
 			return e.post("/hooks/ses", e.sns(e.snsKey, e.snsCertURL, e.sesNotification(e.msgID(8), "Complaint", "", "")), nil)
 		}, 204, 8, repermit.StateUnsubscribed},
@@ -364,8 +379,8 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Feedback["bounced:webhook"] != 7 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
-		t.Errorf("feedback %v, want 7 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
+	if stats.Feedback["bounced:webhook"] != 8 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
+		t.Errorf("feedback %v, want 8 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/bounces"
+	"github.com/repermit/repermit/mailer"
 )
 
 // snsHost is what the host of a SigningCertURL or SubscribeURL must be:
@@ -200,13 +201,28 @@ func (h *Handler) ses(w http.ResponseWriter, r *http.Request) {
 			CommonHeaders struct {
 				MessageID string `json:"messageId"`
 			} `json:"commonHeaders"`
+			// Headers are the original's, when the identity's
+			// notifications include them.
+			Headers []struct {
+				Name  string `json:"name"`
+				Value string `json:"value"`
+			} `json:"headers"`
 		} `json:"mail"`
 	}
 	if err := json.Unmarshal([]byte(m.Message), &n); err != nil {
 		h.respond(w, "ses", repermit.Errorf(repermit.EINVALID, "ses: notification: %v", err))
 		return
 	}
+	// SES writes a Message-ID of its own over the one repermit wrote, so
+	// the mail is named by the VERP envelope sender (source) or by the
+	// copy of the Message-ID in the original headers; commonHeaders is
+	// the last resort.
 	e := event{messageID: n.Mail.CommonHeaders.MessageID, verp: n.Mail.Source, key: m.MessageId}
+	for _, hdr := range n.Mail.Headers {
+		if strings.EqualFold(hdr.Name, mailer.PostmarkMetadataHeader) {
+			e.messageID = hdr.Value
+		}
+	}
 	switch kind := n.NotificationType + n.EventType; {
 	case kind == "Complaint":
 		e.kind = bounces.Complaint

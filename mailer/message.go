@@ -102,7 +102,8 @@ func (t *Templates) renderFor(d Data, kind Kind) (rendered, error) {
 }
 
 // PostmarkMetadataHeader carries the Message-ID to Postmark's webhooks as
-// Metadata["repermit-id"].
+// Metadata["repermit-id"], and to SES notifications that include the
+// original headers (SES writes a Message-ID of its own).
 const PostmarkMetadataHeader = "X-PM-Metadata-repermit-id"
 
 // SendGridSMTPAPIHeader is SendGrid's SMTP API header; its unique_args
