@@ -3,6 +3,7 @@ package repermit
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 )
@@ -32,6 +33,21 @@ func OpenFile(path string) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, describeMode(fi.Mode()))}
 	}
 	return f, nil
+}
+
+// ReadFile reads the whole of path as OpenFile opens it: a FIFO, a
+// device or a directory is refused at once instead of blocking the read.
+func ReadFile(path string) ([]byte, error) {
+	f, err := OpenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
 }
 
 func describeMode(m os.FileMode) string {

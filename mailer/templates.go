@@ -218,7 +218,9 @@ func LoadTemplates(dir string) (*Templates, error) {
 				return nil, repermit.Errorf(repermit.EINVALID,
 					"%s: unexpected template name; want KIND.LOCALE%s or KIND%s with KIND initial or reminder", path, ext, ext)
 			}
-			b, err := os.ReadFile(path)
+			// Not os.ReadFile: a FIFO in the directory would block validate
+			// in open(2), past Ctrl-C.
+			b, err := repermit.ReadFile(path)
 			if err != nil {
 				return nil, repermit.Errorf(repermit.EINVALID, "templates: %v", err)
 			}

@@ -9,7 +9,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -315,12 +314,14 @@ func templateError(err error) error {
 func (p *pageSet) read(dir, file string) (b []byte, name string, found bool, err error) {
 	if dir != "" {
 		path := filepath.Join(dir, "pages", file)
-		b, err := os.ReadFile(path)
+		// Not os.ReadFile: a FIFO in the directory would block validate
+		// in open(2), past Ctrl-C.
+		b, err := repermit.ReadFile(path)
 		switch {
 		case err == nil:
 			return b, path, true, nil
 		case !errors.Is(err, fs.ErrNotExist):
-			return nil, "", false, fmt.Errorf("read template: %w", err)
+			return nil, "", false, repermit.Errorf(repermit.EINVALID, "read template: %v", err)
 		}
 		if strings.Count(file, ".") > 1 {
 			return nil, "", false, nil

@@ -31,9 +31,11 @@ func mkfifo(t *testing.T, path string) {
 // testPubkey is a well-formed public key, of no log.
 const testPubkey = "acme-consent+9643f182+AehCUS4frO55OcoIfsWHMH3WyvFrSEm+6tHdsLpE01YK"
 
-// TestCommandsRefuseFilesThatAreNotRegular gives validate, launch and
-// verify-ledger and verify-proof a FIFO where a file belongs: each must refuse at once with
-// exit 2 and name the file, not wait for a writer that never comes.
+// TestCommandsRefuseFilesThatAreNotRegular gives validate, launch,
+// verify-ledger and verify-proof a FIFO where a file belongs (a mail or
+// page template of the campaign's templates directory too): each must
+// refuse at once with exit 2 and name the file, not wait for a writer that
+// never comes.
 func TestCommandsRefuseFilesThatAreNotRegular(t *testing.T) {
 	for _, tc := range []struct {
 		name, fifo string
@@ -43,6 +45,12 @@ func TestCommandsRefuseFilesThatAreNotRegular(t *testing.T) {
 		{"validate recipients", "recipients.csv", func(dir string) []string { return []string{"validate", filepath.Join(dir, "campaign.yaml")} }},
 		{"validate suppression", "suppression.csv", func(dir string) []string { return []string{"validate", filepath.Join(dir, "campaign.yaml")} }},
 		{"launch recipients", "recipients.csv", func(dir string) []string { return []string{"launch", filepath.Join(dir, "campaign.yaml")} }},
+		{"validate mail template", filepath.Join("templates", "initial.txt"), func(dir string) []string {
+			return []string{"validate", filepath.Join(dir, "campaign.yaml")}
+		}},
+		{"validate page template", filepath.Join("templates", "pages", "landing.html"), func(dir string) []string {
+			return []string{"validate", filepath.Join(dir, "campaign.yaml")}
+		}},
 		{"verify-ledger", "ledger.jsonl", func(dir string) []string {
 			return []string{"verify-ledger", filepath.Join(dir, "ledger.jsonl"), "--pubkey", testPubkey}
 		}},
@@ -52,12 +60,15 @@ func TestCommandsRefuseFilesThatAreNotRegular(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{
-				"campaign.yaml":   fmt.Sprintf(campaignYAML, "fifo") + "suppression: suppression.csv\n",
+				"campaign.yaml":   fmt.Sprintf(campaignYAML, "fifo") + "suppression: suppression.csv\ntemplates: templates\n",
 				"recipients.csv":  "email\na@example.com\n",
 				"suppression.csv": "email\nb@example.com\n",
 			}
 			delete(files, tc.fifo)
 			dir := writeFiles(t, files)
+			if err := os.MkdirAll(filepath.Join(dir, "templates", "pages"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			mkfifo(t, filepath.Join(dir, tc.fifo))
 			c := newCLI(t, redistest.New(t))
 			type result struct {
