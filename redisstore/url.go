@@ -176,14 +176,52 @@ func (e *Endpoint) String() string {
 	return e.Addrs[0]
 }
 
-// RedactURL returns raw with its user name and password replaced, also when
-// raw does not parse as a URL.
+// RedactURL returns raw with its user name and password replaced, and the
+// value of every query parameter that holds a password
+// (sentinel_password), also when raw does not parse as a URL.
 func RedactURL(raw string) string {
-	userinfo, at := credentials(raw)
-	if userinfo == "" {
-		return raw
+	if userinfo, at := credentials(raw); userinfo != "" {
+		raw = raw[:at] + "xxxxx" + raw[at+len(userinfo):]
 	}
-	return raw[:at] + "xxxxx" + raw[at+len(userinfo):]
+	for _, v := range queryCredentials(raw) {
+		raw = raw[:v.at] + "xxxxx" + raw[v.at+len(v.value):]
+	}
+	return raw
+}
+
+// queryCredential is the value of a query parameter that holds a
+// password, as written in the URL, and where it starts.
+type queryCredential struct {
+	value string
+	at    int
+}
+
+// queryCredentials finds the values of raw's query parameters whose name
+// ends in "password" (go-redis takes none; sentinel_password is ours), by
+// position, last first so that replacing one keeps the others' positions.
+// It reads raw as text, so a URL that does not parse is covered too.
+func queryCredentials(raw string) []queryCredential {
+	q := strings.IndexByte(raw, '?')
+	if q < 0 {
+		return nil
+	}
+	query := raw[q+1:]
+	if end := strings.IndexByte(query, '#'); end >= 0 {
+		query = query[:end]
+	}
+	var out []queryCredential
+	pos := q + 1
+	for _, pair := range strings.Split(query, "&") {
+		name, value, ok := strings.Cut(pair, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if ok && value != "" && strings.HasSuffix(strings.ToLower(name), "password") {
+			out = append([]queryCredential{{value, pos + len(pair) - len(value)}}, out...)
+		}
+		pos += len(pair) + 1
+	}
+	return out
 }
 
 // credentials finds the user information of raw (what stands between
@@ -213,16 +251,24 @@ func scrubCredentials(err error, raw string) string {
 		err = ue.Err
 	}
 	msg := err.Error()
-	userinfo, _ := credentials(raw)
-	if userinfo == "" {
-		return msg
+	var secrets []string
+	if userinfo, _ := credentials(raw); userinfo != "" {
+		secrets = append(secrets, userinfo)
+		if user, pass, ok := strings.Cut(userinfo, ":"); ok {
+			secrets = append(secrets, user, pass)
+			if p, err := url.PathUnescape(pass); err == nil {
+				secrets = append(secrets, p)
+			}
+		}
 	}
-	secrets := []string{userinfo}
-	if user, pass, ok := strings.Cut(userinfo, ":"); ok {
-		secrets = append(secrets, user, pass)
-		if p, err := url.PathUnescape(pass); err == nil {
+	for _, v := range queryCredentials(raw) {
+		secrets = append(secrets, v.value)
+		if p, err := url.QueryUnescape(v.value); err == nil {
 			secrets = append(secrets, p)
 		}
+	}
+	if len(secrets) == 0 {
+		return msg
 	}
 	for _, s := range secrets {
 		if len(s) >= 3 {
@@ -230,11 +276,13 @@ func scrubCredentials(err error, raw string) string {
 		}
 	}
 	// A quoted piece of the message (an escape, a port) that comes from
-	// the user information is dropped too.
+	// a credential is dropped too.
 	parts := strings.Split(msg, `"`)
 	for k := 1; k < len(parts); k += 2 {
-		if parts[k] != "" && strings.Contains(userinfo, parts[k]) {
-			parts[k] = "xxxxx"
+		for _, s := range secrets {
+			if parts[k] != "" && strings.Contains(s, parts[k]) {
+				parts[k] = "xxxxx"
+			}
 		}
 	}
 	return strings.Join(parts, `"`)

@@ -52,6 +52,11 @@ func TestParseEndpointRefusesWithoutEchoingCredentials(t *testing.T) {
 		{"redis+unix://" + cred + "10.0.0.1:1/", "unsupported scheme"},
 		{"http://" + cred + "10.0.0.1:1/", "scheme"},
 		{"redis+cluster://" + user + ":" + pass + "%zz@10.0.0.1:7000/", "xxxxx"},
+		// The Sentinels' password is in the query, not the user information.
+		{"redis+sentinel://10.0.0.1:26379/0?master=m&sentinel_password=" + pass + "&bogus=1", "bogus"},
+		{"redis+sentinel://" + cred + "10.0.0.1:26379/0?sentinel_password=" + pass + "#x", "master=NAME"},
+		{"redis+sentinel://10.0.0.1:26379/0?master=m&sentinel_password=" + pass + "%zz", "escape"},
+		{"redis+sentinel://10.0.0.1:26379/0?master=m&Sentinel%5Fpassword=" + pass + "&db=x", "xxxxx"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			_, err := redisstore.ParseEndpoint(tc.url)

@@ -25,6 +25,8 @@ func TestBadURLsNeverEchoCredentials(t *testing.T) {
 		{"cluster bad db", "REPERMIT_REDIS_URL", "redis+cluster://" + user + ":" + pass + "@127.0.0.1:1/4", []string{"status", "x"}},
 		{"sentinel without master", "REPERMIT_REDIS_URL", "redis+sentinel://" + user + ":" + pass + "@127.0.0.1:1/0", []string{"status", "x"}},
 		{"sentinel nobody listens", "REPERMIT_REDIS_URL", "redis+sentinel://" + user + ":" + pass + "@127.0.0.1:1/0?master=m", []string{"status", "x"}},
+		{"sentinel password, bad option", "REPERMIT_REDIS_URL", "redis+sentinel://127.0.0.1:1/0?master=m&sentinel_password=" + pass + "&bogus=1", []string{"status", "x"}},
+		{"sentinel password, no master", "REPERMIT_REDIS_URL", "redis+sentinel://" + user + "@127.0.0.1:1/0?sentinel_password=" + pass, []string{"status", "x"}},
 		{"demo bad escape", "REPERMIT_REDIS_URL", "redis://" + user + ":" + pass + "%zz@127.0.0.1:6379/0", []string{"demo", "--recipients", "5"}},
 		{"demo bad host", "REPERMIT_REDIS_URL", "redis://" + user + ":" + pass + "@[::1/0", []string{"demo", "--recipients", "5"}},
 		{"smtp bad escape", "REPERMIT_SMTP_URL", "smtp://" + user + ":" + pass + "%zz@127.0.0.1:25", []string{"demo", "--recipients", "5"}},
