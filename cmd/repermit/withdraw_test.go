@@ -24,7 +24,7 @@ import (
 )
 
 // TestAfterTheDeadlineConfirmedRecipientsWithdrawAndChangeTopics runs the
-// worker and web commands on a campaign of four with an 8 s deadline.
+// worker and web commands on a campaign of four with a 12 s deadline.
 // Three confirm two topics before it. After it (the expiry ran, the
 // campaign is finished), p0 posts RFC 8058's one-click to the
 // List-Unsubscribe URL of its mail, p1 declines on the landing page, p2
@@ -53,7 +53,7 @@ func TestAfterTheDeadlineConfirmedRecipientsWithdrawAndChangeTopics(t *testing.T
 	for i := range n {
 		fmt.Fprintf(&rows, "p%d@example.com\n", i)
 	}
-	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "late"), "deadline: 30d", "deadline: 8s", 1)
+	yaml := strings.Replace(fmt.Sprintf(campaignYAML, "late"), "deadline: 30d", "deadline: 12s", 1)
 	dir := writeFiles(t, map[string]string{"campaign.yaml": yaml, "recipients.csv": rows.String()})
 	if code, _, errOut := c.run("launch", filepath.Join(dir, "campaign.yaml")); code != 0 {
 		t.Fatalf("launch: exit %d: %s", code, errOut)
@@ -69,7 +69,7 @@ func TestAfterTheDeadlineConfirmedRecipientsWithdrawAndChangeTopics(t *testing.T
 	defer wg.Wait()
 	defer cancel()
 	startWeb(t, c, base, http.DefaultClient)
-	waitUntil(t, 5*time.Second, "every initial mail", func() bool { return sink.Count() >= n })
+	waitUntil(t, 10*time.Second, "every initial mail", func() bool { return sink.Count() >= n })
 
 	// Each one's RFC 8058 link as its mail carries it; the confirm links
 	// signed as the worker signs them.
