@@ -15,11 +15,11 @@ import (
 
 // TestASlowMailKeepsItsClaimWhileItsWorkerLives: the claim lease is not
 // sized for the slowest SMTP server; a live worker renews it. With a
-// 300 ms lease and a server that takes 2 s to accept the mail, the
+// 1 s lease and a server that takes 4 s to accept the mail, the
 // recipient stays claimed for the whole transaction (another worker's
 // claim is busy, the reconcile does not see it waiting) and gets one mail.
 func TestASlowMailKeepsItsClaimWhileItsWorkerLives(t *testing.T) {
-	const lease, slow = 300 * time.Millisecond, 2 * time.Second
+	const lease, slow = time.Second, 4 * time.Second
 	inData := make(chan struct{}, 1)
 	e := newEnv(t, smtpsink.Options{RejectData: func(string, []string) *smtp.SMTPError {
 		select {
@@ -38,9 +38,11 @@ func TestASlowMailKeepsItsClaimWhileItsWorkerLives(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the mail never reached the end of DATA")
 	}
-	// The point is time passing: several leases into the transaction, a
-	// claim that was not renewed would have run out.
-	time.Sleep(4 * lease)
+	// The point is time passing: two and a half leases into the
+	// transaction, a claim that was not renewed would have run out. (A
+	// lease of whole seconds: renewals every quarter lease stay on time on
+	// a loaded machine.)
+	time.Sleep(5 * lease / 2)
 	ctx := context.Background()
 	now := time.Now()
 	waiting, _, err := e.store.Unmailed(ctx, c.ID, 0, redisstore.Buckets(1), 1, 1, now)
