@@ -162,19 +162,32 @@ func (e *env) state(idx int) repermit.State {
 	return r.State
 }
 
-// mailgunBody is a Mailgun webhook as documented: signature object and
-// event-data.
+// mailgunBody is a Mailgun webhook as its documentation shows one: the
+// signature object and the event-data of a failed or complained event.
 func (e *env) mailgunBody(key []byte, ts time.Time, event, severity string, idx int) []byte {
 	tsStr := strconv.FormatInt(ts.Unix(), 10)
 	tok := fmt.Sprintf("%050d", idx)
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(tsStr + tok))
-	b, _ := json.Marshal(map[string]any{
-		"signature": map[string]string{"timestamp": tsStr, "token": tok, "signature": hex.EncodeToString(mac.Sum(nil))},
-		"event-data": map[string]any{
-			"id": fmt.Sprintf("mg-event-%d", idx), "event": event, "severity": severity, "recipient": fmt.Sprintf("a%d@example.org", idx),
-			"message": map[string]any{"headers": map[string]string{"message-id": strings.Trim(e.msgID(idx), "<>")}},
+	rcpt := fmt.Sprintf("a%d@example.org", idx)
+	data := map[string]any{
+		"id": fmt.Sprintf("G9Bn5sl1TC6nu79C8C0bw%d", idx), "timestamp": float64(ts.UnixMicro()) / 1e6, "log-level": "error",
+		"event": event, "recipient": rcpt, "recipient-domain": "example.org", "tags": []string{}, "campaigns": []string{},
+		"user-variables": map[string]string{}, "flags": map[string]bool{"is-routed": false, "is-authenticated": true, "is-test-mode": false},
+		"envelope": map[string]string{"sender": "news@acme.example", "transport": "smtp", "targets": rcpt},
+		"message": map[string]any{
+			"headers":     map[string]string{"to": rcpt, "message-id": strings.Trim(e.msgID(idx), "<>"), "from": "ACME <news@acme.example>", "subject": "Do you still want ACME News?"},
+			"attachments": []string{}, "size": 4711,
 		},
+	}
+	if event == "failed" {
+		data["severity"], data["reason"] = severity, "bounce"
+		data["delivery-status"] = map[string]any{"code": 550, "message": "5.1.1 The email account that you tried to reach does not exist",
+			"attempt-no": 1, "description": "", "session-seconds": 0.43, "mx-host": "mx.example.org", "tls": true, "certificate-verified": true}
+	}
+	b, _ := json.Marshal(map[string]any{
+		"signature":  map[string]string{"timestamp": tsStr, "token": tok, "signature": hex.EncodeToString(mac.Sum(nil))},
+		"event-data": data,
 	})
 	return b
 }
@@ -235,21 +248,37 @@ func (e *env) sns(key *rsa.PrivateKey, certURL string, m map[string]string) []by
 	return b
 }
 
+// sesNotification is an Amazon SES bounce or complaint notification, in
+// the SNS envelope of an HTTPS subscription, with the fields AWS documents.
 func (e *env) sesNotification(msgID, kind, bounceType, source string) map[string]string {
+	at := now.Add(-time.Minute).Format("2006-01-02T15:04:05.000Z")
+	rcpt := "x@example.org"
 	n := map[string]any{"notificationType": kind, "mail": map[string]any{
-		"messageId": "0100018c-ses-id", "source": source,
-		"commonHeaders": map[string]any{"messageId": msgID},
+		"timestamp": at, "messageId": "0100018c5b2e1f3a-2f4c6e8a-1b3d-4f5a-9c7e-0123456789ab-000000",
+		"source": source, "sourceArn": "arn:aws:ses:eu-central-1:123456789012:identity/acme.example",
+		"sourceIp": "192.0.2.10", "sendingAccountId": "123456789012", "destination": []string{rcpt},
+		"commonHeaders": map[string]any{"from": []string{"ACME <news@acme.example>"}, "to": []string{rcpt},
+			"messageId": msgID, "subject": "Do you still want ACME News?"},
 	}}
-	if kind == "Bounce" {
-		n["bounce"] = map[string]any{"bounceType": bounceType, "bouncedRecipients": []map[string]string{{"emailAddress": "x@example.org"}}}
+	switch kind {
+	case "Bounce":
+		n["bounce"] = map[string]any{"bounceType": bounceType, "bounceSubType": "General", "timestamp": at,
+			"feedbackId": "0100018c5b2e2a11-feedback-000000", "reportingMTA": "dsn; a1-23.smtp-out.eu-central-1.amazonses.com",
+			"bouncedRecipients": []map[string]string{{"emailAddress": rcpt, "action": "failed", "status": "5.1.1",
+				"diagnosticCode": "smtp; 550 5.1.1 user unknown"}}}
+	case "Complaint":
+		n["complaint"] = map[string]any{"complainedRecipients": []map[string]string{{"emailAddress": rcpt}}, "timestamp": at,
+			"feedbackId": "0100018c5b2e2a12-feedback-000000", "complaintFeedbackType": "abuse", "userAgent": "Yahoo!-Mail-Feedback/2.0"}
 	}
 	msg, _ := json.Marshal(n)
 	return map[string]string{"Type": "Notification", "MessageId": "sns-" + msgID + kind, "TopicArn": "arn:aws:sns:eu-central-1:123456789012:ses-bounces",
-		"Message": string(msg), "Timestamp": now.Format(time.RFC3339)}
+		"Message": string(msg), "Timestamp": now.Format("2006-01-02T15:04:05.000Z"),
+		// Not signed: AWS leaves it out of the string to sign.
+		"UnsubscribeURL": "https://sns.eu-central-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:eu-central-1:123456789012:ses-bounces:0f1e2d3c"}
 }
 
 func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
-	e := newEnv(t, 18)
+	e := newEnv(t, 19)
 	otherSG, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
 	verp := func(idx int) string {
@@ -261,7 +290,8 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 	sg := func(event, typ string, idx int) map[string]any {
 		return map[string]any{"email": fmt.Sprintf("a%d@example.org", idx), "timestamp": now.Unix(),
 			"smtp-id": fmt.Sprintf("<14c5d75ce93.dfd.64b4%02d@ismtpd-555>", idx), mailer.SendGridIDField: strings.Trim(e.msgID(idx), "<>"),
-			"event": event, "type": typ, "category": []string{"re-permission"},
+			"event": event, "type": typ, "category": []string{"re-permission"}, "ip": "192.0.2.10",
+			"reason": "550 5.1.1 The email account that you tried to reach does not exist.", "status": "5.1.1", "bounce_classification": "Invalid Address",
 			"sg_event_id": fmt.Sprintf("sg-%d-%s", idx, event), "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"}
 	}
 	// An event of a mail that kept its Message-ID as smtp-id, and no
@@ -272,9 +302,16 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 		ev["smtp-id"] = e.msgID(idx)
 		return ev
 	}
+	// A Postmark bounce or spam complaint webhook as documented. IDs are
+	// 64-bit: beyond a float64's precision, so two differ only if read as
+	// numbers exactly.
 	pm := func(recordType, typ string, idx int) map[string]any {
-		return map[string]any{"RecordType": recordType, "ID": 4200 + idx, "Type": typ, "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
-			"Email": fmt.Sprintf("a%d@example.org", idx), "Metadata": map[string]string{"repermit-id": strings.Trim(e.msgID(idx), "<>")}}
+		return map[string]any{"RecordType": recordType, "MessageStream": "outbound", "ID": int64(4323372036854775800) + int64(idx),
+			"Type": typ, "TypeCode": map[string]int{"HardBounce": 1, "SpamComplaint": 512}[typ], "Name": typ, "Tag": "",
+			"MessageID": "883953f4-6105-42a2-a16a-77a8eac79483", "ServerID": 23, "Description": "The server was unable to deliver your message",
+			"Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.", "Email": fmt.Sprintf("a%d@example.org", idx),
+			"From": "news@acme.example", "BouncedAt": now.Format(time.RFC3339), "DumpAvailable": true, "Inactive": true, "CanActivate": true,
+			"Subject": "Do you still want ACME News?", "Content": "", "Metadata": map[string]string{"repermit-id": strings.Trim(e.msgID(idx), "<>")}}
 	}
 	code := func(c int, _ []byte) int { return c }
 	version := func(v string, m map[string]string) map[string]string { m["SignatureVersion"] = v; return m }
@@ -314,6 +351,9 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 				"X-Twilio-Email-Event-Webhook-Timestamp": tsStr})
 		}, 401, 11, repermit.StateSent},
 		{"postmark hard bounce", func() int { return e.postmark("pm-user", "pm-password-0123456789", pm("Bounce", "HardBounce", 4)) }, 204, 4, repermit.StateBounced},
+		{"postmark hard bounce of another mail, its ID a few above", func() int {
+			return e.postmark("pm-user", "pm-password-0123456789", pm("Bounce", "HardBounce", 18))
+		}, 204, 18, repermit.StateBounced},
 		{"postmark spam complaint", func() int {
 			return e.postmark("pm-user", "pm-password-0123456789", pm("SpamComplaint", "SpamComplaint", 5))
 		}, 204, 5, repermit.StateUnsubscribed},
@@ -379,8 +419,8 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Feedback["bounced:webhook"] != 8 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
-		t.Errorf("feedback %v, want 8 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
+	if stats.Feedback["bounced:webhook"] != 9 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
+		t.Errorf("feedback %v, want 9 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
 	}
 }
 
