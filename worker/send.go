@@ -406,10 +406,12 @@ func (b *sendBatch) stop(ctx context.Context, rest []*repermit.Recipient, cause 
 		return nil
 	}
 	if cause != nil && c.Status != repermit.StatusPaused {
-		// The pause could not be written (Redis failed). asynq retries the
-		// whole task: claims skip whoever was mailed, the refused message
-		// is tried once more and pauses the campaign then.
-		return fmt.Errorf("send %s: %w (the campaign could not be paused)", b.p.Campaign, cause)
+		// The pause could not be written (Redis failed), or the task ended
+		// for a failure that pauses nothing (the mail's wording could not
+		// be kept). asynq retries the whole task: claims skip whoever was
+		// mailed; a refused message is tried once more and pauses the
+		// campaign then.
+		return fmt.Errorf("send %s: %w (the campaign is %s, not paused; the task is retried)", b.p.Campaign, cause, c.Status)
 	}
 	delay := time.Duration(0) // running again already: a resume came in between
 	if c.Status == repermit.StatusPaused {
