@@ -1,17 +1,20 @@
 // Checks HTML pages with axe-core in headless Chromium at phone width.
-// Usage: node check.mjs PAGES_DIR [SCREENSHOT_DIR]; PAGES_DIR holds one
-// directory per locale of *.html files (what `repermit preview` writes).
-// Exits 1 if any page has any axe violation.
-import { readFileSync, readdirSync, mkdirSync } from 'node:fs';
+// Usage: node check.mjs PAGES_DIR TEXT_DIR [SCREENSHOT_DIR]; PAGES_DIR
+// holds one directory per locale of *.html files (what `repermit preview`
+// writes). Each page's visible text (its title, then the body's innerText)
+// goes to TEXT_DIR/LOCALE/NAME.txt for e2e/axe/onelanguage to read.
+// Exits 1 if any page has any axe violation or its <html lang> is not the
+// locale it was rendered for.
+import { readFileSync, readdirSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import puppeteer from 'puppeteer-core';
 
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const [root, shots] = process.argv.slice(2);
-if (!root) {
-  console.error('usage: node check.mjs PAGES_DIR [SCREENSHOT_DIR]');
+const [root, texts, shots] = process.argv.slice(2);
+if (!root || !texts) {
+  console.error('usage: node check.mjs PAGES_DIR TEXT_DIR [SCREENSHOT_DIR]');
   process.exit(2);
 }
 
@@ -22,6 +25,7 @@ const browser = await puppeteer.launch({
 });
 let pages = 0;
 let violations = 0;
+let wrongLang = 0;
 try {
   for (const loc of readdirSync(root).sort()) {
     const dir = path.join(root, loc);
@@ -33,6 +37,16 @@ try {
       await page.evaluate(axeSource);
       const res = await page.evaluate(() => window.axe.run(document));
       pages++;
+      const shown = await page.evaluate(() => ({
+        lang: document.documentElement.lang,
+        text: document.title + '\n' + document.body.innerText,
+      }));
+      if (shown.lang !== loc) {
+        wrongLang++;
+        console.log(`${loc}/${file}: <html lang="${shown.lang}">, not ${loc}`);
+      }
+      mkdirSync(path.join(texts, loc), { recursive: true });
+      writeFileSync(path.join(texts, loc, file.replace(/\.html$/, '.txt')), shown.text);
       for (const v of res.violations) {
         violations += v.nodes.length;
         console.log(`${loc}/${file}: ${v.id} (${v.impact}): ${v.help}`);
@@ -48,5 +62,5 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`axe-core ${JSON.parse(readFileSync(require.resolve('axe-core/package.json'), 'utf8')).version}: ${pages} pages, ${violations} violations`);
-process.exit(violations > 0 || pages === 0 ? 1 : 0);
+console.log(`axe-core ${JSON.parse(readFileSync(require.resolve('axe-core/package.json'), 'utf8')).version}: ${pages} pages, ${violations} violations, ${wrongLang} pages in another language than their directory's`);
+process.exit(violations > 0 || wrongLang > 0 || pages === 0 ? 1 : 0);
