@@ -27,7 +27,8 @@ func fixture(t *testing.T, name string, vars ...string) []byte {
 		t.Fatal(err)
 	}
 	s := string(b)
-	defaults := map[string]string{"{{STATUS}}": "5.1.1", "{{FEEDBACK}}": "abuse", "{{VERP}}": "bounces+x@b.example", "{{UNSUB}}": "https://consent.acme.example/u/x"}
+	defaults := map[string]string{"{{STATUS}}": "5.1.1", "{{FEEDBACK}}": "abuse", "{{VERP}}": "bounces+x@b.example", "{{UNSUB}}": "https://consent.acme.example/u/x",
+		"{{ORIGID}}": "<repermit.news.1.initial@acme.example>"}
 	for i := 0; i+1 < len(vars); i += 2 {
 		defaults[vars[i]] = vars[i+1]
 	}
@@ -148,9 +149,11 @@ func TestProcessAppliesEachReportOnce(t *testing.T) {
 	ctx := context.Background()
 	other := newSigner(t, "another-deployment-secret-0123456789abcdef")
 	forgedVERP := other.BounceAddress(token.Claims{Campaign: e.c.ID, CampaignSeq: e.c.Seq, Recipient: 5, Deadline: e.c.Deadline}, "bounce.acme.example")
-	delayed := func(n int) []byte {
-		// Distinct reports differ in their bytes (here the Message-Id).
-		return []byte(strings.Replace(string(fixture(t, "delayed-dsn.eml", "{{VERP}}", e.verp(1))), "delayed-1@", fmt.Sprintf("delayed-%d@", n), 1))
+	// delayed is the n-th delay report about recipient 1's mail of the
+	// given kind (initial, reminder1, …).
+	delayed := func(n int, kind string) []byte {
+		raw := fixture(t, "delayed-dsn.eml", "{{VERP}}", e.verp(1), "{{ORIGID}}", "<repermit.news.1."+kind+"@acme.example>")
+		return []byte(strings.Replace(string(raw), "delayed-1@", fmt.Sprintf("delayed-%d@", n), 1))
 	}
 	tests := []struct {
 		name    string
@@ -162,10 +165,11 @@ func TestProcessAppliesEachReportOnce(t *testing.T) {
 	}{
 		{"hard bounce", fixture(t, "postfix-dsn.eml", "{{VERP}}", e.verp(0)), true, true, repermit.StateBounced, 0},
 		{"the same hard bounce again", fixture(t, "postfix-dsn.eml", "{{VERP}}", e.verp(0)), true, false, "", 0},
-		{"first soft bounce", delayed(1), true, true, "", 1},
-		{"first soft bounce again", delayed(1), true, false, "", 1},
-		{"second soft bounce", delayed(2), true, true, "", 1},
-		{"third soft bounce bounces", delayed(3), true, true, repermit.StateBounced, 1},
+		{"first soft bounce", delayed(1, "initial"), true, true, "", 1},
+		{"first soft bounce again", delayed(1, "initial"), true, false, "", 1},
+		{"another report of the same mail's delay", delayed(2, "initial"), true, false, "", 1},
+		{"second soft bounce: the first reminder", delayed(3, "reminder1"), true, true, "", 1},
+		{"third soft bounce bounces: the second reminder", delayed(4, "reminder2"), true, true, repermit.StateBounced, 1},
 		{"complaint", fixture(t, "arf.eml", "{{UNSUB}}", e.unsub(2)), true, true, repermit.StateUnsubscribed, 2},
 		{"the same complaint again", fixture(t, "arf.eml", "{{UNSUB}}", e.unsub(2)), true, false, "", 2},
 		{"a VERP token upper-cased by a relay", fixture(t, "postfix-dsn.eml", "{{VERP}}", strings.ToUpper(e.verp(6))), true, true, repermit.StateBounced, 6},

@@ -115,8 +115,10 @@ func TestPollAfterACrashAppliesEachReportOnce(t *testing.T) {
 	ctx := context.Background()
 	cfg, user := startIMAP(t)
 	quiet := slog.New(slog.DiscardHandler)
+	// A delay report about each of recipient 1's three mails.
 	delayed := func(n string) []byte {
-		return withID(fixture(t, "delayed-dsn.eml", "{{VERP}}", e.verp(1)), "soft-"+n+"@relay.example")
+		kind := map[string]string{"1": "initial", "2": "reminder1", "3": "reminder2"}[n]
+		return withID(fixture(t, "delayed-dsn.eml", "{{VERP}}", e.verp(1), "{{ORIGID}}", "<repermit.news.1."+kind+"@acme.example>"), "soft-"+n+"@relay.example")
 	}
 	box := []struct {
 		id  string

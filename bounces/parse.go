@@ -48,6 +48,9 @@ type Report struct {
 	// Links are the List-Unsubscribe URLs of the original mail quoted in
 	// the report. Unverified.
 	Links []string
+	// MessageID is the Message-ID of the original mail quoted in the
+	// report, "" if it quotes none. Unverified.
+	MessageID string
 }
 
 // Parse classifies a raw message. An error means the message is not even
@@ -114,6 +117,9 @@ func Parse(raw []byte) (Report, error) {
 				continue
 			}
 			r.Addresses = append(r.Addresses, addresses(h.Values("Return-Path"))...)
+			if r.MessageID == "" {
+				r.MessageID = strings.TrimSpace(h.Get("Message-Id"))
+			}
 			for _, v := range h.Values("List-Unsubscribe") {
 				r.Links = append(r.Links, angleList(v)...)
 			}

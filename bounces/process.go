@@ -14,8 +14,8 @@ import (
 	"github.com/repermit/repermit/token"
 )
 
-// DefaultSoftLimit is how many soft bounces (4.x.x) of one recipient make
-// it bounced.
+// DefaultSoftLimit is how many of one recipient's mails must soft-bounce
+// (4.x.x) to make it bounced; reports about the same mail count once.
 const DefaultSoftLimit = 3
 
 // Store is what a Processor needs of the system of record.
@@ -69,9 +69,10 @@ func (p *Processor) now() time.Time {
 
 // Process parses one raw message and, when it is a DSN or an ARF complaint
 // that names a recipient by a signed token, applies it: a hard bounce
-// bounces and suppresses the recipient, a soft one is counted and bounces
-// at SoftLimit, a complaint unsubscribes and suppresses. Processing the
-// same message again changes nothing. Anything else is returned unmatched
+// bounces and suppresses the recipient, a soft one is counted once per
+// mail it quotes (SoftKey) and bounces at SoftLimit, a complaint
+// unsubscribes and suppresses. Processing the same message again changes
+// nothing. Anything else is returned unmatched
 // and left alone. An error is Redis' and the message should be tried
 // again later.
 func (p *Processor) Process(ctx context.Context, raw []byte) (Outcome, error) {
@@ -98,9 +99,23 @@ func (p *Processor) Process(ctx context.Context, raw []byte) (Outcome, error) {
 		return out, nil // signed for another campaign that had this number
 	}
 	sum := sha256.Sum256(raw)
-	applied, err := p.Apply(ctx, rep.Kind, rep.Source, c.ID, int64(claims.Recipient), hex.EncodeToString(sum[:]))
+	key := hex.EncodeToString(sum[:])
+	if rep.Kind == Soft && rep.MessageID != "" {
+		key = SoftKey(rep.MessageID)
+	}
+	applied, err := p.Apply(ctx, rep.Kind, rep.Source, c.ID, int64(claims.Recipient), key)
 	applied.Report = rep
 	return applied, err
+}
+
+// SoftKey is the report key of a soft bounce of the mail with Message-ID
+// id. A relay reports a deferred mail more than once (a delay warning,
+// then the failure; an ESP each retry), and a greylisted or full mailbox
+// is deferred again and again: SoftLimit counts mails that soft-bounced,
+// not reports, so that a mailbox that is only slow is not bounced and
+// suppressed for good by the retries of one mail.
+func SoftKey(id string) string {
+	return "soft:" + strings.ToLower(strings.Trim(strings.TrimSpace(id), "<>"))
 }
 
 // Apply applies a report already matched to a recipient (by a signed token,

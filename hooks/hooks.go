@@ -125,7 +125,13 @@ func (h *Handler) apply(ctx context.Context, provider string, events []event) er
 			h.cfg.Logger.Info("webhook event for a mail that is not repermit's", "provider", provider, "message_id", e.messageID)
 			continue
 		}
-		out, err := h.cfg.Processor.Apply(ctx, e.kind, "webhook", campaign, idx, provider+":"+e.key)
+		key := provider + ":" + e.key
+		if e.kind == bounces.Soft && e.messageID != "" {
+			// SendGrid's deferred and Mailgun's temporary failures come
+			// once per retry of the same mail: one soft bounce.
+			key = provider + ":" + bounces.SoftKey(e.messageID)
+		}
+		out, err := h.cfg.Processor.Apply(ctx, e.kind, "webhook", campaign, idx, key)
 		if err != nil {
 			return err
 		}

@@ -278,7 +278,7 @@ func (e *env) sesNotification(msgID, kind, bounceType, source string) map[string
 }
 
 func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
-	e := newEnv(t, 19)
+	e := newEnv(t, 20)
 	otherSG, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
 	verp := func(idx int) string {
@@ -336,6 +336,12 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 		}, 401, 10, repermit.StateSent},
 		{"sendgrid bounce", func() int { return code(e.sendgrid(e.sendgridKey, now, sg("bounce", "bounce", 2))) }, 204, 2, repermit.StateBounced},
 		{"sendgrid spam report", func() int { return code(e.sendgrid(e.sendgridKey, now, sg("spamreport", "", 3))) }, 204, 3, repermit.StateUnsubscribed},
+		{"sendgrid deferred", func() int { return code(e.sendgrid(e.sendgridKey, now, sg("deferred", "", 19))) }, 204, 19, repermit.StateSent},
+		{"sendgrid deferred again, SendGrid's next retry of the same mail: no second soft bounce", func() int {
+			retry := sg("deferred", "", 19)
+			retry["sg_event_id"], retry["attempt"] = "sg-19-deferred-attempt-2", "2"
+			return code(e.sendgrid(e.sendgridKey, now, retry))
+		}, 204, 19, repermit.StateSent},
 		{"sendgrid bounce named by smtp-id only", func() int {
 			return code(e.sendgrid(e.sendgridKey, now, sgBySMTPID("bounce", "bounce", 16)))
 		}, 204, 16, repermit.StateBounced},
@@ -419,8 +425,8 @@ func TestEachProviderIsAppliedWhenAuthenticAndRefusedWhenForged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Feedback["bounced:webhook"] != 9 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 1 {
-		t.Errorf("feedback %v, want 9 hard, 4 complaints, 1 soft from webhooks", stats.Feedback)
+	if stats.Feedback["bounced:webhook"] != 9 || stats.Feedback["complaint:webhook"] != 4 || stats.Feedback["soft:webhook"] != 2 {
+		t.Errorf("feedback %v, want 9 hard, 4 complaints, 2 soft (SES, SendGrid's deferred mail once) from webhooks", stats.Feedback)
 	}
 }
 

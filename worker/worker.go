@@ -124,8 +124,8 @@ type Config struct {
 
 	// BounceMailbox, when set, is polled for DSNs and ARF complaints once
 	// per BounceInterval (default 1m) by one of the workers.
-	// SoftBounceLimit is how many soft bounces make a recipient bounced;
-	// default bounces.DefaultSoftLimit.
+	// SoftBounceLimit is how many of a recipient's mails must soft-bounce
+	// to make it bounced; default bounces.DefaultSoftLimit.
 	BounceMailbox   *bounces.MailboxConfig
 	BounceInterval  time.Duration
 	SoftBounceLimit int
