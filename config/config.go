@@ -859,6 +859,19 @@ func (f *File) CheckLocales(used map[string]int64) (errs, warns Problems) {
 			}
 		}
 	}
+	// A subject written as one string goes to every reader as it is: right
+	// for one language, an English subject in German and Danish mailboxes
+	// for several. Said at its line, not refused: it may be a name that
+	// reads the same in each.
+	if len(locs) > 1 {
+		for _, t := range f.texts {
+			if (t.key == "subject" || t.key == "reminder_subject") && len(t.text) == 1 && t.text[""] != "" {
+				warns = append(warns, Problem{File: f.Path, Line: t.line, Msg: fmt.Sprintf(
+					"%s: one wording for readers of %s; write it per locale like {%s: …, %s: …} unless it reads right in each",
+					t.key, strings.Join(locs, ", "), locs[0], locs[1])})
+			}
+		}
+	}
 	byLine := func(a, b Problem) int { return a.Line - b.Line }
 	slices.SortStableFunc(errs, byLine)
 	slices.SortStableFunc(warns, byLine)

@@ -143,3 +143,36 @@ topics:
 		t.Errorf("warnings %v", warns)
 	}
 }
+
+// TestOneSubjectForSeveralLanguagesIsAWarning: the German
+// recipient got "Erinnerung: Do you still want ACME News?". A subject
+// given as one string is still accepted (it may be a name), but validate
+// says at its line that readers of several languages get it as it is.
+func TestOneSubjectForSeveralLanguagesIsAWarning(t *testing.T) {
+	f, err := loadString(t, base+"subject: Do you still want ACME News?\nreminder_subject: {en: Last call, de: Letzte Chance}\nlist_name: ACME News\n"+controller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		used map[string]int64
+		want []string
+	}{
+		{map[string]int64{"en": 3}, nil},
+		{map[string]int64{"en": 3, "de": 2}, []string{":7: subject: one wording for readers of de, en"}},
+	}
+	for _, tt := range tests {
+		errs, warns := f.CheckLocales(tt.used)
+		if len(errs) != 0 {
+			t.Errorf("%v: errors %v", tt.used, errs)
+		}
+		if len(warns) != len(tt.want) {
+			t.Errorf("%v: warnings %v, want %q", tt.used, warns, tt.want)
+			continue
+		}
+		for i, w := range tt.want {
+			if !strings.Contains(warns[i].String(), w) {
+				t.Errorf("%v: warning %q, want %q", tt.used, warns[i], w)
+			}
+		}
+	}
+}
