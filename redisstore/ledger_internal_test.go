@@ -27,10 +27,10 @@ func TestRetryWaitEndsWithTheContext(t *testing.T) {
 	}
 }
 
-// TestStaleLedgerHeadCostsOneRetryAndNoTurn: another process moved the
+// TestStaleLedgerHeadCostsOneRetryAndNoQueue: another process moved the
 // ledger head; the answer is retried on the head the script hands back,
-// chains correctly, and leaves no turn taken behind it.
-func TestStaleLedgerHeadCostsOneRetryAndNoTurn(t *testing.T) {
+// chains correctly, and leaves no queue behind it.
+func TestStaleLedgerHeadCostsOneRetryAndNoQueue(t *testing.T) {
 	r := redistest.New(t)
 	s := New(r.Client, r.Prefix)
 	other := New(r.Client, r.Prefix) // a second web process
@@ -69,9 +69,9 @@ func TestStaleLedgerHeadCostsOneRetryAndNoTurn(t *testing.T) {
 		t.Errorf("chain broken: %v", err)
 	}
 	s.ledger.mu.Lock()
-	left := len(s.ledger.turns)
+	left := len(s.ledger.queues)
 	s.ledger.mu.Unlock()
 	if left != 0 {
-		t.Errorf("%d campaign turns still taken after every answer returned", left)
+		t.Errorf("%d campaign queues still kept after every answer returned", left)
 	}
 }

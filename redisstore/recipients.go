@@ -2,10 +2,8 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -317,106 +315,6 @@ func sameTopics(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// appendAnswer runs the answer's transition with its consent record
-// chained onto the ledger head. Answers of one campaign chain onto one
-// head; within this process they take turns (tryAppend), so the cached
-// head is current. Another web process may still have moved it: then the
-// script refuses and hands back the new head, and the answer waits a
-// moment, holding no turn, and tries again, until ctx ends.
-func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string, before []string) (*repermit.ConsentRecord, bool, error) {
-	const attempts = 50
-	for attempt := 0; attempt < attempts; attempt++ {
-		if attempt > 0 {
-			// Jitter spreads processes that keep colliding.
-			wait := time.Duration(rand.Int64N(int64(attempt)*int64(time.Millisecond) + 1))
-			if err := sleep(ctx, wait); err != nil {
-				return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
-			}
-		}
-		rec, applied, err := s.tryAppend(ctx, a, o, b, slot, entry, topics, before)
-		var moved *errLedgerMoved
-		if errors.As(err, &moved) {
-			continue
-		}
-		return rec, applied, err
-	}
-	return nil, false, repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", a.Campaign)
-}
-
-// tryAppend is one attempt of appendAnswer, during the campaign's turn
-// within this process. It fails with *errLedgerMoved when another process
-// moved the head, which it then caches for the next attempt.
-func (s *Store) tryAppend(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string, before []string) (*repermit.ConsentRecord, bool, error) {
-	defer s.ledger.take(a.Campaign)()
-	h, ok := s.ledger.head(a.Campaign)
-	if !ok {
-		vals, err := s.rdb.HMGet(ctx, s.metaKey(a.Campaign), fLedgerHead, fLedgerSeq, fLedgerKind).Result()
-		if err != nil {
-			return nil, false, unavailable("answer "+a.Campaign, err)
-		}
-		h.hash, _ = vals[0].(string)
-		h.seq, _ = strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
-		h.legacy = vals[2] != ledgerKindLog
-	}
-	if a.Wording != nil {
-		if err := s.keepWording(ctx, a.Campaign, a.WordingSHA256, a.Wording); err != nil {
-			return nil, false, err
-		}
-	}
-	at := a.At.UTC().Truncate(time.Millisecond)
-	var next ledgerHead
-	var js []byte
-	var rec repermit.ConsentRecord
-	if h.legacy {
-		// A campaign launched before the consent log goes on with the hash
-		// chain it began with, so that its export stays one kind.
-		old := repermit.LegacyConsentRecord{
-			Seq: h.seq + 1, Campaign: a.Campaign, Recipient: a.Index, Answer: a.State,
-			Topics: a.Topics, TopicsBefore: before, At: at, IP: a.IP, UserAgent: a.UserAgent,
-			WordingSHA256: a.WordingSHA256, Prev: h.hash,
-		}
-		old.Hash = old.ComputeHash()
-		var err error
-		if js, err = json.Marshal(old); err != nil {
-			return nil, false, fmt.Errorf("answer %s: %w", a.Campaign, err)
-		}
-		next = ledgerHead{hash: old.Hash, seq: old.Seq, legacy: true}
-		rec = repermit.ConsentRecord{Seq: old.Seq, Campaign: old.Campaign, Recipient: old.Recipient, Answer: old.Answer,
-			TopicsBefore: old.TopicsBefore, Topics: old.Topics, At: old.At, IP: old.IP, UserAgent: old.UserAgent, Wording: old.WordingSHA256}
-	} else {
-		subject, err := s.subjectOf(ctx, a)
-		if err != nil {
-			return nil, false, err
-		}
-		rec = repermit.ConsentRecord{
-			Seq: h.seq + 1, Campaign: a.Campaign, Recipient: a.Index, Subject: subject, Answer: a.State,
-			TopicsBefore: before, Topics: a.Topics, At: at, IP: a.IP, UserAgent: a.UserAgent,
-			Wording: a.WordingSHA256,
-		}
-		js = rec.Canonical()
-		// The head the script compares is the last leaf's hash: it names
-		// the record and its position, as the chain's hash did.
-		next = ledgerHead{hash: rec.LeafHash().String(), seq: rec.Seq}
-	}
-	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{
-		answer: topics, ledgerPrev: h.hash, ledgerHash: next.hash, ledgerJSON: string(js),
-	}, []slotChange{{slot: slot, suppress: entry}})
-	var moved *errLedgerMoved
-	if errors.As(err, &moved) {
-		s.ledger.setHead(a.Campaign, ledgerHead{hash: moved.head, seq: moved.seq, legacy: h.legacy})
-		return nil, false, err
-	}
-	if err != nil {
-		s.ledger.forgetHead(a.Campaign)
-		return nil, false, err
-	}
-	if !out[0].applied {
-		return nil, false, nil
-	}
-	s.ledger.setHead(a.Campaign, next)
-	return &rec, true, nil
 }
 
 // subjectOf returns the consent log subject of the answering recipient:

@@ -78,7 +78,7 @@ type Store struct {
 	ownsClient bool   // Close closes rdb (Open made it)
 	addr       string // Addr's answer when Open made the client
 	prefix     string
-	ledger     ledgerTurns
+	ledger     ledgerQueues
 	subject    subjectKeyCache
 	wordings   sync.Map // campaign "\x00" sha256 -> struct{}: wordings known kept
 
@@ -91,75 +91,6 @@ type Store struct {
 
 	// transitionScript is built from repermit's state tables by New.
 	transitionScript *redis.Script
-}
-
-// ledgerTurns lets the answers of one campaign take turns within this
-// process, so that they do not race each other for the ledger head, and
-// caches each campaign's last known head. The script checks the head, so a
-// stale entry costs one retry, never a broken chain. A turn lasts one
-// script call, never a wait between retries.
-type ledgerTurns struct {
-	mu    sync.Mutex
-	turns map[string]*turn
-	heads map[string]ledgerHead
-}
-
-type ledgerHead struct {
-	hash   string
-	seq    int64
-	legacy bool // the campaign writes the hash chain of before the consent log
-}
-
-type turn struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *ledgerTurns) head(id string) (ledgerHead, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	h, ok := k.heads[id]
-	return h, ok
-}
-
-func (k *ledgerTurns) setHead(id string, h ledgerHead) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.heads == nil {
-		k.heads = make(map[string]ledgerHead)
-	}
-	k.heads[id] = h
-}
-
-func (k *ledgerTurns) forgetHead(id string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.heads, id)
-}
-
-// take waits for campaign id's turn and returns the function that ends it.
-// A campaign without answers in flight keeps no entry.
-func (k *ledgerTurns) take(id string) (done func()) {
-	k.mu.Lock()
-	if k.turns == nil {
-		k.turns = make(map[string]*turn)
-	}
-	e := k.turns[id]
-	if e == nil {
-		e = &turn{}
-		k.turns[id] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.turns, id)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // New returns a store that keeps its keys under prefix (e.g. "repermit";

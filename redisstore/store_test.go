@@ -544,6 +544,93 @@ func TestConcurrentAnswersFromTwoProcessesKeepOneChain(t *testing.T) {
 	assertCounts(t, s1, "camp", map[repermit.State]int64{repermit.StateConfirmed: n})
 }
 
+// TestAnswersRefusedAmidAGroupCommitLeaveTheOthersWritten: answers of one
+// campaign arriving together are written in pipelined batches, each record
+// chained onto the one before it. A third of them are refused by the
+// script (the recipient declined since the page was read), in the middle
+// of those batches; the answers behind each refusal are written all the
+// same, every request hears its own outcome, and the chain is whole.
+func TestAnswersRefusedAmidAGroupCommitLeaveTheOthersWritten(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	const n = 300
+	launch(t, s, "camp", n)
+	seen := make([]*repermit.Recipient, n)
+	for i := range seen {
+		r, err := s.Recipient(ctx, "camp", int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[i] = r
+	}
+	for i := 0; i < n; i += 3 {
+		if _, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: int64(i), State: repermit.StateDeclined, At: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type result struct {
+		idx int
+		res redisstore.AnswerResult
+		err error
+	}
+	results := make(chan result, n)
+	for i := range n {
+		go func() {
+			// The page was read before the decline: the script, not
+			// Record, finds the confirm refused.
+			res, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: int64(i), State: repermit.StateConfirmed, Topics: []string{"yoga"}, At: t0, Current: seen[i]})
+			results <- result{i, res, err}
+		}()
+	}
+	for range n {
+		r := <-results
+		declined := r.idx%3 == 0
+		switch {
+		case r.err != nil:
+			t.Errorf("answer %d: %v", r.idx, r.err)
+		case r.res.Changed == declined:
+			t.Errorf("answer %d: changed = %v, want %v", r.idx, r.res.Changed, !declined)
+		case declined && r.res.Recipient.State != repermit.StateDeclined:
+			t.Errorf("refused answer %d reports state %s, want declined", r.idx, r.res.Recipient.State)
+		case !declined && (r.res.Record == nil || r.res.Record.Recipient != int64(r.idx)):
+			t.Errorf("answer %d: record %+v, want one of recipient %d", r.idx, r.res.Record, r.idx)
+		}
+	}
+	var recs []repermit.ConsentRecord
+	if err := s.Ledger(ctx, "camp", func(r repermit.ConsentRecord, _ string) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n {
+		t.Fatalf("ledger has %d records, want %d (%d declines, %d confirms)", len(recs), n, n/3, n-n/3)
+	}
+	if err := repermit.CheckSequence(recs); err != nil {
+		t.Errorf("chain broken: %v", err)
+	}
+	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StateDeclined: n / 3, repermit.StateConfirmed: n - n/3})
+}
+
+// TestAnswerOfAnEndedRequestIsNotWritten: a request that has ended before
+// its answer was sent gets an error and leaves the recipient and the
+// ledger as they were, so no page ever hides a recorded answer behind an
+// error.
+func TestAnswerOfAnEndedRequestIsNotWritten(t *testing.T) {
+	s, _ := newStore(t)
+	launch(t, s, "camp", 1)
+	cur, err := s.Recipient(context.Background(), "camp", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: 0, State: repermit.StateConfirmed, At: t0, Current: cur}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Record with an ended request = %v, want context.Canceled", err)
+	}
+	if n, err := s.LedgerSize(context.Background(), "camp"); err != nil || n != 0 {
+		t.Errorf("ledger size = %d, %v; want 0", n, err)
+	}
+	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StatePending: 1})
+}
+
 // TestEveryColumnNameAndValueRoundTrips imports recipients whose extra
 // columns have names and values with the characters the packed encoding
 // uses ('=', the unit separator, its escape) and reads them back unchanged.

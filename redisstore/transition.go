@@ -233,6 +233,13 @@ type errLedgerMoved struct {
 func (e *errLedgerMoved) Error() string { return "ledger head moved" }
 
 func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]outcome, error) {
+	keys, args := s.transitionCall(id, bucket, o, now, a, changes)
+	res, err := s.transitionScript.Run(ctx, s.rdb, keys, args...).StringSlice()
+	return transitionOutcome(o, id, res, err)
+}
+
+// transitionCall builds the KEYS and ARGV of one transition script call.
+func (s *Store) transitionCall(id string, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]string, []any) {
 	keys := []string{s.bucketKey(id, bucket), s.metaKey(id), s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.eventsKey(id)}
 	args := make([]any, 0, 9+3*len(changes))
 	lease := "0"
@@ -244,7 +251,11 @@ func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, n
 	for _, c := range changes {
 		args = append(args, c.slot, c.suppress, c.subject)
 	}
-	res, err := s.transitionScript.Run(ctx, s.rdb, keys, args...).StringSlice()
+	return keys, args
+}
+
+// transitionOutcome reads the script's answer (res, or the call's error).
+func transitionOutcome(o op, id string, res []string, err error) ([]outcome, error) {
 	if err != nil {
 		return nil, unavailable(fmt.Sprintf("%s %s", o, id), err)
 	}
