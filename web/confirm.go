@@ -35,7 +35,7 @@ func (s *Server) getConfirm(w http.ResponseWriter, r *http.Request) {
 	case repermit.StatePending, repermit.StateSent, repermit.StateConfirmed:
 	default:
 		data.Answer = answered(rec)
-		s.page(w, r, http.StatusOK, c.TemplatesDir, pageResult, t.locale, &data)
+		s.resultPage(w, c, t.locale, &data)
 		return
 	}
 	switch a := r.URL.Query().Get("answer"); a {
@@ -135,7 +135,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	data.Answer = answered(res.Recipient)
 	data.Changed = res.Changed
-	s.page(w, r, http.StatusOK, c.TemplatesDir, pageResult, t.locale, &data)
+	s.resultPage(w, c, t.locale, &data)
 }
 
 // answerForm is a parsed POST /c body.

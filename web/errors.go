@@ -143,6 +143,20 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, code int, dir, pag
 	w.Write(buf.Bytes())
 }
 
+// resultPage writes the result page of an answer (see pageSet.result).
+func (s *Server) resultPage(w http.ResponseWriter, c *repermit.Campaign, locale string, data *PageData) {
+	body, done, err := s.pages.result(c, locale, data)
+	if err != nil {
+		s.log.Error("render page", "page", pageResult, "locale", locale, "err", err)
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return
+	}
+	defer done()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
 // staticPage writes a page from the static cache.
 func (s *Server) staticPage(w http.ResponseWriter, r *http.Request, c *repermit.Campaign, page, locale string, data PageData) {
 	sp, err := s.pages.static(c, page, locale, data)

@@ -167,6 +167,7 @@ type pageSet struct {
 	mu      sync.RWMutex
 	tmpls   map[pageKey]*pageTmpl
 	statics map[staticKey]staticPage
+	results map[resultKey][]byte
 
 	bufs sync.Pool
 }
@@ -176,6 +177,9 @@ type pageKey struct{ dir, page, locale, def string }
 type pageTmpl struct {
 	t    *template.Template
 	lang string
+	// builtin: layout and page are the embedded defaults, whose result
+	// page shows the answer's time to the minute (see result).
+	builtin bool
 }
 
 // staticKey names a page that is the same for every recipient of a
@@ -204,6 +208,7 @@ func newPageSet(defaults fs.FS, log *slog.Logger) (*pageSet, error) {
 		funcs:    template.FuncMap{"join": strings.Join},
 		tmpls:    make(map[pageKey]*pageTmpl),
 		statics:  make(map[staticKey]staticPage),
+		results:  make(map[resultKey][]byte),
 	}
 	p.bufs.New = func() any { return new(bytes.Buffer) }
 	// Parse every default now: a broken default fails at start, not on a
@@ -290,7 +295,9 @@ func (p *pageSet) parse(dir, page, loc, def string) (*pageTmpl, error) {
 	if _, err := t.New(name).Parse(string(src)); err != nil {
 		return nil, templateError(err)
 	}
-	return &pageTmpl{t: t, lang: lang}, nil
+	const builtinName = "default pages/"
+	builtin := strings.HasPrefix(layoutName, builtinName) && strings.HasPrefix(name, builtinName)
+	return &pageTmpl{t: t, lang: lang, builtin: builtin}, nil
 }
 
 // templateErrorRE matches the position html/template puts in its errors:
@@ -404,4 +411,64 @@ func (p *pageSet) wordingHash(c *repermit.Campaign, page, locale string, data Pa
 	data.Preselect = ""
 	sp, err := p.static(c, page, locale, data)
 	return sp.sum, sp.body, err
+}
+
+// resultKey names a result page of the built-in templates: everything the
+// page shows, with the answer's time to the minute, as the page writes it.
+type resultKey struct {
+	campaign string
+	seq      uint32
+	locale   string
+	root     string
+	state    repermit.State
+	topics   string // the answer's topics joined by NUL, in their order
+	changed  bool
+	minute   int64 // the answer's time, whole minutes since 1970
+}
+
+// result returns the result page of an answer. The built-in page depends
+// only on what resultKey holds, so it is rendered once and kept: every
+// answer of a campaign given in the same minute, with the same topics, in
+// the same language, gets the same bytes, and a burst of answers after a
+// mailing costs one rendering a minute instead of one each. A campaign's
+// own result page may show anything of PageData, so it is rendered every
+// time. data must hold campaignData and the answer. The body must not be
+// modified; done hands back what it used.
+func (p *pageSet) result(c *repermit.Campaign, loc string, data *PageData) (body []byte, done func(), err error) {
+	t, err := p.lookup(c.TemplatesDir, pageResult, loc, c.DefaultLocale)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !t.builtin || data.Answer == nil {
+		buf, err := p.render(c.TemplatesDir, pageResult, loc, data)
+		if err != nil {
+			return nil, nil, err
+		}
+		return buf.Bytes(), func() { p.release(buf) }, nil
+	}
+	a := data.Answer
+	key := resultKey{
+		campaign: c.ID, seq: c.Seq, locale: loc, root: data.Root, state: a.State,
+		topics: strings.Join(a.Topics, "\x00"), changed: data.Changed, minute: a.At.Truncate(time.Minute).Unix() / 60,
+	}
+	p.mu.RLock()
+	body, ok := p.results[key]
+	p.mu.RUnlock()
+	if ok {
+		return body, func() {}, nil
+	}
+	buf, err := p.render(c.TemplatesDir, pageResult, loc, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	body = bytes.Clone(buf.Bytes())
+	p.release(buf)
+	p.mu.Lock()
+	if len(p.results) >= maxCached {
+		// Keys of past minutes are of no more use.
+		clear(p.results)
+	}
+	p.results[key] = body
+	p.mu.Unlock()
+	return body, func() {}, nil
 }

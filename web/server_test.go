@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/repermit/repermit"
@@ -733,5 +734,70 @@ func TestBehindATrustedProxyEachClientHasItsOwnBucketAndIP(t *testing.T) {
 	}
 	if !ips["198.51.100.1"] || !ips["198.51.100.2"] || len(ips) != 2 {
 		t.Errorf("consent records keep the addresses %v, want 198.51.100.1 and 198.51.100.2", ips)
+	}
+}
+
+// TestResultPagesAreKeptOnlyWhereTheyCannotDiffer: the built-in result
+// page shows the answer's time to the minute, so the server keeps it per
+// minute, state, topics and language; a campaign's own result page may
+// show anything and is rendered for every answer. A kept page is the page
+// a server with no kept pages renders for the same answer.
+func TestResultPagesAreKeptOnlyWhereTheyCannotDiffer(t *testing.T) {
+	own := `{{define "title"}}r{{end}}{{define "main"}}<p>recorded at {{.Answer.At.Format "15:04:05.000"}}{{if not .Changed}} before{{end}}</p>{{end}}`
+	for _, tc := range []struct {
+		name   string
+		result string // the campaign's result.html; "" for the built-in page
+	}{
+		{"built-in page", ""},
+		{"campaign's own page", own},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := repermit.Campaign{ID: "res", From: "ACME News <news@acme.example>", Subject: "ACME News",
+				StartAt: t0, Deadline: t0.Add(24 * time.Hour), Topics: []string{"yoga", "events"}, Controller: testController}
+			if tc.result != "" {
+				c.TemplatesDir = t.TempDir()
+				if err := os.MkdirAll(filepath.Join(c.TemplatesDir, "pages"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(c.TemplatesDir, "pages", "result.html"), []byte(tc.result), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := newCampaignHarness(t, c, []string{"en", "en", "en", "en"})
+			// A second web process over the same Redis, with nothing kept.
+			cold, err := New(Config{Store: h.store, Signer: h.signer, Logger: discardLogger(), Registry: prometheus.NewRegistry(),
+				Now: func() time.Time { return *h.now.Load() }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer := func(srv *Server, idx uint32, at time.Time) string {
+				t.Helper()
+				h.setNow(at)
+				req := httptest.NewRequest(http.MethodPost, h.confirmPath(idx), strings.NewReader(confirmForm("confirm", "yoga").Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				w := httptest.NewRecorder()
+				srv.ServeHTTP(w, req)
+				wantStatus(t, fmt.Sprintf("answer of recipient %d", idx), w, http.StatusOK)
+				return w.Body.String()
+			}
+			at := t0.Add(time.Hour + 5*time.Second)
+			first := answer(h.srv, 0, at)
+			kept := answer(h.srv, 1, at.Add(20*time.Second))
+			fresh := answer(cold, 2, at.Add(20*time.Second))
+			replay := answer(h.srv, 1, at.Add(20*time.Second))
+			later := answer(h.srv, 3, at.Add(time.Minute))
+			if kept != fresh {
+				t.Errorf("page of the second answer differs from the same page rendered afresh:\n%s\n---\n%s", kept, fresh)
+			}
+			if (first == kept) != (tc.result == "") {
+				t.Errorf("answers 20 s apart in one minute got the same page: %v, want %v\n%s\n---\n%s", first == kept, tc.result == "", first, kept)
+			}
+			if replay == kept {
+				t.Errorf("a replayed answer got the page of a recorded one:\n%s", replay)
+			}
+			if later == kept {
+				t.Errorf("an answer a minute later got the page of the minute before:\n%s", later)
+			}
+		})
 	}
 }

@@ -29,7 +29,7 @@ func (s *Server) getUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		s.staticPage(w, r, c, pageUnsubscribe, t.locale, data)
 	default:
 		data.Answer = answered(rec)
-		s.page(w, r, http.StatusOK, c.TemplatesDir, pageResult, t.locale, &data)
+		s.resultPage(w, c, t.locale, &data)
 	}
 }
 
@@ -92,5 +92,5 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	data.Answer = answered(res.Recipient)
 	data.Changed = res.Changed
-	s.page(w, r, http.StatusOK, c.TemplatesDir, pageResult, t.locale, &data)
+	s.resultPage(w, c, t.locale, &data)
 }
