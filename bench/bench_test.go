@@ -131,7 +131,13 @@ func TestWebConfirmsAreRealWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertJSON(t, res, "plain_rps", "landing_rps", "confirm_rps", "landing_ratio", "confirm_ratio", "landing_p99_ms", "confirm_p99_ms")
+	assertJSON(t, res, "plain_rps", "landing_rps", "confirm_rps", "landing_ratio", "confirm_ratio", "landing_p99_ms", "confirm_p99_ms",
+		"plain_cpu_us", "landing_cpu_us", "confirm_cpu_us")
+	// Every request costs the process some CPU; a phase measured as free
+	// was not measured.
+	if res.PlainCPU <= 0 || res.LandingCPU <= 0 || res.ConfirmCPU <= 0 {
+		t.Errorf("CPU per request: plain %v, landing %v, confirm %v µs; want each > 0", res.PlainCPU, res.LandingCPU, res.ConfirmCPU)
+	}
 	if res.Confirmed != tiny {
 		t.Errorf("campaign counts %d confirmed after %d POSTs", res.Confirmed, tiny)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -18,11 +19,24 @@ type loadResult struct {
 	failed   int // answered with another status
 	elapsed  time.Duration
 	p50, p99 time.Duration
+	// cpu is the CPU time the whole process (client and server) used
+	// during the run.
+	cpu time.Duration
 	// firstFailure describes the first answer with another status.
 	firstFailure string
 }
 
 func (r loadResult) rps() float64 { return rate(r.requests, r.elapsed) }
+
+// cpuPerRequest is the process's CPU time per answered request in µs, 0
+// when it was not measured. On a machine shared with other work it moves
+// far less than the rates do: it counts only this process's own work.
+func (r loadResult) cpuPerRequest() float64 {
+	if r.cpu <= 0 || r.requests == 0 {
+		return 0
+	}
+	return math.Round(float64(r.cpu.Microseconds())/float64(r.requests)*10) / 10
+}
 
 // load sends up to count requests from workers goroutines over one
 // keep-alive client, stopping early when maxTime has passed. An answer with
@@ -43,6 +57,7 @@ func load(ctx context.Context, client *http.Client, workers, count int, maxTime 
 		cancel()
 	}
 	var wg sync.WaitGroup
+	cpu0 := processCPU()
 	start := time.Now()
 	for w := range workers {
 		wg.Go(func() {
@@ -84,6 +99,7 @@ func load(ctx context.Context, client *http.Client, workers, count int, maxTime 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	if err := firstErr.Load(); err != nil {
 		return loadResult{}, *err
 	}
@@ -103,6 +119,7 @@ func load(ctx context.Context, client *http.Client, workers, count int, maxTime 
 		firstFailure: r.firstFailure,
 		requests:     len(all),
 		elapsed:      elapsed,
+		cpu:          cpu,
 		p50:          percentile(all, 50),
 		p99:          percentile(all, 99),
 	}, nil

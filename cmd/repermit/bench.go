@@ -56,6 +56,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		n := fs.Int("requests", 20000, "requests per phase (and recipients to confirm)")
 		maxTime := fs.Duration("max-time", 20*time.Second, "bound of each phase")
 		profile := fs.String("cpuprofile", "", "write a CPU profile of the confirm phase to `FILE`")
+		landingProfile := fs.String("landing-cpuprofile", "", "write a CPU profile of the landing phase to `FILE`")
 		run = func(ctx context.Context, t bench.Target) (any, error) {
 			opt := bench.WebOptions{Concurrency: *c, Requests: *n, MaxTime: *maxTime}
 			f, err := createProfile("bench web", *profile)
@@ -65,6 +66,14 @@ func runBench(ctx context.Context, env Env, args []string) error {
 			if f != nil {
 				defer f.Close()
 				opt.CPUProfile = f
+			}
+			lf, err := createProfile("bench web", *landingProfile)
+			if err != nil {
+				return nil, err
+			}
+			if lf != nil {
+				defer lf.Close()
+				opt.LandingCPUProfile = lf
 			}
 			return bench.Web(ctx, t, opt)
 		}
@@ -175,9 +184,9 @@ func printBench(env Env, sub string, res any) error {
 			r.BytesBefore, r.BytesAfter, r.Shape, r.UsedMemoryDelta, r.BucketEncodings)
 	case bench.WebResult:
 		fmt.Fprintf(w, "web, %d concurrent keep-alive clients\n", r.Concurrency)
-		fmt.Fprintf(w, "  plain net/http hello      %8.0f req/s  p99 %.2f ms\n", r.PlainRPS, r.PlainP99)
-		fmt.Fprintf(w, "  GET /c/TOKEN landing      %8.0f req/s  p99 %.2f ms  ratio %.3f\n", r.LandingRPS, r.LandingP99, r.LandingRatio)
-		fmt.Fprintf(w, "  POST /c/TOKEN confirm     %8.0f req/s  p99 %.2f ms  ratio %.3f\n", r.ConfirmRPS, r.ConfirmP99, r.ConfirmRatio)
+		fmt.Fprintf(w, "  plain net/http hello      %8.0f req/s  p99 %.2f ms              CPU %.0f µs/req\n", r.PlainRPS, r.PlainP99, r.PlainCPU)
+		fmt.Fprintf(w, "  GET /c/TOKEN landing      %8.0f req/s  p99 %.2f ms  ratio %.3f  CPU %.0f µs/req\n", r.LandingRPS, r.LandingP99, r.LandingRatio, r.LandingCPU)
+		fmt.Fprintf(w, "  POST /c/TOKEN confirm     %8.0f req/s  p99 %.2f ms  ratio %.3f  CPU %.0f µs/req\n", r.ConfirmRPS, r.ConfirmP99, r.ConfirmRatio, r.ConfirmCPU)
 		if r.LandingFailed+r.ConfirmFailed > 0 {
 			fmt.Fprintf(w, "  FAILED: %d landing, %d confirm requests; first: %s\n", r.LandingFailed, r.ConfirmFailed, r.FirstFailure)
 		}
