@@ -21,7 +21,7 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 		return nil, repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
 	}
 	b, slot := bucketOf(idx)
-	vals, err := s.rdb.HMGet(ctx, s.bucketKey(id, b), append([]string{"s" + slot, "a" + slot}, dataFields(slot)...)...).Result()
+	vals, err := s.hmget(ctx, s.bucketKey(id, b), append([]string{"s" + slot, "a" + slot}, dataFields(slot)...)...)
 	if err != nil {
 		return nil, unavailable("recipient "+id, err)
 	}

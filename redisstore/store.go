@@ -79,6 +79,7 @@ type Store struct {
 	addr       string // Addr's answer when Open made the client
 	prefix     string
 	ledger     ledgerQueues
+	reads      readQueue // recipient reads, sent together under load
 	subject    subjectKeyCache
 	wordings   sync.Map // campaign "\x00" sha256 -> struct{}: wordings known kept
 
