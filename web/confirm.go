@@ -30,7 +30,7 @@ func (s *Server) getConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, rec := t.campaign, t.recipient
-	data := campaignData(c, r.URL.Path)
+	data := s.pages.campaignData(c, r.URL.Path)
 	switch rec.State {
 	case repermit.StatePending, repermit.StateSent, repermit.StateConfirmed:
 	default:
@@ -104,7 +104,7 @@ func (s *Server) postConfirm(w http.ResponseWriter, r *http.Request) {
 		// Withdrawing the last topic is withdrawing consent.
 		ans = answerForm{state: repermit.StateDeclined}
 	}
-	data := campaignData(c, r.URL.Path)
+	data := s.pages.campaignData(c, r.URL.Path)
 	// A confirmed recipient answered on the page that offers a change of
 	// topics; its words are what the record's wording hash names.
 	wordingData := data

@@ -107,7 +107,7 @@ func (s *Server) failIn(w http.ResponseWriter, r *http.Request, c *repermit.Camp
 	}
 	data := &PageData{Root: root(r.URL.Path), Status: code}
 	if c != nil {
-		d := campaignData(c, r.URL.Path)
+		d := s.pages.campaignData(c, r.URL.Path)
 		d.Status, d.Topics = code, nil
 		data = &d
 		if locale == "" {

@@ -168,6 +168,7 @@ type pageSet struct {
 	tmpls   map[pageKey]*pageTmpl
 	statics map[staticKey]staticPage
 	results map[resultKey][]byte
+	senders map[string][2]string // campaign From: display name, address
 
 	bufs sync.Pool
 }
@@ -209,6 +210,7 @@ func newPageSet(defaults fs.FS, log *slog.Logger) (*pageSet, error) {
 		tmpls:    make(map[pageKey]*pageTmpl),
 		statics:  make(map[staticKey]staticPage),
 		results:  make(map[resultKey][]byte),
+		senders:  make(map[string][2]string),
 	}
 	p.bufs.New = func() any { return new(bytes.Buffer) }
 	// Parse every default now: a broken default fails at start, not on a

@@ -70,7 +70,7 @@ func Preview(c *repermit.Campaign, loc string) ([]PreviewPage, error) {
 	}
 	out := make([]PreviewPage, 0, len(variants))
 	for _, v := range variants {
-		d := campaignData(c, path)
+		d := ps.campaignData(c, path)
 		v.edit(&d)
 		dir := c.TemplatesDir
 		if v.page == pageError {

@@ -97,23 +97,15 @@ func (s *Server) withTimeout(r *http.Request) (context.Context, context.CancelFu
 
 // campaignData fills the campaign's part of a page. It must not depend on
 // the recipient: the wording hash is computed from it once per campaign.
-func campaignData(c *repermit.Campaign, path string) PageData {
+func (p *pageSet) campaignData(c *repermit.Campaign, path string) PageData {
 	d := PageData{
-		Root:          root(path),
-		Sender:        c.From,
-		SenderAddress: c.From,
-		Subject:       c.Subject,
-		Deadline:      c.Deadline,
-		Controller:    c.Controller,
-		campaign:      c,
+		Root:       root(path),
+		Deadline:   c.Deadline,
+		Subject:    c.Subject,
+		Controller: c.Controller,
+		campaign:   c,
 	}
-	if a, err := mail.ParseAddress(c.From); err == nil {
-		d.SenderAddress = a.Address
-		d.Sender = a.Address
-		if a.Name != "" {
-			d.Sender = a.Name
-		}
-	}
+	d.Sender, d.SenderAddress = p.sender(c.From)
 	if len(c.Topics) > 0 {
 		d.Topics = make([]Topic, len(c.Topics))
 		for i, t := range c.Topics {
@@ -121,6 +113,32 @@ func campaignData(c *repermit.Campaign, path string) PageData {
 		}
 	}
 	return d
+}
+
+// sender returns the display name (else the address) and the address of
+// a campaign's From, parsed once per From: parsing it took about 4 % of
+// the CPU of a landing page. A From that does not parse is shown as it is.
+func (p *pageSet) sender(from string) (name, address string) {
+	p.mu.RLock()
+	v, ok := p.senders[from]
+	p.mu.RUnlock()
+	if ok {
+		return v[0], v[1]
+	}
+	name, address = from, from
+	if a, err := mail.ParseAddress(from); err == nil {
+		name, address = a.Address, a.Address
+		if a.Name != "" {
+			name = a.Name
+		}
+	}
+	p.mu.Lock()
+	if len(p.senders) >= maxCached {
+		clear(p.senders)
+	}
+	p.senders[from] = [2]string{name, address}
+	p.mu.Unlock()
+	return name, address
 }
 
 func answered(rec *repermit.Recipient) *Answered {

@@ -22,7 +22,7 @@ func (s *Server) getUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, rec := t.campaign, t.recipient
-	data := campaignData(c, r.URL.Path)
+	data := s.pages.campaignData(c, r.URL.Path)
 	switch rec.State {
 	case repermit.StatePending, repermit.StateSent, repermit.StateConfirmed:
 		data.Topics = nil
@@ -62,7 +62,7 @@ func (s *Server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := t.campaign
-	data := campaignData(c, r.URL.Path)
+	data := s.pages.campaignData(c, r.URL.Path)
 	data.Topics = nil
 	wording := ""
 	var text []byte
