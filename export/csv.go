@@ -4,7 +4,8 @@ import (
 	"bufio"
 	"io"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/repermit/repermit"
 )
 
 // CSVWriter writes CSV for people who open it in a spreadsheet, neutralised
@@ -12,12 +13,15 @@ import (
 // every cell is wrapped in double quotes (inner quotes doubled, so a
 // spreadsheet that splits at ';' or a tab cannot cut a cell in two), and a
 // cell that a spreadsheet could read as a formula gets a leading single
-// quote, which Excel, LibreOffice and Google Sheets take as "this is text".
+// quote, which Excel, LibreOffice and Google Sheets take as "this is text"
+// (repermit.QuoteFormula).
 // Rows end in CRLF as RFC 4180 has them.
 //
 // The quote changes the data: a cell "'=1+1" in the file stands for the
 // text "=1+1". A program that reads the export and needs the original
-// strips one leading quote from cells that then start like a formula.
+// strips one leading quote from cells that then start like a formula
+// (repermit.UnquoteFormula); repermit's recipients reader does, so the
+// unreached export goes into a later campaign unchanged.
 type CSVWriter struct {
 	w   *bufio.Writer
 	err error
@@ -38,10 +42,7 @@ func (c *CSVWriter) Write(row []string) error {
 			c.w.WriteByte(',')
 		}
 		c.w.WriteByte('"')
-		if formulaic(cell) {
-			c.w.WriteByte('\'')
-		}
-		c.w.WriteString(strings.ReplaceAll(cell, `"`, `""`))
+		c.w.WriteString(strings.ReplaceAll(repermit.QuoteFormula(cell), `"`, `""`))
 		_, c.err = c.w.WriteString("\"")
 	}
 	if c.err == nil {
@@ -57,27 +58,4 @@ func (c *CSVWriter) Flush() error {
 	}
 	c.err = c.w.Flush()
 	return c.err
-}
-
-// formulaChars start a formula (=, +, -, @), or are dropped by a
-// spreadsheet in front of one (tab, CR, LF, NUL). The full-width forms are
-// formula starters in East Asian locales of Excel.
-const formulaChars = "=+-@\t\r\n\x00＝＋－＠"
-
-// formulaic reports whether a spreadsheet could take cell for a formula:
-// it starts with one of formulaChars, also after leading blanks (some
-// importers trim them).
-func formulaic(cell string) bool {
-	if cell == "" {
-		return false
-	}
-	if r, _ := utf8.DecodeRuneInString(cell); strings.ContainsRune(formulaChars, r) {
-		return true
-	}
-	rest := strings.TrimLeft(cell, " \t\r\n\u00a0\u3000")
-	if rest == "" {
-		return false
-	}
-	r, _ := utf8.DecodeRuneInString(rest)
-	return strings.ContainsRune(formulaChars, r)
 }

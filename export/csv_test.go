@@ -20,7 +20,10 @@ func TestCSVWriterNeutralisesEveryFormulaStart(t *testing.T) {
 		{"＝1+1", `"'＝1+1"`},
 		{"Anna;=1+1", `"Anna;=1+1"`},
 		{"a-b@example.com", `"a-b@example.com"`},
-		{"'=already", `"'=already"`},
+		// A spreadsheet eats one quote, so a cell that is a quote and a
+		// formula gets another, and shows as written.
+		{"'=already", `"''=already"`},
+		{"'Neill", `"'Neill"`},
 	} {
 		var b bytes.Buffer
 		w := NewCSVWriter(&b)

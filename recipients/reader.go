@@ -160,6 +160,11 @@ func (r *Reader) Next() (Row, error) {
 			return Row{}, &RowError{File: r.name, Line: line,
 				Reason: fmt.Sprintf("column %d is not valid UTF-8 (save the file as UTF-8)", i+1)}
 		}
+		// The ' that repermit's exports (and spreadsheet users) put in
+		// front of a cell that starts like a formula is not part of it:
+		// kept, it made "'-ann@example.com" of an unreached recipient
+		// "-ann@example.com" in the next campaign.
+		rec[i] = repermit.UnquoteFormula(f)
 	}
 	email, err := Normalize(rec[r.email])
 	if err != nil {

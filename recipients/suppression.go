@@ -73,7 +73,9 @@ func readSuppression(in io.Reader, name string) (map[string]struct{}, error) {
 			if c >= len(rec) {
 				continue
 			}
-			v := strings.TrimSpace(rec[c])
+			// An address exported by repermit or kept as text in a
+			// spreadsheet may carry a ' in front (see UnquoteFormula).
+			v := strings.TrimSpace(repermit.UnquoteFormula(rec[c]))
 			if v == "" {
 				continue
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/export"
 	"github.com/repermit/repermit/redisstore"
 	"github.com/repermit/repermit/redistest"
 )
@@ -109,6 +111,63 @@ func TestExportsNeutraliseFormulas(t *testing.T) {
 			if name, ok := got[h.email]; !ok || name != want {
 				t.Errorf("confirmed %s: name %q (found %v), want %q behind the quote", h.email, name, ok, want)
 			}
+		}
+	}
+}
+
+// TestNeutralisedCellsLaunchAsTheirOriginals: the exports put a ' in front
+// of a cell that starts like a formula, and the unreached export is meant
+// to go straight into a later campaign. A list written that way (and a
+// suppression list of such addresses) launches with the original
+// addresses, names and columns, not with the quote: "'-ann@example.com"
+// was launched as another address than the unreached -ann@example.com.
+func TestNeutralisedCellsLaunchAsTheirOriginals(t *testing.T) {
+	rows := []struct{ email, name, plan string }{
+		{"-ann@example.com", `=HYPERLINK("http://evil.example/","x")`, "+49 30 1234"},
+		{"=bob@example.com", "-1+2", "@home"},
+		{"+carl@example.com", "@SUM(1)", "-"},
+		{"dora@example.com", "'Neill", "O'Neill"},
+		{"eve@example.com", "＝1+1", " =x"},
+		{"'frank@example.com", "''=twice", "'"},
+	}
+	var list bytes.Buffer
+	w := export.NewCSVWriter(&list)
+	w.Write([]string{"email", "name", "plan"})
+	for _, r := range rows {
+		w.Write([]string{r.email, r.name, r.plan})
+	}
+	w.Write([]string{"-suppressed@example.com", "Sue", ""})
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var supp bytes.Buffer
+	w = export.NewCSVWriter(&supp)
+	w.Write([]string{"email"})
+	w.Write([]string{"-suppressed@example.com"})
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list.String(), `"'-ann@example.com"`) || !strings.Contains(supp.String(), `"'-suppressed@example.com"`) {
+		t.Fatalf("the lists are not neutralised as the exports write them:\n%s%s", list.String(), supp.String())
+	}
+	r := redistest.New(t)
+	c := newCLI(t, r)
+	dir := writeFiles(t, map[string]string{
+		"campaign.yaml":   fmt.Sprintf(campaignYAML, "relaunch") + "suppression: suppression.csv\n",
+		"recipients.csv":  list.String(),
+		"suppression.csv": supp.String(),
+	})
+	if code, out, errOut := c.run("launch", filepath.Join(dir, "campaign.yaml")); code != 0 || !strings.Contains(out, fmt.Sprintf("%d imported, 0 invalid, 0 duplicate, 1 suppressed", len(rows))) {
+		t.Fatalf("launch: exit %d: %s%s", code, out, errOut)
+	}
+	st := redisstore.New(r.Client, r.Prefix)
+	for i, want := range rows {
+		got, err := st.Recipient(context.Background(), "relaunch", int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Email != want.email || got.Name != strings.TrimSpace(want.name) || got.Extra["plan"] != want.plan {
+			t.Errorf("recipient %d: %q %q plan %q, want %q %q plan %q", i, got.Email, got.Name, got.Extra["plan"], want.email, want.name, want.plan)
 		}
 	}
 }
