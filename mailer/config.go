@@ -9,7 +9,6 @@ import (
 	"crypto/rsa"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -225,7 +224,8 @@ func ParseSMTPURL(raw string) (Config, error) {
 	c.DKIMDomain = q.Get("dkim_domain")
 	c.DKIMSelector = q.Get("dkim_selector")
 	if path := q.Get("dkim_key"); path != "" {
-		pemBytes, err := os.ReadFile(path)
+		// A regular file only: a FIFO would hang the start in open(2).
+		pemBytes, err := repermit.ReadFile(path)
 		if err != nil {
 			return Config{}, repermit.Errorf(repermit.EINVALID, "SMTP URL: dkim_key: %v", err)
 		}

@@ -93,3 +93,57 @@ func TestCommandsRefuseFilesThatAreNotRegular(t *testing.T) {
 		})
 	}
 }
+
+// TestServersRefuseKeyFilesThatAreNotRegular gives web a FIFO as its TLS
+// certificate or key and worker one as its DKIM key: each must stop at
+// once with exit 2 naming the file, not hang at the start in open(2),
+// where a cancelled context (Ctrl-C) does not reach it.
+func TestServersRefuseKeyFilesThatAreNotRegular(t *testing.T) {
+	r := redistest.New(t)
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	cert, key, fifo := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "fifo.pem")
+	if err := os.WriteFile(cert, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mkfifo(t, fifo)
+	for _, tc := range []struct {
+		name, cmd string
+		env       map[string]string
+	}{
+		{"TLS certificate", "web", map[string]string{"REPERMIT_TLS_CERT": fifo, "REPERMIT_TLS_KEY": key}},
+		{"TLS key", "web", map[string]string{"REPERMIT_TLS_CERT": cert, "REPERMIT_TLS_KEY": fifo}},
+		{"DKIM key", "worker", map[string]string{"REPERMIT_SMTP_URL": "smtp://127.0.0.1:1?tls=none&dkim_domain=acme.example&dkim_selector=s&dkim_key=" + fifo}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCLI(t, r)
+			c.env["REPERMIT_HTTP_ADDR"] = freeTCPAddr(t)
+			c.env["REPERMIT_ADMIN_ADDR"] = freeTCPAddr(t)
+			for k, v := range tc.env {
+				c.env[k] = v
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type result struct {
+				code   int
+				errOut string
+			}
+			done := make(chan result, 1)
+			go func() {
+				code, _, errOut := c.runContext(ctx, tc.cmd)
+				done <- result{code, errOut}
+			}()
+			select {
+			case res := <-done:
+				if res.code != 2 || !strings.Contains(res.errOut, fifo) || !strings.Contains(res.errOut, "not a regular file") {
+					t.Errorf("exit %d, stderr %q; want 2 naming %s as not a regular file", res.code, res.errOut, fifo)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s still waits on the FIFO after 5 s", tc.cmd)
+			}
+		})
+	}
+}

@@ -218,7 +218,17 @@ func tlsConfig(s Settings) (*tls.Config, error) {
 	case s.TLSKey == "":
 		return nil, usageError("REPERMIT_TLS_CERT is set but REPERMIT_TLS_KEY is not; set both or neither")
 	}
-	cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+	// Read as regular files only (not tls.LoadX509KeyPair's
+	// os.ReadFile): a FIFO would hang the start in open(2), past Ctrl-C.
+	certPEM, err := repermit.ReadFile(s.TLSCert)
+	if err != nil {
+		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_TLS_CERT: %v", err)
+	}
+	keyPEM, err := repermit.ReadFile(s.TLSKey)
+	if err != nil {
+		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_TLS_KEY: %v", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, repermit.Errorf(repermit.EINVALID, "REPERMIT_TLS_CERT/REPERMIT_TLS_KEY: %v", err)
 	}
