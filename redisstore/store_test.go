@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -350,6 +351,21 @@ func TestExpireBucketErasesAndSuppresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertCounts(t, s, "camp", map[repermit.State]int64{repermit.StateConfirmed: 1, repermit.StateExpired: 149, repermit.StateUnreached: 50})
+	// The buckets themselves, rewritten without the erased fields, hold
+	// every recipient in the state the counts say.
+	states := map[repermit.State]int{}
+	for b := int64(0); b < redisstore.Buckets(200); b++ {
+		rs, err := s.Bucket(ctx, "camp", b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			states[r.State]++
+		}
+	}
+	if want := map[repermit.State]int{repermit.StateConfirmed: 1, repermit.StateExpired: 149, repermit.StateUnreached: 50}; !maps.Equal(states, want) {
+		t.Errorf("states in the buckets = %v, want %v", states, want)
+	}
 	// Only the confirmed and the unreached addresses may remain anywhere in
 	// the campaign's keys.
 	for _, key := range r.Keys(t) {
