@@ -115,7 +115,7 @@ func commands() []command {
 		{"pause", "ID", "stop sending until resumed", runControl(repermit.StatusPaused, repermit.StatusRunning)},
 		{"resume", "ID [--reset-thresholds]", "continue a paused campaign (after a stop of its waves: with the next wave)", runControl(repermit.StatusRunning, repermit.StatusPaused)},
 		{"cancel", "ID", "stop sending for good (the deadline still expires)", runControl(repermit.StatusCancelled, repermit.StatusRunning, repermit.StatusPaused)},
-		{"export", "ID --what confirmed|suppressed|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
+		{"export", "ID --what confirmed|unreached|suppressed|ledger", "write a CSV (ledger: JSON lines) to stdout", runExport},
 		{"verify-ledger", "FILE --pubkey KEY [--witness FILE]", "check an exported consent log: records, inclusion, signed checkpoints", runVerifyLedger},
 		{"ledger-key", "NAME", "make the consent log's signing key pair", runLedgerKey},
 		{"proof", "EMAIL [--campaign ID] [--bundle FILE]", "a person's consent history; --bundle writes a proof", runProof},
