@@ -86,13 +86,8 @@ func (s *Server) reconcile(ctx context.Context, c *repermit.Campaign) error {
 	return nil
 }
 
-// reconcileWindow is how many buckets (of 128 recipients) each of a
-// reconcile pass's two windows reads: about 0.35 s of Redis for 1024 on
-// the development machine.
-var reconcileWindow int64 = 1024
-
 // scanUnmailed returns the recipients below limit that wait for step with
-// no live claim, reading at most two windows of reconcileWindow buckets:
+// no live claim, reading at most two windows of s.reconcileWindow buckets:
 // the newest buckets behind the cursor, where a crash or a lost queue
 // leaves its recipients (the feeder keeps only a bounded backlog queued),
 // and a rolling window over the older ones, so that a lost recipient
@@ -113,14 +108,14 @@ func (s *Server) scanUnmailed(ctx context.Context, id string, step int, limit in
 		return nil, err
 	}
 	end := redisstore.Buckets(limit)
-	tail := max(open, end-reconcileWindow)
+	tail := max(open, end-s.reconcileWindow)
 	from := max(pos, open)
 	if from >= tail {
 		from = open // wrap around
 	}
 	var out []int64
 	if from < tail {
-		to := min(from+reconcileWindow, tail)
+		to := min(from+s.reconcileWindow, tail)
 		waiting, first, err := s.store.Unmailed(ctx, id, from, to, limit, step, now)
 		if err != nil {
 			return nil, err

@@ -122,8 +122,6 @@ func TestReconcileScanSpeed(t *testing.T) {
 // ones, so a recipient lost far behind is found after a few passes, and one
 // that waits in the first bucket does not make every pass read them all.
 func TestReconcileFindsALostRecipientAnywhereWithinAFewPasses(t *testing.T) {
-	defer func(w int64) { reconcileWindow = w }(reconcileWindow)
-	reconcileWindow = 2
 	const n = 16 * redisstore.BucketSize
 	e := newEnv(t, smtpsink.Options{})
 	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(time.Hour)}, n, nil)
@@ -147,6 +145,7 @@ func TestReconcileFindsALostRecipientAnywhereWithinAFewPasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.reconcileWindow = 2
 	found := make(map[int64]int) // index -> first pass that found it
 	for pass := 1; pass <= 8; pass++ {
 		waiting, err := s.scanUnmailed(ctx, c.ID, 1, n, time.Now())
