@@ -120,6 +120,11 @@ type Campaign struct {
 	Controller Controller `json:"controller"`
 	// Webhooks receive the campaign's consent events (Standard Webhooks).
 	Webhooks []Webhook `json:"webhooks,omitempty"`
+	// Shards is how many Redis hash-slot shards the recipients are spread
+	// over, so that one campaign can span the nodes of a Redis Cluster;
+	// 0 (and 1) is one shard. Set in the file or by launch from the
+	// list's size.
+	Shards int `json:"shards,omitempty"`
 
 	// Set by launch.
 	Seq       uint32         `json:"seq,omitempty"` // short numeric id carried inside tokens

@@ -59,13 +59,16 @@ const (
 	maxTopics    = 20
 )
 
+// maxShards is redisstore.MaxShards (config does not import the store).
+const maxShards = 256
+
 var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
 // keys lists the top-level keys of a campaign file.
 var keys = []string{
 	"id", "from", "subject", "recipients", "suppression", "confirm_base_url",
 	"start_at", "deadline", "reminders", "rate", "topics", "templates",
-	"retention", "list_unsubscribe_mailto", "min_answer_window",
+	"retention", "list_unsubscribe_mailto", "min_answer_window", "shards",
 	"list_name", "reminder_subject", "default_locale", "timezone", "controller", "waves",
 	"webhooks",
 }
@@ -272,6 +275,15 @@ func (l *loader) load(path string, now time.Time) *File {
 		case "waves":
 			if !isNull(n) {
 				c.Waves = l.waves(n)
+			}
+		case "shards":
+			// Redis Cluster: how many hash-slot shards the recipients are
+			// spread over; left out, launch picks one from the list's size.
+			if v, ok := l.count("shards", n); ok {
+				if v < 1 || v > maxShards {
+					l.addf(n.Line, "shards: must be 1 to %d", maxShards)
+				}
+				c.Shards = v
 			}
 		case "retention":
 			if v, ok := l.str(k, n); ok {

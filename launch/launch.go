@@ -31,6 +31,9 @@ import (
 type Store interface {
 	Campaign(ctx context.Context, id string) (*repermit.Campaign, error)
 	BeginImport(ctx context.Context, c repermit.Campaign, now time.Time) (*redisstore.Import, error)
+	// ShardsFor is the number of shards of a campaign of rows recipients
+	// whose file names none.
+	ShardsFor(rows int) int
 }
 
 var _ Store = (*redisstore.Store)(nil)
@@ -332,9 +335,12 @@ func scan(ctx context.Context, f *config.File, supp map[string]struct{}, dups *b
 }
 
 // bitset is one bit per row.
-type bitset struct{ w []uint64 }
+type bitset struct {
+	w []uint64
+	n int // bits
+}
 
-func newBitset(n int) *bitset { return &bitset{w: make([]uint64, (n+63)/64)} }
+func newBitset(n int) *bitset { return &bitset{w: make([]uint64, (n+63)/64), n: n} }
 
 func (b *bitset) set(i int) { b.w[i/64] |= 1 << (i % 64) }
 
@@ -369,6 +375,11 @@ func Launch(ctx context.Context, path string, st Store, sched Scheduler, opt Opt
 	supp, err := loadSuppression(f)
 	if err != nil {
 		return pre, err
+	}
+	if f.Campaign.Shards == 0 {
+		// The valid rows, duplicates included: close enough to size the
+		// shards.
+		f.Campaign.Shards = st.ShardsFor(dups.n)
 	}
 	imp, err := st.BeginImport(ctx, f.Campaign, opt.now())
 	if err != nil {

@@ -201,6 +201,14 @@ func (k *ledgerQueues) handOff(id string) {
 // the head: then the script refuses and hands back the new head, and the
 // answer is tried again on it after a short random wait, until ctx ends.
 func (s *Store) appendAnswer(ctx context.Context, a Answer, o op, b int64, slot, entry, topics string, before []string) (*repermit.ConsentRecord, bool, error) {
+	l, err := s.layoutOf(ctx, a.Campaign)
+	if err != nil {
+		return nil, false, err
+	}
+	if k := l.shardOf(b); k != 0 {
+		// A shard other than home queues its record (shardqueue.go).
+		return s.queueAnswer(ctx, l, k, a, o, b, slot, entry, topics, before)
+	}
 	j := &answerJob{ctx: ctx, a: a, o: o, b: b, slot: slot, entry: entry, topics: topics, before: before, done: make(chan answerDone, 1)}
 	if !s.ledger.enqueue(j) {
 		if d := s.ledger.wait(ctx, j); !d.lead {
@@ -305,7 +313,10 @@ func (s *Store) writeAnswers(ctx context.Context, id string, batch []*answerJob)
 			out[i].err = err
 			continue
 		}
-		keys, args := s.transitionCall(id, j.b, j.o, j.a.At, transitionArgs{
+		// Every answer here is of a bucket in home (appendAnswer sends the
+		// others to queueAnswer), whose keys are named alike whatever
+		// the number of shards.
+		keys, args := s.transitionCall(s.home(id), j.b, j.o, j.a.At, transitionArgs{
 			answer: j.topics, ledgerPrev: h.hash, ledgerHash: next.hash, ledgerJSON: string(js),
 		}, []slotChange{{slot: j.slot, suppress: j.entry}})
 		calls = append(calls, sent{i: i, rec: rec, next: next, cmd: s.transitionScript.EvalSha(ctx, pipe, keys, args...)})

@@ -186,13 +186,17 @@ func (s *Store) BucketEncodings(ctx context.Context, id string) (map[string]int6
 	if err != nil {
 		return nil, err
 	}
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]int64)
 	const chunk = 512
 	for start := int64(0); start < hw; start += chunk {
 		cmds := make([]*redis.StringCmd, 0, chunk)
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for b := start; b < min(hw, start+chunk); b++ {
-				cmds = append(cmds, p.ObjectEncoding(ctx, s.bucketKey(id, b)))
+				cmds = append(cmds, p.ObjectEncoding(ctx, l.bucket(b)))
 			}
 			return nil
 		})

@@ -21,7 +21,7 @@ const importLease = 2 * time.Minute
 // beginImportScript reserves a campaign id.
 //
 // KEYS[1] meta hash. ARGV[1] config JSON, ARGV[2] seq, ARGV[3] now ms,
-// ARGV[4] lease ms, ARGV[5] deadline ms.
+// ARGV[4] lease ms, ARGV[5] deadline ms, ARGV[6] shards ("" for one).
 // Returns "ok", "exists" or "stale" (a crashed import the caller must clear).
 var beginImportScript = luaScript(`
 local status = redis.call('HGET', KEYS[1], F_STATUS)
@@ -33,6 +33,9 @@ if status then
 end
 redis.call('HSET', KEYS[1], F_STATUS, STATUS_IMPORTING, F_CONFIG, ARGV[1], F_SEQ, ARGV[2],
   F_HEARTBEAT, ARGV[3], F_DEADLINE, ARGV[5], F_HIGH_WATER, '0')
+-- The number of shards is there from the start, so that Abort and the
+-- stale import cleanup find every shard's keys.
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], F_SHARDS, ARGV[6]) end
 return 'ok'
 `)
 
@@ -50,11 +53,24 @@ type Import struct {
 	lastBeat time.Time
 	cols     columnIndex // the extra columns met so far, see row.go
 	colsSent int         // how many of them meta holds
+	lay      layout
+	perShard []int64 // recipients added to each shard
 }
 
 // BeginImport reserves c.ID and assigns c.Seq. It fails with ECONFLICT when
 // the id exists.
 func (s *Store) BeginImport(ctx context.Context, c repermit.Campaign, now time.Time) (*Import, error) {
+	if c.Shards < 0 || c.Shards > MaxShards {
+		return nil, repermit.Errorf(repermit.EINVALID, "campaign %s: shards must be 1 to %d", c.ID, MaxShards)
+	}
+	lay := layout{prefix: s.prefix, id: c.ID, n: int64(max(1, c.Shards))}
+	shards := ""
+	if lay.n > 1 {
+		shards = strconv.FormatInt(lay.n, 10)
+	} else {
+		// One shard is written as it always was, config included.
+		c.Shards = 0
+	}
 	for attempt := 0; attempt < 2; attempt++ {
 		seq, err := s.rdb.Incr(ctx, s.seqKey()).Result()
 		if err != nil {
@@ -72,13 +88,13 @@ func (s *Store) BeginImport(ctx context.Context, c repermit.Campaign, now time.T
 			return nil, fmt.Errorf("launch %s: %w", c.ID, err)
 		}
 		res, err := beginImportScript.Run(ctx, s.rdb, []string{s.metaKey(c.ID)},
-			cfg, seq, now.UnixMilli(), importLease.Milliseconds(), c.Deadline.UnixMilli()).Text()
+			cfg, seq, now.UnixMilli(), importLease.Milliseconds(), c.Deadline.UnixMilli(), shards).Text()
 		if err != nil {
 			return nil, unavailable("launch "+c.ID, err)
 		}
 		switch res {
 		case "ok":
-			return &Import{s: s, c: c, pipe: s.rdb.Pipeline(), lastBeat: now}, nil
+			return &Import{s: s, c: c, pipe: s.rdb.Pipeline(), lastBeat: now, lay: lay, perShard: make([]int64, lay.n)}, nil
 		case "exists":
 			return nil, repermit.Errorf(repermit.ECONFLICT, "campaign %q exists already; choose a new id", c.ID)
 		case "stale":
@@ -131,7 +147,8 @@ func (imp *Import) Add(ctx context.Context, email, name, locale string, extra ma
 	b, slot := bucketOf(imp.next)
 	imp.next++
 	fields := append([]any{"s" + slot, "p"}, rowFields(slot, encodeRow(email, name, locale, extra, &imp.cols))...)
-	imp.pipe.HSet(ctx, imp.s.bucketKey(imp.c.ID, b), fields...)
+	imp.pipe.HSet(ctx, imp.lay.bucket(b), fields...)
+	imp.perShard[imp.lay.shardOf(b)]++
 	imp.maxBkt = b
 	imp.pending++
 	if imp.pending >= flushEvery {
@@ -177,6 +194,9 @@ func (imp *Import) Commit(ctx context.Context, r repermit.ImportResult) error {
 		return fmt.Errorf("commit %s: %w", imp.c.ID, err)
 	}
 	meta := imp.s.metaKey(imp.c.ID)
+	if err := imp.commitShards(ctx); err != nil {
+		return err
+	}
 	_, err = imp.s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, meta,
 			fConfig, cfg,
@@ -184,7 +204,7 @@ func (imp *Import) Commit(ctx context.Context, r repermit.ImportResult) error {
 			fSkipInv, r.SkippedInvalid,
 			fSkipDup, r.SkippedDuplicate,
 			fSkipSupp, r.SkippedSuppressed,
-			fCountPfx+string(repermit.StatePending), imp.next,
+			fCountPfx+string(repermit.StatePending), imp.perShard[0],
 			fStatus, string(repermit.StatusRunning),
 			fLedgerKind, ledgerKindLog,
 		)
@@ -202,6 +222,38 @@ func (imp *Import) Commit(ctx context.Context, r repermit.ImportResult) error {
 	// listing misses until the next launch or status call repairs it.
 	if err := imp.s.index(ctx, imp.c); err != nil {
 		return err
+	}
+	imp.s.shards.set(imp.c.ID, imp.lay.n)
+	return nil
+}
+
+// commitShards writes the meta hash of every shard but home: what its
+// transitions check (status, deadline, whether events are written) and
+// its count of pending recipients. They are written before home's commit,
+// which alone makes the campaign visible: until then nobody claims in
+// them, and a failure leaves them to Abort, which finds them by home's
+// number of shards.
+func (imp *Import) commitShards(ctx context.Context) error {
+	if imp.lay.n == 1 {
+		return nil
+	}
+	_, err := imp.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k := int64(1); k < imp.lay.n; k++ {
+			fields := []any{
+				fShardOf, k,
+				fStatus, string(repermit.StatusRunning),
+				fDeadline, imp.c.Deadline.UnixMilli(),
+				fCountPfx + string(repermit.StatePending), imp.perShard[k],
+			}
+			if len(imp.c.Webhooks) > 0 {
+				fields = append(fields, fEventsOn, "1")
+			}
+			p.HSet(ctx, imp.lay.meta(k), fields...)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("commit "+imp.c.ID, err)
 	}
 	return nil
 }
@@ -230,11 +282,16 @@ func (imp *Import) Abort(ctx context.Context) error {
 // deleteCampaignKeys removes every key of a campaign.
 func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 	s.cols.forget(id)
-	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fHighWater, fSeq).Result()
+	s.shards.forget(id)
+	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fHighWater, fSeq, fShards).Result()
 	if err != nil {
 		return unavailable("delete "+id, err)
 	}
 	hw, _ := strconv.ParseInt(fmt.Sprint(vals[0]), 10, 64)
+	lay := s.home(id)
+	if n, err := strconv.ParseInt(fmt.Sprint(vals[2]), 10, 64); err == nil && n > 1 {
+		lay.n = n
+	}
 	if seq, ok := vals[1].(string); ok {
 		// A commit that got as far as the index must not leave a dangling
 		// entry that points at nothing.
@@ -249,7 +306,7 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 	for start := int64(0); start < hw; start += chunk {
 		keys := make([]string, 0, chunk)
 		for b := start; b < min(hw, start+chunk); b++ {
-			keys = append(keys, s.bucketKey(id, b))
+			keys = append(keys, lay.bucket(b))
 		}
 		if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
 			return unavailable("delete "+id, err)
@@ -258,13 +315,19 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 	for start := 0; start < supLogKeys; start += 512 {
 		logs := make([]string, 0, 512)
 		for i := start; i < start+512; i++ {
-			logs = append(logs, s.supLogKeyN(id, fmt.Sprintf("%03x", i)))
+			logs = append(logs, lay.supLog(fmt.Sprintf("%03x", i)))
 		}
 		if err := s.rdb.Unlink(ctx, logs...).Err(); err != nil {
 			return unavailable("delete "+id, err)
 		}
 	}
-	if err := s.rdb.Unlink(ctx, s.outboxKey(id), s.ledgerKey(id), s.eventsKey(id), s.timelineKey(id), s.metaKey(id),
+	for k := int64(1); k < lay.n; k++ {
+		if err := s.rdb.Unlink(ctx, lay.shardKeys(k)...).Err(); err != nil {
+			return unavailable("delete "+id, err)
+		}
+	}
+	// Home's meta hash goes last: it names the shards.
+	if err := s.rdb.Unlink(ctx, lay.supp(0), s.ledgerKey(id), s.eventsKey(id), lay.timeline(0), s.metaKey(id),
 		s.feedbackSeenKey(id), s.softKey(id), s.treeKey(id), s.checkpointsKey(id), s.wordingsKey(id), s.mailWordingsKey(id)).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
@@ -325,16 +388,26 @@ func (s *Store) SetStatus(ctx context.Context, id string, to repermit.CampaignSt
 	}
 	switch {
 	case res == "ok":
-		return nil
+		return s.copyStatusOf(ctx, id)
 	case res == "missing":
 		return repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
 	default:
 		cur := strings.TrimPrefix(res, "is:")
 		if cur == string(to) {
-			return nil
+			// Copied again: repairs a copy an earlier call failed to make.
+			return s.copyStatusOf(ctx, id)
 		}
 		return repermit.Errorf(repermit.ECONFLICT, "campaign %s is %s; cannot make it %s", id, cur, to)
 	}
+}
+
+// copyStatusOf copies campaign id's status from home to its other shards.
+func (s *Store) copyStatusOf(ctx context.Context, id string) error {
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.copyStatus(ctx, l)
 }
 
 // setStatusScript: KEYS[1] meta; ARGV[1] new status, ARGV[2..] allowed
@@ -390,7 +463,24 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 	if st := m[fStatus]; st == "" || st == string(repermit.StatusImporting) {
 		return Stats{}, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
 	}
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return Stats{}, err
+	}
+	shards, err := s.shardMetas(ctx, l)
+	if err != nil {
+		return Stats{}, err
+	}
 	n := func(f string) int64 { v, _ := strconv.ParseInt(m[f], 10, 64); return v }
+	// Counts per state and topic are the sums over the shards.
+	sum := func(f string) int64 {
+		t := n(f)
+		for _, sm := range shards {
+			v, _ := strconv.ParseInt(sm[f], 10, 64)
+			t += v
+		}
+		return t
+	}
 	st := Stats{
 		Counts:            make(repermit.Counts, len(repermit.States())),
 		Imported:          n(fImported),
@@ -401,7 +491,7 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 		Events:            n(fEvents),
 	}
 	for _, state := range repermit.States() {
-		st.Counts[state] = n(fCountPfx + string(state))
+		st.Counts[state] = sum(fCountPfx + string(state))
 	}
 	for f := range m {
 		if key, ok := strings.CutPrefix(f, "fb:"); ok {
@@ -434,6 +524,17 @@ func (s *Store) Stats(ctx context.Context, id string) (Stats, error) {
 				st.Topics = make(map[string]int64)
 			}
 			st.Topics[topic] = n(f)
+		}
+	}
+	for _, sm := range shards {
+		for f, v := range sm {
+			if topic, ok := strings.CutPrefix(f, fTopicPfx); ok {
+				if st.Topics == nil {
+					st.Topics = make(map[string]int64)
+				}
+				x, _ := strconv.ParseInt(v, 10, 64)
+				st.Topics[topic] += x
+			}
 		}
 	}
 	return st, nil
@@ -489,11 +590,29 @@ func Buckets(imported int64) int64 { return (imported + BucketSize - 1) / Bucket
 // Timeline returns, per state, how many recipients entered it in each
 // minute (keyed by the minute's start).
 func (s *Store) Timeline(ctx context.Context, id string) (map[repermit.State]map[time.Time]int64, error) {
-	m, err := s.rdb.HGetAll(ctx, s.timelineKey(id)).Result()
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.MapStringStringCmd, l.n)
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k := range l.n {
+			cmds[k] = p.HGetAll(ctx, l.timeline(k))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, unavailable("timeline "+id, err)
 	}
 	out := make(map[repermit.State]map[time.Time]int64)
+	for _, c := range cmds {
+		addTimeline(out, c.Val())
+	}
+	return out, nil
+}
+
+// addTimeline adds one shard's timeline hash to out.
+func addTimeline(out map[repermit.State]map[time.Time]int64, m map[string]string) {
 	for k, v := range m {
 		state, minute, ok := strings.Cut(k, ":")
 		if !ok {
@@ -508,9 +627,8 @@ func (s *Store) Timeline(ctx context.Context, id string) (map[repermit.State]map
 		if out[st] == nil {
 			out[st] = make(map[time.Time]int64)
 		}
-		out[st][time.Unix(mi*60, 0).UTC()] = n
+		out[st][time.Unix(mi*60, 0).UTC()] += n
 	}
-	return out, nil
 }
 
 // PurgeRecipients ends a finished campaign's retention: it deletes every
@@ -531,6 +649,10 @@ func (s *Store) PurgeRecipients(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return err
+	}
 	for b := int64(0); b < Buckets(n); b++ {
 		rs, err := s.Bucket(ctx, id, b)
 		if err != nil {
@@ -542,7 +664,7 @@ func (s *Store) PurgeRecipients(ctx context.Context, id string) error {
 				args = append(args, strconv.FormatInt(r.Index%BucketSize, 10), keptHashPrefix+repermit.AddressHash(r.Email))
 			}
 		}
-		if err := purgeBucketScript.Run(ctx, s.rdb, []string{s.bucketKey(id, b)}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		if err := purgeBucketScript.Run(ctx, s.rdb, []string{l.bucket(b)}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return unavailable("purge "+id, err)
 		}
 	}

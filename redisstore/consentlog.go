@@ -187,6 +187,9 @@ func (s *Store) LedgerIsLog(ctx context.Context, id string) (bool, error) {
 // the bytes stored (for the consent log, the record's canonical form),
 // stopping after the first max records (max < 0: all).
 func (s *Store) RawLedger(ctx context.Context, id string, max int64, fn func(raw []byte, streamID string) error) error {
+	if err := s.drainQueuesOf(ctx, id); err != nil {
+		return err
+	}
 	return s.rawLedgerFrom(ctx, id, "-", max, fn)
 }
 
@@ -292,6 +295,9 @@ func (s *Store) SyncTree(ctx context.Context, id string) (int64, tlog.Hash, erro
 	}
 	if !isLog {
 		return 0, tlog.Hash{}, fmt.Errorf("campaign %s: %w", id, ErrLegacyLedger)
+	}
+	if err := s.drainQueuesOf(ctx, id); err != nil {
+		return 0, tlog.Hash{}, err
 	}
 	for attempt := 0; ; attempt++ {
 		if attempt == 100 {
@@ -480,6 +486,9 @@ func (s *Store) WebhookFailed(ctx context.Context, id string, i int) error {
 // WebhookTotals returns how many consent records and outbox events
 // campaign id has written: what each of its webhooks is to deliver.
 func (s *Store) WebhookTotals(ctx context.Context, id string) (records, events int64, err error) {
+	if err := s.drainQueuesOf(ctx, id); err != nil {
+		return 0, 0, err
+	}
 	vals, err := s.rdb.HMGet(ctx, s.metaKey(id), fLedgerSeq, fEvents).Result()
 	if err != nil {
 		return 0, 0, unavailable("webhook totals "+id, err)

@@ -43,9 +43,16 @@ import (
 // read once per script call. The meta fields are the Go constants'.
 var emitLua = fmt.Sprintf(`
 local evOn = nil
+local evQueued = false
 local function emit(meta, stream, fields)
   if evOn == nil then evOn = redis.call('HGET', meta, %[1]s) == '1' end
   if not evOn then return end
+  if evQueued then
+    -- A shard other than home queues the event; drainShard numbers it
+    -- when it moves it to the outbox.
+    redis.call('XADD', stream, '*', unpack(fields))
+    return
+  end
   local n = redis.call('HINCRBY', meta, %[2]s, 1)
   local l = redis.call('HGET', meta, %[3]s) or '0'
   redis.call('XADD', stream, '*', 'n', n, 'l', l, unpack(fields))
@@ -116,6 +123,9 @@ func (s *Store) WebhookItems(ctx context.Context, id string, st WebhookState, ma
 			return "-"
 		}
 		return "(" + pos
+	}
+	if err := s.drainQueuesOf(ctx, id); err != nil {
+		return nil, err
 	}
 	var recs, evs *redis.XMessageSliceCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -220,6 +230,9 @@ func (s *Store) SubjectOf(ctx context.Context, r *repermit.Recipient) (string, e
 	}
 	if r.LedgerID == "" {
 		return "", nil
+	}
+	if strings.HasPrefix(r.LedgerID, "p") {
+		return s.queuedSubject(ctx, r)
 	}
 	msgs, err := s.rdb.XRangeN(ctx, s.ledgerKey(r.Campaign), r.LedgerID, r.LedgerID, 1).Result()
 	if err != nil {

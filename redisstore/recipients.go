@@ -21,7 +21,11 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 		return nil, repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
 	}
 	b, slot := bucketOf(idx)
-	vals, err := s.hmget(ctx, s.bucketKey(id, b), append([]string{"s" + slot, "a" + slot}, dataFields(slot)...)...)
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := s.hmget(ctx, l.bucket(b), append([]string{"s" + slot, "a" + slot}, dataFields(slot)...)...)
 	if err != nil {
 		return nil, unavailable("recipient "+id, err)
 	}
@@ -67,7 +71,11 @@ func (s *Store) buildRecipient(ctx context.Context, id string, idx int64, code, 
 
 // Bucket reads the recipients of bucket b, in index order.
 func (s *Store) Bucket(ctx context.Context, id string, b int64) ([]*repermit.Recipient, error) {
-	m, err := s.rdb.HGetAll(ctx, s.bucketKey(id, b)).Result()
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.rdb.HGetAll(ctx, l.bucket(b)).Result()
 	if err != nil {
 		return nil, unavailable("bucket "+id, err)
 	}
@@ -77,10 +85,14 @@ func (s *Store) Bucket(ctx context.Context, id string, b int64) ([]*repermit.Rec
 // bucketWithEvents is Bucket, and whether the campaign writes webhook
 // events (EventsOn), in one round trip.
 func (s *Store) bucketWithEvents(ctx context.Context, id string, b int64) ([]*repermit.Recipient, bool, error) {
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
 	var all *redis.MapStringStringCmd
 	var on *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		all = p.HGetAll(ctx, s.bucketKey(id, b))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, l.bucket(b))
 		on = p.HGet(ctx, s.metaKey(id), fEventsOn)
 		return nil
 	})
@@ -201,7 +213,28 @@ func (s *Store) erasing(ctx context.Context, r *repermit.Recipient, o op, reason
 	if err := verdict(out[0], r.Campaign, r.Index, o); err != nil {
 		return err
 	}
-	return s.DrainSuppression(ctx, r.Campaign)
+	return s.drainShard(ctx, r.Campaign, b)
+}
+
+// drainShard empties the suppression outbox of bucket b's shard and, in a
+// shard other than home, takes its queued records and events home
+// (shardqueue.go).
+func (s *Store) drainShard(ctx context.Context, id string, b int64) error {
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	k := l.shardOf(b)
+	if err := s.drainSuppression(ctx, l, k); err != nil {
+		return err
+	}
+	if k == 0 {
+		return nil
+	}
+	if _, err := s.drainLedger(ctx, l, k); err != nil {
+		return err
+	}
+	return s.drainEvents(ctx, l, k)
 }
 
 // Answer is a recipient's reply from the web page or List-Unsubscribe.
@@ -288,7 +321,11 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 		return AnswerResult{Recipient: after}, nil
 	}
 	if entry != "" {
-		if err := s.DrainSuppression(ctx, a.Campaign); err != nil {
+		l, err := s.layoutOf(ctx, a.Campaign)
+		if err != nil {
+			return AnswerResult{}, err
+		}
+		if err := s.drainSuppression(ctx, l, l.shardOf(b)); err != nil {
 			return AnswerResult{}, err
 		}
 	}
@@ -315,6 +352,47 @@ func sameTopics(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// queueAnswer is appendAnswer in shard k other than home: the transition
+// queues the record in the shard, atomically with the state change, and
+// drainLedger then appends it to the log. A failed drain is not the
+// answer's failure: the record is kept in the queue, and the next drain
+// (of the next answer, the webhooks, the checkpointer) appends it; the
+// record returned then has Seq 0.
+func (s *Store) queueAnswer(ctx context.Context, l layout, k int64, a Answer, o op, b int64, slot, entry, topics string, before []string) (*repermit.ConsentRecord, bool, error) {
+	if a.Wording != nil {
+		if err := s.keepWording(ctx, a.Campaign, a.WordingSHA256, a.Wording); err != nil {
+			return nil, false, err
+		}
+	}
+	subject, err := s.subjectOf(ctx, a)
+	if err != nil {
+		return nil, false, err
+	}
+	rec := repermit.ConsentRecord{
+		Campaign: a.Campaign, Recipient: a.Index, Subject: subject, Answer: a.State,
+		TopicsBefore: before, Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
+		Wording: a.WordingSHA256,
+	}
+	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{answer: topics, ledgerJSON: string(rec.Canonical())},
+		[]slotChange{{slot: slot, suppress: entry}})
+	if err != nil {
+		return nil, false, err
+	}
+	if !out[0].applied {
+		return nil, false, nil
+	}
+	// A failed drain leaves the record in the queue (see above), so its
+	// error is not the answer's.
+	if drained, err := s.drainLedger(ctx, l, k); err == nil {
+		for _, d := range drained {
+			if d.Recipient == rec.Recipient && d.At.Equal(rec.At) && d.Answer == rec.Answer {
+				rec.Seq = d.Seq
+			}
+		}
+	}
+	return &rec, true, nil
 }
 
 // subjectOf returns the consent log subject of the answering recipient:
@@ -411,7 +489,11 @@ func (s *Store) ExpireBucket(ctx context.Context, id string, b int64, now time.T
 			}
 		}
 	}
-	s.settleSuppression(ctx, id, queued)
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return 0, 0, err
+	}
+	s.settleSuppression(ctx, l.supp(l.shardOf(b)), queued)
 	if busy > 0 {
 		return expired, unreached, fmt.Errorf("expire %s bucket %d: %d initial mails in flight: %w", id, b, busy, ErrBusy)
 	}

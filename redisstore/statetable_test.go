@@ -81,7 +81,7 @@ func stateTableStore(t *testing.T) (*Store, string, time.Time) {
 func compareWithScript(t *testing.T, s *Store, id string, deadline time.Time, table []repermit.Transition, only []repermit.Event) []string {
 	t.Helper()
 	ctx := context.Background()
-	bucket, meta := s.bucketKey(id, 0), s.metaKey(id)
+	bucket, meta := s.home(id).bucket(0), s.metaKey(id)
 	var bad []string
 	covered := map[string]bool{}
 	for _, late := range []bool{false, true} {

@@ -32,6 +32,9 @@
 //	                           counted (RecordFeedback), so each counts once
 //	P:{ID}:fb:soft       hash  recipient index -> soft bounces reported
 //
+// A campaign of N>1 shards keeps buckets, counts, suppression outbox and
+// timeline of shard k>0 under the tag {ID:k} instead (shard.go).
+//
 // Recipients are packed 128 to a hash, each row in the compact binary
 // encoding of row.go, so that Redis keeps every bucket a listpack even on
 // lists with names: 96.8 bytes a recipient on bench's realistic shape
@@ -88,7 +91,8 @@ type Store struct {
 	inspectOnce sync.Once
 	inspect     *asynq.Inspector
 
-	cols columnCache // each campaign's extra column names, see row.go
+	cols   columnCache // each campaign's extra column names, see row.go
+	shards shardCache  // each campaign's number of shards, see shard.go
 
 	// transitionScript is built from repermit's state tables by New.
 	transitionScript *redis.Script
@@ -106,23 +110,19 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 // Prefix returns the key prefix.
 func (s *Store) Prefix() string { return s.prefix }
 
-func (s *Store) campaignsKey() string { return s.prefix + ":campaigns" }
-func (s *Store) seqKey() string       { return s.prefix + ":seq" }
-func (s *Store) seqsKey() string      { return s.prefix + ":seqs" }
-func (s *Store) metaKey(id string) string {
-	return s.prefix + ":{" + id + "}:meta"
-}
-func (s *Store) bucketKey(id string, b int64) string {
-	return s.prefix + ":{" + id + "}:b:" + strconv.FormatInt(b, 10)
-}
-func (s *Store) outboxKey(id string) string { return s.prefix + ":{" + id + "}:supp" }
-func (s *Store) ledgerKey(id string) string { return s.prefix + ":{" + id + "}:ledger" }
+func (s *Store) campaignsKey() string     { return s.prefix + ":campaigns" }
+func (s *Store) seqKey() string           { return s.prefix + ":seq" }
+func (s *Store) seqsKey() string          { return s.prefix + ":seqs" }
+func (s *Store) metaKey(id string) string { return s.home(id).meta(0) }
+
+// home is the layout of shard 0, the campaign's home (shard.go), for the
+// keys that live there whatever the number of shards.
+func (s *Store) home(id string) layout { return layout{prefix: s.prefix, id: id, n: 1} }
+
+func (s *Store) ledgerKey(id string) string { return s.home(id).ledgerQ(0) }
 
 // eventsKey is the campaign's webhook outbox (events.go).
-func (s *Store) eventsKey(id string) string { return s.prefix + ":{" + id + "}:events" }
-func (s *Store) timelineKey(id string) string {
-	return s.prefix + ":{" + id + "}:timeline"
-}
+func (s *Store) eventsKey(id string) string { return s.home(id).eventsQ(0) }
 
 // Meta hash fields.
 const (

@@ -66,12 +66,10 @@ func sha256Hex(h string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (s *Store) supLogKey(id, h string) string {
-	return s.supLogKeyN(id, sha256Hex(h)[:supLogDigits])
-}
-
-func (s *Store) supLogKeyN(id, digits string) string {
-	return s.prefix + ":{" + id + "}:suplog:" + digits
+// supLogKey is the log key of hash h in the campaign of layout l; the
+// 4,096 keys are spread over its shards (layout.supLog).
+func supLogKey(l layout, h string) string {
+	return l.supLog(sha256Hex(h)[:supLogDigits])
 }
 
 // supLogEntry returns the log's field (the binary hash) and value (reason
@@ -145,6 +143,16 @@ func (s *Store) suppress(ctx context.Context, entries []suppression) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	lays := make(map[string]layout)
+	for _, e := range entries {
+		if _, ok := lays[e.campaign]; !ok {
+			l, err := s.layoutOf(ctx, e.campaign)
+			if err != nil {
+				return err
+			}
+			lays[e.campaign] = l
+		}
+	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range entries {
 			key, field := s.suppressionSlot(e.hash)
@@ -154,7 +162,7 @@ func (s *Store) suppress(ctx context.Context, entries []suppression) error {
 				letter = e.reason[:1]
 			}
 			p.HSet(ctx, key, field, letter)
-			p.HSet(ctx, s.supLogKey(e.campaign, e.hash), logField, logValue)
+			p.HSet(ctx, supLogKey(lays[e.campaign], e.hash), logField, logValue)
 		}
 		return nil
 	})
@@ -180,7 +188,10 @@ func (s *Store) Suppressions(ctx context.Context, id string, fn func(Suppression
 			return scanKeys(ctx, node, s.prefix+":{*}:suplog:*", func(keys []string) error {
 				for _, k := range keys {
 					rest := strings.TrimPrefix(k, s.prefix+":{")
-					if c, _, ok := strings.Cut(rest, "}:suplog:"); ok && !seen[c] {
+					c, _, ok := strings.Cut(rest, "}:suplog:")
+					// A shard's tag is {ID:k}; the campaign is ID.
+					c, _, _ = strings.Cut(c, ":")
+					if ok && !seen[c] {
 						seen[c] = true
 						ids = append(ids, c)
 					}
@@ -198,11 +209,15 @@ func (s *Store) Suppressions(ctx context.Context, id string, fn func(Suppression
 		}
 		return nil
 	}
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return err
+	}
 	for start := 0; start < supLogKeys; start += 256 {
 		cmds := make([]*redis.MapStringStringCmd, 0, 256)
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := start; i < start+256; i++ {
-				cmds = append(cmds, p.HGetAll(ctx, s.supLogKeyN(id, fmt.Sprintf("%03x", i))))
+				cmds = append(cmds, p.HGetAll(ctx, l.supLog(fmt.Sprintf("%03x", i))))
 			}
 			return nil
 		})
@@ -234,9 +249,26 @@ func eachLogEntry(id string, cmds []*redis.MapStringStringCmd, fn func(Suppressi
 
 // DrainSuppression copies a campaign's queued suppression entries to the
 // global list, then removes them from the queue. Copying is idempotent, so
-// a crash between the two steps only repeats the copy.
+// a crash between the two steps only repeats the copy. Of a campaign of
+// several shards it drains every shard, and also takes the consent
+// records and events its shards queued to the log and the outbox
+// (drainQueues).
 func (s *Store) DrainSuppression(ctx context.Context, id string) error {
-	key := s.outboxKey(id)
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	for k := range l.n {
+		if err := s.drainSuppression(ctx, l, k); err != nil {
+			return err
+		}
+	}
+	return s.drainQueues(ctx, l)
+}
+
+// drainSuppression is DrainSuppression of shard k's outbox.
+func (s *Store) drainSuppression(ctx context.Context, l layout, k int64) error {
+	id, key := l.id, l.supp(k)
 	for {
 		raw, err := s.rdb.SRandMemberN(ctx, key, 1000).Result()
 		if err != nil {
@@ -269,7 +301,7 @@ func (s *Store) DrainSuppression(ctx context.Context, id string) error {
 // set of a million members cost as much as the expiry itself). A failure
 // is not an error: the entries stay in the outbox, and DrainSuppression,
 // which the expiry runs before it finishes the campaign, writes them.
-func (s *Store) settleSuppression(ctx context.Context, id string, entries []string) {
+func (s *Store) settleSuppression(ctx context.Context, outbox string, entries []string) {
 	if len(entries) == 0 {
 		return
 	}
@@ -282,7 +314,7 @@ func (s *Store) settleSuppression(ctx context.Context, id string, entries []stri
 	if err := s.suppressRaw(ctx, entries); err != nil {
 		return
 	}
-	s.rdb.SRem(ctx, s.outboxKey(id), members...)
+	s.rdb.SRem(ctx, outbox, members...)
 }
 
 // suppressRaw writes outbox entries ("hash|reason|unix ms|campaign") to

@@ -45,7 +45,9 @@ const (
 //
 // KEYS[1] bucket hash, KEYS[2] campaign meta hash, KEYS[3] suppression
 // outbox set, KEYS[4] ledger stream, KEYS[5] timeline hash (changes per
-// state and minute, for rates and charts), KEYS[6] webhook event outbox.
+// state and minute, for rates and charts), KEYS[6] webhook event outbox;
+// all of the bucket's shard (shard.go): in a shard other than home, the
+// shard's meta, and its queues in place of the ledger and the outbox.
 // ARGV[1] op, ARGV[2] now (unix ms), ARGV[3] mail step k (claim, sent,
 // release, renew), ARGV[4] lease end in unix ms (claim, renew), ARGV[5] answer value
 // (topics, comma-separated; for a bounce, where it was reported), ARGV[6] ledger head the record was chained to,
@@ -72,6 +74,10 @@ local step = tonumber(ARGV[3])
 
 local status = redis.call('HGET', KEYS[2], F_STATUS)
 if not status or status == STATUS_IMPORTING then return {'gone'} end
+-- A shard other than home (shard.go) queues its records and events in
+-- KEYS[4] and KEYS[6]; drainShard takes them to the log and the outbox.
+local queued = redis.call('HGET', KEYS[2], F_SHARD_OF) and true or false
+evQueued = queued
 if op == EVENT_CLAIM then
   if status ~= STATUS_RUNNING then return {'notrunning:' .. status} end
   local dl = tonumber(redis.call('HGET', KEYS[2], F_DEADLINE) or '0')
@@ -84,7 +90,7 @@ local late = false
 if answer then
   local dl = tonumber(redis.call('HGET', KEYS[2], F_DEADLINE) or '0')
   late = dl > 0 and now >= dl
-  if ARGV[8] ~= '' then
+  if ARGV[8] ~= '' and not queued then
     local head = redis.call('HGET', KEYS[2], F_LEDGER_HEAD) or ''
     if head ~= ARGV[6] then
       return {'ledger:' .. (redis.call('HGET', KEYS[2], F_LEDGER_SEQ) or '0') .. ':' .. head}
@@ -170,7 +176,11 @@ for j = 1, #slots do
             redis.call('HINCRBY', KEYS[2], F_TOPIC .. t, 1)
           end
         end
-        if ARGV[8] ~= '' then
+        if ARGV[8] ~= '' and queued then
+          -- 'p' marks an id in the shard's queue; drainShard rewrites it
+          -- to the record's id in the log.
+          ledgerID = 'p' .. redis.call('XADD', KEYS[4], '*', 'rec', ARGV[8])
+        elseif ARGV[8] ~= '' then
           ledgerID = redis.call('XADD', KEYS[4], '*', 'rec', ARGV[8])
           redis.call('HSET', KEYS[2], F_LEDGER_HEAD, ARGV[7])
           redis.call('HINCRBY', KEYS[2], F_LEDGER_SEQ, 1)
@@ -263,14 +273,20 @@ type errLedgerMoved struct {
 func (e *errLedgerMoved) Error() string { return "ledger head moved" }
 
 func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]outcome, error) {
-	keys, args := s.transitionCall(id, bucket, o, now, a, changes)
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	keys, args := s.transitionCall(l, bucket, o, now, a, changes)
 	res, err := s.transitionScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	return transitionOutcome(o, id, res, err)
 }
 
-// transitionCall builds the KEYS and ARGV of one transition script call.
-func (s *Store) transitionCall(id string, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]string, []any) {
-	keys := []string{s.bucketKey(id, bucket), s.metaKey(id), s.outboxKey(id), s.ledgerKey(id), s.timelineKey(id), s.eventsKey(id)}
+// transitionCall builds the KEYS and ARGV of one transition script call
+// on bucket of the campaign of layout l: all keys of the bucket's shard.
+func (s *Store) transitionCall(l layout, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]string, []any) {
+	k := l.shardOf(bucket)
+	keys := []string{l.bucket(bucket), l.meta(k), l.supp(k), l.ledgerQ(k), l.timeline(k), l.eventsQ(k)}
 	args := make([]any, 0, 9+3*len(changes))
 	lease := "0"
 	if !a.leaseUntil.IsZero() {

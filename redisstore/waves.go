@@ -163,6 +163,11 @@ func (s *Store) StopWaves(ctx context.Context, id string, st WaveStop) (bool, er
 	if err != nil {
 		return false, unavailable("stop waves of "+id, err)
 	}
+	if n == 1 {
+		if err := s.copyStatusOf(ctx, id); err != nil {
+			return false, err
+		}
+	}
 	return n == 1, nil
 }
 
@@ -201,12 +206,11 @@ func (s *Store) Resume(ctx context.Context, id string, resetThresholds bool) err
 		return unavailable("resume "+id, err)
 	}
 	switch {
-	case res == "ok":
-		return nil
+	case res == "ok", res == "is:running":
+		// is:running copies again too, repairing a copy that failed.
+		return s.copyStatusOf(ctx, id)
 	case res == "missing":
 		return repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
-	case res == "is:running":
-		return nil
 	default:
 		return repermit.Errorf(repermit.ECONFLICT, "campaign %s is %s; cannot make it running", id, strings.TrimPrefix(res, "is:"))
 	}

@@ -31,6 +31,10 @@ func (s *Store) penaltyKey(domain string) string { return s.prefix + ":penalty:"
 // recipients at idxs (nil where an index holds no recipient). The answer
 // is a snapshot for planning: only ClaimBatch decides whether a mail may go.
 func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (repermit.CampaignStatus, []*repermit.Recipient, error) {
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return "", nil, err
+	}
 	pipe := s.rdb.Pipeline()
 	status := pipe.HGet(ctx, s.metaKey(id), fStatus)
 	cmds := make([]*redis.SliceCmd, len(idxs))
@@ -38,9 +42,9 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 	// them one round trip all the same.
 	for i, idx := range idxs {
 		b, slot := bucketOf(idx)
-		cmds[i] = pipe.HMGet(ctx, s.bucketKey(id, b), append([]string{"s" + slot}, dataFields(slot)...)...)
+		cmds[i] = pipe.HMGet(ctx, l.bucket(b), append([]string{"s" + slot}, dataFields(slot)...)...)
 	}
-	_, err := pipe.Exec(ctx)
+	_, err = pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", nil, unavailable("read "+id, err)
 	}
@@ -208,6 +212,10 @@ func (s *Store) DomainPenalties(ctx context.Context, domains []string) ([]time.D
 // step; buckets before it can hold none later, so the next call may start
 // there. It only reads: whoever mails them claims first.
 func (s *Store) Unmailed(ctx context.Context, id string, from, to, limit int64, step int, now time.Time) ([]int64, int64, error) {
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
 	fields := make([]string, BucketSize)
 	for i := range fields {
 		fields[i] = "s" + strconv.Itoa(i)
@@ -221,7 +229,7 @@ func (s *Store) Unmailed(ctx context.Context, id string, from, to, limit int64, 
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*redis.SliceCmd, 0, hi-lo)
 		for b := lo; b < hi; b++ {
-			cmds = append(cmds, pipe.HMGet(ctx, s.bucketKey(id, b), fields...))
+			cmds = append(cmds, pipe.HMGet(ctx, l.bucket(b), fields...))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, 0, unavailable("unmailed "+id, err)
