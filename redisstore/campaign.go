@@ -302,28 +302,26 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 	if err := s.rdb.ZRem(ctx, s.campaignsKey(), id).Err(); err != nil {
 		return unavailable("delete "+id, err)
 	}
-	const chunk = 512
-	for start := int64(0); start < hw; start += chunk {
-		keys := make([]string, 0, chunk)
-		for b := start; b < min(hw, start+chunk); b++ {
-			keys = append(keys, lay.bucket(b))
-		}
-		if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
-			return unavailable("delete "+id, err)
-		}
+	// A cluster refuses a command over keys of several slots: one UNLINK
+	// per shard and 512 keys.
+	byShard := make([][]string, lay.n)
+	for b := int64(0); b < hw; b++ {
+		k := lay.shardOf(b)
+		byShard[k] = append(byShard[k], lay.bucket(b))
 	}
-	for start := 0; start < supLogKeys; start += 512 {
-		logs := make([]string, 0, 512)
-		for i := start; i < start+512; i++ {
-			logs = append(logs, lay.supLog(fmt.Sprintf("%03x", i)))
-		}
-		if err := s.rdb.Unlink(ctx, logs...).Err(); err != nil {
-			return unavailable("delete "+id, err)
-		}
+	for i := 0; i < supLogKeys; i++ {
+		digits := fmt.Sprintf("%03x", i)
+		k := lay.supLogShard(digits)
+		byShard[k] = append(byShard[k], lay.supLog(digits))
 	}
 	for k := int64(1); k < lay.n; k++ {
-		if err := s.rdb.Unlink(ctx, lay.shardKeys(k)...).Err(); err != nil {
-			return unavailable("delete "+id, err)
+		byShard[k] = append(byShard[k], lay.shardKeys(k)...)
+	}
+	for _, keys := range byShard {
+		for start := 0; start < len(keys); start += 512 {
+			if err := s.rdb.Unlink(ctx, keys[start:min(len(keys), start+512)]...).Err(); err != nil {
+				return unavailable("delete "+id, err)
+			}
 		}
 	}
 	// Home's meta hash goes last: it names the shards.

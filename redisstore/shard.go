@@ -134,12 +134,12 @@ func (l layout) shardKeys(k int64) []string {
 // supLog is the key of a campaign's suppression log part named by three
 // hex digits, spread over the shards by those digits.
 func (l layout) supLog(digits string) string {
-	k := int64(0)
-	if l.n > 1 {
-		v, _ := strconv.ParseInt(digits, 16, 64)
-		k = v % l.n
-	}
-	return l.key(k, "suplog:"+digits)
+	return l.key(l.supLogShard(digits), "suplog:"+digits)
+}
+
+func (l layout) supLogShard(digits string) int64 {
+	v, _ := strconv.ParseInt(digits, 16, 64)
+	return v % l.n
 }
 
 // shardCache remembers each launched campaign's number of shards, which
