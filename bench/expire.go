@@ -126,6 +126,9 @@ func importDirect(ctx context.Context, st *redisstore.Store, id string, n int, n
 		ConfirmBaseURL: "https://consent.bench.example.com",
 		StartAt:        now,
 		Deadline:       now.Add(30 * 24 * time.Hour),
+		// As launch would: one shard on a single node, one per 16,384
+		// recipients on a cluster.
+		Shards: st.ShardsFor(n),
 	}
 	imp, err := st.BeginImport(ctx, c, now)
 	if err != nil {

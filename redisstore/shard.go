@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -242,6 +241,3 @@ func (s *Store) shardMetas(ctx context.Context, l layout) ([]map[string]string, 
 	}
 	return out, nil
 }
-
-// errNoShards: a helper was asked for a shard of a campaign of one.
-var errNoShards = errors.New("campaign has one shard")
