@@ -51,7 +51,12 @@ import (
 // as well have come just before it, and a claim refused just after a
 // resume goes back to the queue at once (worker sendBatch.stop reads home).
 // A copy that failed is repaired by repeating the change, which copies the
-// status again even when home already has it.
+// status again even when home already has it. Until then, a shard left
+// running while home is paused claims only for send tasks that read home
+// as running before the pause (each send task reads home's status
+// first, ReadForSend); a shard left paused while home runs is repaired by
+// the first claim it refuses (repairStatus), so that the worker does not
+// requeue its mails over and over.
 
 // Meta fields of shards.
 const (
@@ -218,6 +223,29 @@ func (s *Store) copyStatus(ctx context.Context, l layout) error {
 		return unavailable("status "+l.id, fmt.Errorf("copy to the shards: %w", err))
 	}
 	return nil
+}
+
+// repairStatus copies home's status to the shards again if bucket b's
+// shard holds another one, and reports whether it did.
+func (s *Store) repairStatus(ctx context.Context, id string, b int64) (bool, error) {
+	l, err := s.layoutOf(ctx, id)
+	if err != nil || l.n == 1 {
+		return false, err
+	}
+	k := l.shardOf(b)
+	if k == 0 {
+		return false, nil
+	}
+	var home, shard *redis.StringCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		home = p.HGet(ctx, l.meta(0), fStatus)
+		shard = p.HGet(ctx, l.meta(k), fStatus)
+		return nil
+	})
+	if err != nil || home.Val() == shard.Val() {
+		return false, nil
+	}
+	return true, s.copyStatus(ctx, l)
 }
 
 // shardMetas reads the meta hashes of shards 1…N-1 in one round trip.

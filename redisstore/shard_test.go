@@ -407,3 +407,24 @@ func TestShardedCampaignSpansTheMasters(t *testing.T) {
 		t.Errorf("Stats = %+v, %v", st.Counts, err)
 	}
 }
+
+// TestAShardThatMissedAResumeCatchesUp: a shard whose copy of the status
+// was not written (the copy failed after home was resumed) does not
+// refuse claims while home runs.
+func TestAShardThatMissedAResumeCatchesUp(t *testing.T) {
+	s, r := newStore(t)
+	ctx := context.Background()
+	launchShards(t, s, "lag", 1000, 3)
+	if err := s.SetStatus(ctx, "lag", repermit.StatusPaused, repermit.StatusRunning); err != nil {
+		t.Fatal(err)
+	}
+	// Home resumed, the shards not told.
+	if err := r.Client.HSet(ctx, r.Prefix+":{lag}:meta", "status", string(repermit.StatusRunning)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for b := int64(0); b < 3; b++ {
+		if errs, err := s.ClaimBatch(ctx, "lag", []int64{b * redisstore.BucketSize}, 1, t0, time.Minute); err != nil || errs[0] != nil {
+			t.Errorf("claim in bucket %d (shard %d): %v %v", b, b, err, errs)
+		}
+	}
+}

@@ -107,6 +107,14 @@ func (s *Store) batch(ctx context.Context, id string, idxs []int64, o op, now ti
 			changes[j] = slotChange{slot: slot}
 		}
 		res, err := s.transition(ctx, id, b, o, now, a, changes)
+		if errors.Is(err, ErrNotRunning) {
+			// A shard that missed a resume (its copy failed) would refuse
+			// every claim while home runs, and the worker would requeue
+			// the mails at once, over and over: it is repaired here.
+			if repaired, rerr := s.repairStatus(ctx, id, b); rerr == nil && repaired {
+				res, err = s.transition(ctx, id, b, o, now, a, changes)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
