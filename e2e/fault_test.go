@@ -104,6 +104,11 @@ func TestKilledWorkerSendsNoDuplicate(t *testing.T) {
 	first := w.start("worker-1", "worker")
 	waitUntil(t, 90*time.Second, "half of the campaign is mailed", func() bool { return sink.Count() >= n/2 })
 	first.kill()
+	// The dead worker's last DATA can still sit in the sink's socket
+	// buffer: it is accepted (and was in flight) only once the sink has
+	// read it, so count after the sink has seen every session end. CI once
+	// read 10071 accepted too early and then found 2 duplicates against 1.
+	waitUntil(t, 10*time.Second, "the killed worker's SMTP sessions end", func() bool { return sink.OpenSessions() == 0 })
 	atKill := sink.Count()
 	st := w.status(id)
 	recorded := int(st.total() - st.Counts[repermit.StatePending])

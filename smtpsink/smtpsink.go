@@ -157,6 +157,16 @@ func (s *Sink) Connections() int {
 	return s.connections
 }
 
+// OpenSessions returns the number of connections not yet closed. A mail
+// whose data reached the sink before its client died is counted by the
+// time its session has ended, so a test that kills a client waits for 0
+// before it reads Count.
+func (s *Sink) OpenSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.open)
+}
+
 // DropConnections closes every open connection from the server side without
 // a reply, and returns how many it closed.
 func (s *Sink) DropConnections() int {
