@@ -46,7 +46,15 @@ func Checkpoint(ctx context.Context, s *redisstore.Store, id string, signer note
 	if signer == nil {
 		return last, false, repermit.Errorf(repermit.EINVALID, "campaign %s has %d records, its last checkpoint signs %d: REPERMIT_LEDGER_KEY is needed to sign one", id, size, lastSize)
 	}
-	cp := consentlog.Checkpoint{Campaign: id, Size: size, Hash: th, Time: now.UTC().Truncate(time.Millisecond)}
+	at := now.UTC().Truncate(time.Millisecond)
+	// Checkpoints may not go back in time (verify-ledger refuses that), and
+	// the store keeps none younger than the last: a host whose clock is
+	// behind the one that signed the last checkpoint signs at that time, or
+	// its export would silently end at the last checkpoint.
+	if prev, ok := signedTime(last); ok && at.Before(prev) {
+		at = prev
+	}
+	cp := consentlog.Checkpoint{Campaign: id, Size: size, Hash: th, Time: at}
 	msg, err := consentlog.Sign(cp, signer)
 	if err != nil {
 		return "", false, err
@@ -63,6 +71,20 @@ func Checkpoint(ctx context.Context, s *redisstore.Store, id string, signer note
 		return cps[len(cps)-1], false, nil
 	}
 	return msg, true, nil
+}
+
+// signedTime reads the time of a stored signed checkpoint without
+// checking its signature.
+func signedTime(msg string) (time.Time, bool) {
+	text, _, ok := strings.Cut(msg, "\n\n")
+	if !ok {
+		return time.Time{}, false
+	}
+	cp, err := consentlog.ParseCheckpoint(text + "\n")
+	if err != nil {
+		return time.Time{}, false
+	}
+	return cp.Time, true
 }
 
 // SignedSize reads the size of a stored signed checkpoint without checking

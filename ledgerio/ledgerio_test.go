@@ -425,3 +425,33 @@ func TestCampaignOfTheOldKindKeepsItsChain(t *testing.T) {
 		t.Errorf("SyncTree of an old campaign: %v", err)
 	}
 }
+
+// TestExportWithAClockBehindTheLastCheckpointHoldsEveryRecord: a host whose
+// clock is behind the one that signed the last checkpoint still exports
+// every record, under a checkpoint no older than the last (verify-ledger
+// refuses checkpoints that go back in time). It exported only up to the
+// last stored checkpoint, and said nothing of the rest.
+func TestExportWithAClockBehindTheLastCheckpointHoldsEveryRecord(t *testing.T) {
+	signer, v := keys(t, "acme-consent")
+	r := redistest.New(t)
+	s := redisstore.New(r.Client, r.Prefix)
+	ctx := context.Background()
+	launch(t, s, "skew", 4)
+	answer(t, s, "skew", 0, repermit.StateDeclined)
+	answer(t, s, "skew", 1, repermit.StateDeclined)
+	ahead := t0.Add(2 * time.Hour)
+	if _, made, err := Checkpoint(ctx, s, "skew", signer, ahead, 0); err != nil || !made {
+		t.Fatalf("checkpoint: made %v, %v", made, err)
+	}
+	answer(t, s, "skew", 2, repermit.StateDeclined)
+	answer(t, s, "skew", 3, repermit.StateDeclined)
+	var buf bytes.Buffer
+	if err := Export(ctx, &buf, s, "skew", signer, ahead.Add(-time.Minute)); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	sum, err := verify(lines, v)
+	if err != nil || sum.Records != 4 || sum.Checkpoints != 2 {
+		t.Errorf("Verify = %+v, %v; want 4 records under 2 checkpoints:\n%s", sum, err, buf.String())
+	}
+}
