@@ -36,8 +36,17 @@ import (
 // maxAnswerBatch bounds the answers one pipelined round trip carries.
 const maxAnswerBatch = 64
 
-// answerAttempts bounds how often one answer is tried on a head that moved.
-const answerAttempts = 50
+// answerPatience bounds how long one answer is tried again on a head that
+// moved. A bound in time, not in tries: on a campaign over several shards
+// every drain of another shard's records moves the head too, and under a
+// burst of answers from several processes 50 quick tries were once all
+// lost (CI, Redis Cluster, -race). Each round writes somebody's records,
+// so the log progresses; the jitter below keeps one answer from losing
+// every round.
+const answerPatience = 30 * time.Second
+
+// maxAnswerJitter caps the random wait between tries of a contended answer.
+const maxAnswerJitter = 20 * time.Millisecond
 
 // ledgerQueues holds each campaign's queue of answers and caches each
 // campaign's last known head. The script checks the head, so a stale
@@ -69,6 +78,7 @@ type answerJob struct {
 	slot, entry, topics string
 	before              []string
 	attempts            int
+	first               time.Time // when the answer was first refused
 	// taken is true while the job is in a batch being written; guarded
 	// by ledgerQueues.mu.
 	taken bool
@@ -246,8 +256,11 @@ func (s *Store) leadAnswers(ctx context.Context, me *answerJob) answerDone {
 			r := res[i]
 			if r.retry {
 				j.attempts++
+				if j.first.IsZero() {
+					j.first = time.Now()
+				}
 				switch {
-				case j.attempts >= answerAttempts:
+				case time.Since(j.first) > answerPatience:
 					r.err = repermit.Errorf(repermit.EUNAVAILABLE, "too many concurrent answers on %s, try again", id)
 				case j.ctx.Err() != nil:
 					r.err = unavailable("answer "+id, j.ctx.Err())
@@ -272,7 +285,7 @@ func (s *Store) leadAnswers(ctx context.Context, me *answerJob) answerDone {
 		}
 		if contended > 0 {
 			// Jitter spreads processes that keep colliding.
-			sleep(bctx, time.Duration(rand.Int64N(int64(contended)*int64(time.Millisecond)+1)))
+			sleep(bctx, time.Duration(rand.Int64N(min(int64(contended)*int64(time.Millisecond), int64(maxAnswerJitter))+1)))
 		}
 	}
 }
