@@ -148,8 +148,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	// scrape by seconds at most.
 	info, err := c.store.QueueDepth(c.queue)
 	if err != nil {
-		// No queue yet (nothing launched) or Redis away: report nothing
-		// rather than fail the whole scrape.
+		// Redis away: report nothing rather than fail the whole scrape.
 		return
 	}
 	for state, n := range map[string]int{

@@ -62,6 +62,31 @@ repermit_expired_total 7
 	}
 }
 
+// TestQueueDepthOfAQueueNotYetUsedIsZero: before anything is enqueued
+// asynq does not know the queue; a scrape then shows it empty, not
+// missing (an alert on the depth would otherwise see no series).
+func TestQueueDepthOfAQueueNotYetUsedIsZero(t *testing.T) {
+	r := redistest.New(t)
+	st := redisstore.New(r.Client, r.Prefix)
+	reg := prometheus.NewRegistry()
+	if err := metrics.RegisterQueue(reg, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP repermit_queue_tasks Tasks in the asynq queue by state.
+# TYPE repermit_queue_tasks gauge
+repermit_queue_tasks{queue="` + r.Prefix + `",state="active"} 0
+repermit_queue_tasks{queue="` + r.Prefix + `",state="archived"} 0
+repermit_queue_tasks{queue="` + r.Prefix + `",state="completed"} 0
+repermit_queue_tasks{queue="` + r.Prefix + `",state="pending"} 0
+repermit_queue_tasks{queue="` + r.Prefix + `",state="retry"} 0
+repermit_queue_tasks{queue="` + r.Prefix + `",state="scheduled"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "repermit_queue_tasks"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestQueueDepthIsReadFromRedis(t *testing.T) {
 	r := redistest.New(t)
 	st := redisstore.New(r.Client, r.Prefix)

@@ -1,6 +1,10 @@
 package redisstore
 
-import "github.com/hibiken/asynq"
+import (
+	"slices"
+
+	"github.com/hibiken/asynq"
+)
 
 // asynq keeps its queues in the same Redis as the store. These constructors
 // hand it the store's connection, so that nothing outside this package
@@ -23,11 +27,18 @@ type QueueDepth struct {
 }
 
 // QueueDepth reads the sizes of an asynq queue. A queue nothing was ever
-// enqueued on is an error (asynq does not know it yet). go-redis' read
-// timeout bounds the call: asynq's inspector takes no context.
+// enqueued on is empty: asynq does not know it yet and answers "not
+// found", which a scrape right after the start used to report as no
+// series at all. go-redis' read timeout bounds the call: asynq's
+// inspector takes no context.
 func (s *Store) QueueDepth(queue string) (QueueDepth, error) {
 	info, err := s.QueueInspector().GetQueueInfo(queue)
 	if err != nil {
+		// asynq's not-found error is internal; its list of queues tells.
+		known, lerr := s.QueueInspector().Queues()
+		if lerr == nil && !slices.Contains(known, queue) {
+			return QueueDepth{}, nil
+		}
 		return QueueDepth{}, unavailable("queue "+queue, err)
 	}
 	return QueueDepth{

@@ -138,7 +138,7 @@ func (s *Server) perTick(ctx context.Context, c *repermit.Campaign) (int, error)
 	info, err := s.store.QueueDepth(s.cfg.Queue)
 	if err == nil {
 		queued = info.Pending * s.cfg.BatchSize
-	} // else: the queue does not exist yet, nothing is queued
+	} // else: Redis is away; count nothing as queued
 	backlog := s.cfg.UnlimitedBacklog
 	if ps := c.Rate.PerSecond; ps > 0 {
 		n := max(1, int(float64(ps)*s.cfg.TickInterval.Seconds()+0.5))
