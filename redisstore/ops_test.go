@@ -85,8 +85,8 @@ func TestRateLimitIsSharedByWorkers(t *testing.T) {
 // through the store's connection.
 func TestQueueConnectionIsTheStores(t *testing.T) {
 	s, r := newStore(t)
-	if _, err := s.QueueDepth(r.Prefix); err == nil {
-		t.Error("depth of a queue nothing was enqueued on: no error")
+	if d, err := s.QueueDepth(r.Prefix); err != nil || d != (redisstore.QueueDepth{}) {
+		t.Errorf("depth of a queue nothing was enqueued on = %+v, %v; want empty", d, err)
 	}
 	c := s.Enqueuer()
 	defer c.Close()
