@@ -234,7 +234,14 @@ func (s *Store) SubjectOf(ctx context.Context, r *repermit.Recipient) (string, e
 	if strings.HasPrefix(r.LedgerID, "p") {
 		return s.queuedSubject(ctx, r)
 	}
-	msgs, err := s.rdb.XRangeN(ctx, s.ledgerKey(r.Campaign), r.LedgerID, r.LedgerID, 1).Result()
+	return s.recordSubject(ctx, r, s.ledgerKey(r.Campaign), r.LedgerID)
+}
+
+// recordSubject returns the subject of the record with stream id id in
+// stream, if it is r's; "" when the record is gone, does not parse or
+// names another recipient.
+func (s *Store) recordSubject(ctx context.Context, r *repermit.Recipient, stream, id string) (string, error) {
+	msgs, err := s.rdb.XRangeN(ctx, stream, id, id, 1).Result()
 	if err != nil {
 		return "", unavailable("subject of "+r.Campaign, err)
 	}

@@ -299,18 +299,5 @@ func (s *Store) queuedSubject(ctx context.Context, r *repermit.Recipient) (strin
 		return "", err
 	}
 	b, _ := bucketOf(r.Index)
-	id := strings.TrimPrefix(r.LedgerID, "p")
-	msgs, err := s.rdb.XRangeN(ctx, l.ledgerQ(l.shardOf(b)), id, id, 1).Result()
-	if err != nil {
-		return "", unavailable("subject of "+r.Campaign, err)
-	}
-	if len(msgs) == 0 {
-		return "", nil
-	}
-	raw, _ := msgs[0].Values["rec"].(string)
-	rec, err := repermit.DecodeStoredRecord([]byte(raw))
-	if err != nil || rec.Recipient != r.Index {
-		return "", nil
-	}
-	return rec.Subject, nil
+	return s.recordSubject(ctx, r, l.ledgerQ(l.shardOf(b)), strings.TrimPrefix(r.LedgerID, "p"))
 }
