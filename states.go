@@ -225,8 +225,14 @@ func ParseCode(code string) (st Stage, k int, leaseMs int64, ok bool) {
 		return Stage{}, 0, 0, false
 	}
 	rest, lease, _ := strings.Cut(code[1:], ":")
-	k, _ = strconv.Atoi(rest)
-	leaseMs, _ = strconv.ParseInt(lease, 10, 64)
+	// Most codes carry neither (pending, confirmed…): strconv's error
+	// for "" is an allocation on every recipient read.
+	if rest != "" {
+		k, _ = strconv.Atoi(rest)
+	}
+	if lease != "" {
+		leaseMs, _ = strconv.ParseInt(lease, 10, 64)
+	}
 	match := -1
 	for i, s := range stages {
 		if s.Code != code[0] || (s.Step != 0 && s.Step != k) {

@@ -30,8 +30,7 @@ type readQueue struct {
 
 // readJob is one HMGET of a recipient's fields.
 type readJob struct {
-	key    string
-	fields []string
+	args []any // "hmget", the key, the fields
 	// done receives the reply, or lead: the job is the oldest waiting and
 	// is to send the next batch itself. Buffered: the sender never waits.
 	done chan readDone
@@ -43,11 +42,14 @@ type readDone struct {
 	err  error
 }
 
-// hmget reads fields of key, sharing the round trip with the reads in
-// flight beside it.
-func (s *Store) hmget(ctx context.Context, key string, fields ...string) ([]any, error) {
+// hmget reads fields (strings) of key, sharing the round trip with the
+// reads in flight beside it.
+func (s *Store) hmget(ctx context.Context, key string, fields []any) ([]any, error) {
 	q := &s.reads
-	j := &readJob{key: key, fields: fields, done: make(chan readDone, 1)}
+	args := make([]any, 2+len(fields))
+	args[0], args[1] = "hmget", key
+	copy(args[2:], fields)
+	j := &readJob{args: args, done: make(chan readDone, 1)}
 	q.mu.Lock()
 	lead := !q.leading
 	q.leading = true
@@ -99,12 +101,15 @@ func (q *readQueue) send(ctx context.Context, rdb redis.UniversalClient, me *rea
 	bctx := context.WithoutCancel(ctx)
 	var mine readDone
 	if len(batch) == 1 {
-		mine.vals, mine.err = rdb.HMGet(bctx, me.key, me.fields...).Result()
+		cmd := redis.NewSliceCmd(bctx, me.args...)
+		_ = rdb.Process(bctx, cmd) // the error is the command's
+		mine.vals, mine.err = cmd.Result()
 	} else {
 		cmds := make([]*redis.SliceCmd, len(batch))
 		pipe := rdb.Pipeline()
 		for i, j := range batch {
-			cmds[i] = pipe.HMGet(bctx, j.key, j.fields...)
+			cmds[i] = redis.NewSliceCmd(bctx, j.args...)
+			_ = pipe.Process(bctx, cmds[i]) // queues it
 		}
 		// Each read's own error is read below.
 		_, _ = pipe.Exec(bctx)
