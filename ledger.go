@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -48,12 +49,97 @@ var recordKeys = []string{"seq", "campaign", "recipient", "subject", "answer", "
 // left out, the time in UTC RFC 3339 with milliseconds at most).
 func (r ConsentRecord) Canonical() []byte {
 	r.At = r.At.UTC()
+	if b, ok := r.appendPlain(make([]byte, 0, 512)); ok {
+		return b
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		// Strings, ints and a UTC time cannot fail to marshal.
 		panic(fmt.Sprintf("marshal consent record: %v", err))
 	}
 	return b
+}
+
+// appendPlain appends what json.Marshal writes for r (At in UTC) when
+// every string of r is printable ASCII that JSON writes as it is (no
+// quote, backslash, '<', '>' or '&') and At's year is 0–9999, as for
+// nearly every answer; ok is false otherwise, and Canonical leaves r to
+// json.Marshal, whose reflection took 1.2 % of the CPU of bench web's
+// confirm phase (3.5 % when the record was encoded twice).
+// TestCanonicalIsJSONMarshal holds the two to the same bytes.
+func (r *ConsentRecord) appendPlain(b []byte) ([]byte, bool) {
+	if y := r.At.Year(); y < 0 || y > 9999 {
+		return nil, false
+	}
+	for _, s := range [...]string{r.Campaign, r.Subject, string(r.Answer), r.IP, r.UserAgent, r.Wording} {
+		if !plainJSON(s) {
+			return nil, false
+		}
+	}
+	for _, ts := range [...][]string{r.TopicsBefore, r.Topics} {
+		for _, s := range ts {
+			if !plainJSON(s) {
+				return nil, false
+			}
+		}
+	}
+	str := func(b []byte, key, s string) []byte {
+		b = append(b, key...)
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	list := func(b []byte, key string, ss []string) []byte {
+		b = append(b, key...)
+		b = append(b, '[')
+		for i, s := range ss {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = str(b, "", s)
+		}
+		return append(b, ']')
+	}
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendInt(b, r.Seq, 10)
+	b = str(b, `,"campaign":`, r.Campaign)
+	b = append(b, `,"recipient":`...)
+	b = strconv.AppendInt(b, r.Recipient, 10)
+	b = str(b, `,"subject":`, r.Subject)
+	b = str(b, `,"answer":`, string(r.Answer))
+	if len(r.TopicsBefore) > 0 {
+		b = list(b, `,"topics_before":`, r.TopicsBefore)
+	}
+	if len(r.Topics) > 0 {
+		b = list(b, `,"topics":`, r.Topics)
+	}
+	// time.Time's MarshalJSON: RFC 3339 with the fraction's trailing
+	// zeros cut, for years 0–9999 (checked above).
+	b = append(b, `,"at":"`...)
+	b = r.At.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if r.IP != "" {
+		b = str(b, `,"ip":`, r.IP)
+	}
+	if r.UserAgent != "" {
+		b = str(b, `,"user_agent":`, r.UserAgent)
+	}
+	if r.Wording != "" {
+		b = str(b, `,"wording":`, r.Wording)
+	}
+	return append(b, '}'), true
+}
+
+// plainJSON reports whether encoding/json writes s between its quotes
+// unchanged.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // LeafHash is the record's hash as a leaf of the log.

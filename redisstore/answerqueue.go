@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/repermit/repermit"
 )
@@ -414,6 +415,9 @@ func (s *Store) consentRecord(ctx context.Context, j *answerJob, h ledgerHead) (
 		Wording: a.WordingSHA256,
 	}
 	// The head the script compares is the last leaf's hash: it names the
-	// record and its position, as the chain's hash did.
-	return rec, ledgerHead{hash: rec.LeafHash().String(), seq: rec.Seq}, rec.Canonical(), nil
+	// record and its position, as the chain's hash did. The leaf hash is
+	// of the very bytes stored (what LeafHash computes), encoded once:
+	// encoding the record twice cost 3 % of the confirm bench's CPU.
+	js := rec.Canonical()
+	return rec, ledgerHead{hash: tlog.RecordHash(js).String(), seq: rec.Seq}, js, nil
 }
