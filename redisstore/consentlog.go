@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/consentlog"
 )
 
 // ledgerKindLog marks a campaign whose ledger is the consent log (Merkle
@@ -36,10 +37,23 @@ func (s *Store) wordingsKey(id string) string     { return s.prefix + ":{" + id 
 func (s *Store) subjectKeyKey() string            { return s.prefix + ":subjectkey" }
 func (s *Store) mailWordingsKey(id string) string { return s.prefix + ":{" + id + "}:mailwording" }
 
-// subjectKeyCache holds the deployment's subject key once read.
+// subjectKeyCache holds the deployment's subject key once read, and the
+// subjects computed under it.
 type subjectKeyCache struct {
-	mu  sync.Mutex
-	key []byte
+	mu       sync.Mutex
+	key      []byte
+	subjects *consentlog.Subjects
+}
+
+// subjects returns the subjects under the deployment's key (see
+// SubjectKey).
+func (s *Store) subjects(ctx context.Context) (*consentlog.Subjects, error) {
+	if _, err := s.SubjectKey(ctx); err != nil {
+		return nil, err
+	}
+	s.subject.mu.Lock()
+	defer s.subject.mu.Unlock()
+	return s.subject.subjects, nil
 }
 
 // SubjectKey returns the deployment's key of the subject hashes in the
@@ -67,6 +81,7 @@ func (s *Store) SubjectKey(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("subject key %s holds %d bytes, want 32", s.subjectKeyKey(), len(key))
 	}
 	s.subject.key = key
+	s.subject.subjects = consentlog.NewSubjects(key)
 	return key, nil
 }
 

@@ -221,12 +221,11 @@ func streamIDLess(a, b string) bool {
 // or bounce the subject is wanted for must always go through.
 func (s *Store) SubjectOf(ctx context.Context, r *repermit.Recipient) (string, error) {
 	if r.Email != "" {
-		key, err := s.SubjectKey(ctx)
+		subjects, err := s.subjects(ctx)
 		if err != nil {
 			return "", err
 		}
-		subject, _ := consentlog.Subject(key, r.Email)
-		return subject, nil
+		return subjects.Of(r.Email), nil
 	}
 	if r.LedgerID == "" {
 		return "", nil
@@ -260,18 +259,18 @@ func (s *Store) recordSubject(ctx context.Context, r *repermit.Recipient, stream
 // with one read of the key.
 func (s *Store) subjectsOf(ctx context.Context, rs []*repermit.Recipient) (map[int64]string, error) {
 	out := make(map[int64]string, len(rs))
-	var key []byte
+	var subjects *consentlog.Subjects
 	for _, r := range rs {
 		if r.Email == "" {
 			continue
 		}
-		if key == nil {
+		if subjects == nil {
 			var err error
-			if key, err = s.SubjectKey(ctx); err != nil {
+			if subjects, err = s.subjects(ctx); err != nil {
 				return nil, err
 			}
 		}
-		out[r.Index], _ = consentlog.Subject(key, r.Email)
+		out[r.Index] = subjects.Of(r.Email)
 	}
 	return out, nil
 }
