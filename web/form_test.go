@@ -1,8 +1,12 @@
 package web
 
 import (
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/repermit/repermit"
@@ -82,4 +86,51 @@ func FuzzParseAnswerForm(f *testing.F) {
 			t.Fatalf("decline with topics %q", form.topics)
 		}
 	})
+}
+
+// TestReadFormReadsAsParseForm: the form of a browser's POST is read
+// without ParseForm, to the same values and the same failures as
+// ParseForm's r.PostForm, query strings and the size limit included.
+func TestReadFormReadsAsParseForm(t *testing.T) {
+	s := &Server{cfg: Config{MaxBodyBytes: 64}}
+	for _, tc := range []struct{ target, ct, body string }{
+		{"/c/t", formURLEncoded, "choice=confirm&topic=yoga&topic=news"},
+		{"/c/t", formURLEncoded, ""},
+		{"/c/t", formURLEncoded, "choice=%zz"},
+		{"/c/t", formURLEncoded, "choice=confirm;topic=yoga"},
+		{"/c/t", formURLEncoded, "choice=confirm&" + strings.Repeat("a", 64)},
+		{"/c/t?answer=yes", formURLEncoded, "choice=confirm"},
+		{"/c/t?choice=decline", formURLEncoded, "choice=confirm"},
+		{"/c/t?a=%zz", formURLEncoded, "choice=confirm"},
+		{"/c/t?a=%zz", formURLEncoded, "choice=%zz"},
+		{"/u/t", formURLEncoded, "List-Unsubscribe=One-Click"},
+		{"/c/t", formURLEncoded + "; charset=utf-8", "choice=confirm"},
+		{"/c/t", "text/plain", "choice=confirm"},
+		{"/c/t", "", "choice=confirm"},
+	} {
+		req := func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
+			if tc.ct != "" {
+				r.Header.Set("Content-Type", tc.ct)
+			}
+			return r
+		}
+		got, err := s.readForm(httptest.NewRecorder(), req())
+
+		r := req()
+		r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, s.cfg.MaxBodyBytes)
+		var want url.Values
+		werr := r.ParseForm()
+		if werr != nil {
+			werr = formError(werr)
+		} else {
+			want = r.PostForm
+		}
+		switch {
+		case (err == nil) != (werr == nil) || err != nil && httpStatus(err) != httpStatus(werr):
+			t.Errorf("%s %q %q: error %v, ParseForm's %v", tc.target, tc.ct, tc.body, err, werr)
+		case err == nil && !maps.EqualFunc(got, want, slices.Equal):
+			t.Errorf("%s %q %q: %v, ParseForm's %v", tc.target, tc.ct, tc.body, got, want)
+		}
+	}
 }

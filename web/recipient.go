@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"net/mail"
@@ -161,6 +162,23 @@ func (s *Server) allow(r *http.Request) error {
 // answer comes from the body only.
 func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if r.Header.Get("Content-Type") == formURLEncoded {
+		// What a browser sends, read as ParseForm would without its two
+		// parses of the media type and its copy of the values into
+		// r.Form: a malformed query string fails the request as there.
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, formError(err)
+		}
+		v, err := url.ParseQuery(string(b))
+		if err == nil && r.URL.RawQuery != "" {
+			_, err = url.ParseQuery(r.URL.RawQuery)
+		}
+		if err != nil {
+			return nil, formError(err)
+		}
+		return v, nil
+	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "multipart/form-data" {
 		// The whole body fits in memory by the limit above, so no file
@@ -176,6 +194,9 @@ func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (url.Values, e
 	}
 	return r.PostForm, nil
 }
+
+// formURLEncoded is the Content-Type of a form as browsers send it.
+const formURLEncoded = "application/x-www-form-urlencoded"
 
 func formError(err error) error {
 	var mbe *http.MaxBytesError

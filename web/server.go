@@ -90,6 +90,33 @@ type Server struct {
 	metrics       *metrics
 	css           []byte
 	mux           *http.ServeMux
+	// headers are the security headers every answer carries, their
+	// values made once (see serve).
+	headers []securityHeader
+}
+
+type securityHeader struct {
+	key string   // in canonical form
+	val []string // one value; shared by every answer, never modified
+}
+
+// securityHeaders returns the headers serve adds to every answer.
+func securityHeaders() []securityHeader {
+	var out []securityHeader
+	for _, kv := range [][2]string{
+		{"Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"},
+		{"Referrer-Policy", "no-referrer"},
+		{"X-Content-Type-Options", "nosniff"},
+		{"X-Frame-Options", "DENY"},
+		// Token pages must never be cached: a shared cache would show one
+		// recipient's page to another. The stylesheet overrides this.
+		{"Cache-Control", "no-store"},
+	} {
+		// The slice's capacity is 1, so a handler's Add appends to a
+		// copy, never to the shared array.
+		out = append(out, securityHeader{http.CanonicalHeaderKey(kv[0]), []string{kv[1]}})
+	}
+	return out
 }
 
 // New checks cfg, fills in its defaults and parses the templates.
@@ -157,6 +184,7 @@ func New(cfg Config) (*Server, error) {
 		s.limiter = newLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.RateClients)
 	}
 	s.adminFailures = newLimiter(1/AdminFailureInterval.Seconds(), AdminFailureBurst, cfg.RateClients)
+	s.headers = securityHeaders()
 	s.routes()
 	return s, nil
 }
@@ -231,14 +259,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, 
 // request by route pattern, so that tokens never become metric labels.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, sc scope) {
 	start := time.Now()
+	// What Header().Set does, less a new one-string slice and a check of
+	// the key's spelling per header and answer.
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	// Token pages must never be cached: a shared cache would show one
-	// recipient's page to another. The stylesheet overrides this.
-	h.Set("Cache-Control", "no-store")
+	for _, sh := range s.headers {
+		h[sh.key] = sh.val
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	if !cleanPath(r.URL.Path) {
 		// The mux would redirect to the cleaned path; nothing here
