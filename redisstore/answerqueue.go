@@ -331,7 +331,7 @@ func (s *Store) writeAnswers(ctx context.Context, id string, batch []*answerJob)
 		// others to queueAnswer), whose keys are named alike whatever
 		// the number of shards.
 		keys, args := s.transitionCall(s.home(id), j.b, j.o, j.a.At, transitionArgs{
-			answer: j.topics, ledgerPrev: h.hash, ledgerHash: next.hash, ledgerJSON: string(js),
+			answer: j.topics, ledgerPrev: h.hash, ledgerHash: next.hash, ledgerJSON: js,
 		}, []slotChange{{slot: j.slot, suppress: j.entry}})
 		calls = append(calls, sent{i: i, rec: rec, next: next, cmd: s.transitionScript.EvalSha(ctx, pipe, keys, args...)})
 		h = next

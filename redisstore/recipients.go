@@ -432,7 +432,7 @@ func (s *Store) queueAnswer(ctx context.Context, l layout, k int64, a Answer, o 
 		TopicsBefore: before, Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
 		Wording: a.WordingSHA256,
 	}
-	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{answer: topics, ledgerJSON: string(rec.Canonical())},
+	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{answer: topics, ledgerJSON: rec.Canonical()},
 		[]slotChange{{slot: slot, suppress: entry}})
 	if err != nil {
 		return nil, false, err

@@ -244,7 +244,7 @@ type transitionArgs struct {
 	answer     string
 	ledgerPrev string
 	ledgerHash string
-	ledgerJSON string
+	ledgerJSON []byte
 }
 
 // slotChange asks for one recipient of a bucket to change; suppress is the

@@ -386,6 +386,14 @@ func (p *pageSet) static(c *repermit.Campaign, page, locale string, data PageDat
 	if ok {
 		return sp, nil
 	}
+	return p.renderStatic(key, c, page, locale, data)
+}
+
+// renderStatic renders and keeps a page for static. It is apart so that
+// only a miss moves data to the heap (render takes its address): in
+// static itself, every landing page and answer allocated its copy.
+func (p *pageSet) renderStatic(key staticKey, c *repermit.Campaign, page, locale string, data PageData) (staticPage, error) {
+	var sp staticPage
 	buf, err := p.render(c.TemplatesDir, page, locale, &data)
 	if err != nil {
 		return staticPage{}, err
