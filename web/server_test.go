@@ -542,6 +542,14 @@ func TestSecurityHeadersOnEveryPage(t *testing.T) {
 	if ct := w.Header().Get("Content-Type"); ct != "text/css; charset=utf-8" || !strings.Contains(w.Body.String(), "button") {
 		t.Errorf("style.css: %q", ct)
 	}
+	// The stylesheet's own Cache-Control changed no other answer's: the
+	// header values are shared between answers.
+	if got := w.Header().Get("Cache-Control"); got != "public, max-age=86400" {
+		t.Errorf("style.css: Cache-Control %q", got)
+	}
+	if got := h.get(h.confirmPath(1)).Header().Get("Cache-Control"); got != "no-store" {
+		t.Errorf("a page after the stylesheet: Cache-Control %q, want no-store", got)
+	}
 }
 
 func TestNothingRedirects(t *testing.T) {
