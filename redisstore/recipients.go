@@ -42,19 +42,22 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 		if len(e) < maxPacked {
 			return s.buildRecipient(ctx, id, idx, code, d+e, answer)
 		}
-		// A row longer than d and e (see row.go): rare, and read in a
-		// second round trip rather than asking every read for two fields
-		// that are nearly always missing.
+		// A row of 128 packed bytes or more (see row.go): rare, and its
+		// f and g are read in a second round trip rather than asking every
+		// read for two fields that are nearly always missing. s and d
+		// come again with them: an erasure changes s, a purge d, and the
+		// row is read anew if either happened in between.
 		more, err := s.hmget(ctx, key, f.rest[:])
 		if err != nil {
 			return nil, unavailable("recipient "+id, err)
 		}
-		if fv, ok := more[0].(string); ok {
-			gv, _ := more[1].(string)
-			return s.buildRecipient(ctx, id, idx, code, d+e+fv+gv, answer)
+		if code2, _ := more[0].(string); code2 == code {
+			if d2, _ := more[1].(string); d2 == d {
+				fv, _ := more[2].(string)
+				gv, _ := more[3].(string)
+				return s.buildRecipient(ctx, id, idx, code, d+e+fv+gv, answer)
+			}
 		}
-		// The row was erased between the two reads (e full means f
-		// was written with it): read the recipient again as it is now.
 	}
 	return nil, repermit.Errorf(repermit.EUNAVAILABLE, "recipient %d of %s changed during %d reads", idx, id, maxTornReads)
 }
@@ -67,10 +70,11 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 // bench web, two thirds of Redis' CPU per landing page. f and g exist
 // only for rows of more than 128 packed bytes, which the first read
 // tells by a full e (row.go fills each field to maxPacked before the
-// next).
+// next; a full e is all a row of exactly 128 bytes has).
 
-// maxTornReads bounds the reads of a long row that keeps being erased
-// between its two round trips; one retry is all a real erasure needs.
+// maxTornReads bounds the reads of a long row that keeps changing
+// between its two round trips; one retry is all an erasure or a purge
+// needs.
 const maxTornReads = 3
 
 // recipientFields are the HMGET fields of one slot, made and boxed once:
@@ -78,7 +82,7 @@ const maxTornReads = 3
 // the field names took a dozen allocations per read.
 type recipientFields struct {
 	first [4]any // s, a, d, e
-	rest  [2]any // f, g
+	rest  [4]any // s, d, f, g
 }
 
 // slotFields holds the fields of every slot of a bucket. It is built once
@@ -88,7 +92,7 @@ var slotFields = func() (t [BucketSize]recipientFields) {
 		slot := strconv.Itoa(i)
 		t[i] = recipientFields{
 			first: [4]any{"s" + slot, "a" + slot, "d" + slot, "e" + slot},
-			rest:  [2]any{"f" + slot, "g" + slot},
+			rest:  [4]any{"s" + slot, "d" + slot, "f" + slot, "g" + slot},
 		}
 	}
 	return t

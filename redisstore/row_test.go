@@ -82,3 +82,35 @@ func TestRowsRoundTripAndStayListpacks(t *testing.T) {
 		}
 	}
 }
+
+// TestRowsOfEveryLengthReadBack: a recipient reads back whole whatever
+// its packed length, across the boundaries of the fields a row is split
+// into (64, 128 and 192 bytes: a row of exactly 128 bytes fills e and
+// has no f).
+func TestRowsOfEveryLengthReadBack(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	const n = 260
+	c := repermit.Campaign{ID: "lengths", From: "news@acme.example", Subject: "s", StartAt: t0, Deadline: t0.Add(time.Hour)}
+	imp, err := s.BeginImport(ctx, c, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range n {
+		if err := imp.Add(ctx, "x@gmail.com", strings.Repeat("n", k), "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: "lengths", Imported: n}); err != nil {
+		t.Fatal(err)
+	}
+	for k := range n {
+		got, err := s.Recipient(ctx, "lengths", int64(k))
+		if err != nil {
+			t.Fatalf("name of %d bytes: %v", k, err)
+		}
+		if got.Name != strings.Repeat("n", k) || got.Email != "x@gmail.com" {
+			t.Fatalf("name of %d bytes: read %q %q", k, got.Email, got.Name)
+		}
+	}
+}
