@@ -94,6 +94,10 @@ func replyOf(err error) (code int, enhanced string, st stage) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return 0, "", stageOther
 	}
+	var tx *transactionError
+	if errors.As(err, &tx) {
+		return tx.code, tx.enhanced, tx.stage
+	}
 	var se *gomail.SendError
 	if errors.As(err, &se) {
 		switch se.Reason {

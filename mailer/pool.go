@@ -33,6 +33,7 @@ type Pool struct {
 	// slots holds one entry per connection the pool may open: nil for a
 	// slot not dialled yet or dropped, else an idle connection.
 	slots     chan *conn
+	buffers   sync.Pool // of *wireBuffer, see transact
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -41,6 +42,7 @@ type Pool struct {
 type conn struct {
 	smtp     *smtp.Client
 	net      net.Conn // beneath any TLS, to interrupt I/O when ctx ends
+	session  session  // what the server's EHLO offered
 	lastUsed time.Time
 }
 
@@ -136,10 +138,6 @@ func (p *Pool) send(ctx context.Context, c *conn, m *gomail.Msg) (*conn, error) 
 		case err == nil:
 			c.lastUsed = time.Now()
 			return c, nil
-		case m.IsDelivered():
-			// Only the RSET after the accepted DATA failed.
-			c.smtp.Close()
-			return nil, nil
 		case reused && deadBeforeMail(err):
 			c.smtp.Close()
 			c, reused = nil, false
@@ -161,7 +159,7 @@ func (p *Pool) sendOn(ctx context.Context, c *conn, m *gomail.Msg) error {
 	stop := context.AfterFunc(ctx, func() {
 		c.net.SetDeadline(time.Unix(1, 0))
 	})
-	err := p.client.SendWithSMTPClient(c.smtp, m)
+	err := p.transact(c, m)
 	if !stop() && err != nil {
 		return fmt.Errorf("send: %w: %w", ctx.Err(), err)
 	}
@@ -171,29 +169,26 @@ func (p *Pool) sendOn(ctx context.Context, c *conn, m *gomail.Msg) error {
 // deadBeforeMail reports whether err shows a connection that died while
 // idle: no reply, or a 421 closing notice, at the first command of a mail.
 func deadBeforeMail(err error) bool {
-	var se *gomail.SendError
-	if !errors.As(err, &se) {
+	var te *transactionError
+	if !errors.As(err, &te) {
 		return false
 	}
-	code := se.ErrorCode()
-	return se.Reason == gomail.ErrConnCheck ||
-		se.Reason == gomail.ErrSMTPMailFrom && (code == 0 || code == 421)
+	return te.stage == stageSender && (te.code == 0 || te.code == 421)
 }
 
 // keepAfter reports whether the connection may serve another mail after
 // err: the server answered with a refusal other than 421 (which announces
 // that it closes the connection), or go-mail refused the mail locally.
 func keepAfter(err error) bool {
-	var se *gomail.SendError
-	if !errors.As(err, &se) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var te *transactionError
+	if !errors.As(err, &te) || te.broken || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	switch se.Reason {
-	case gomail.ErrGetSender, gomail.ErrGetRcpts, gomail.ErrNoUnencoded:
+	switch te.stage {
+	case stageLocalMessage, stageLocalRecipient:
 		return true
 	}
-	code := se.ErrorCode()
-	return code >= 400 && code != 421
+	return te.code >= 400 && te.code != 421
 }
 
 func (p *Pool) dial(ctx context.Context) (*conn, error) {
@@ -206,7 +201,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		}
 		return nil, fmt.Errorf("dial %s: %w", p.cfg.Addr(), err)
 	}
-	return &conn{smtp: sc, net: nc, lastUsed: time.Now()}, nil
+	return &conn{smtp: sc, net: nc, session: newSession(sc.Extension), lastUsed: time.Now()}, nil
 }
 
 // dialNet is the go-mail dial function. It does the implicit TLS handshake

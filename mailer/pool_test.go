@@ -116,7 +116,9 @@ func TestPoolKeepsTheConnectionAfterARefusal(t *testing.T) {
 	}
 }
 
-func TestPoolReportsADeliveredMailAsSentWhenRSETFails(t *testing.T) {
+// A server that hangs up right after accepting a mail has taken it: Send
+// reports it sent, and the next mail goes over a new connection.
+func TestPoolReportsADeliveredMailAsSentWhenTheServerHangsUpAfterIt(t *testing.T) {
 	tpl := loadTemplates(t, "")
 	s := startSink(t, smtpsink.Options{
 		DropAfterData: func(string, []string) bool { return true },
@@ -126,9 +128,6 @@ func TestPoolReportsADeliveredMailAsSentWhenRSETFails(t *testing.T) {
 	for i, m := range msgs {
 		if err := p.Send(t.Context(), m); err != nil {
 			t.Fatalf("mail %d: %v; the server accepted it", i, err)
-		}
-		if !m.IsDelivered() {
-			t.Errorf("mail %d not marked delivered", i)
 		}
 	}
 	if s.Count() != 2 || s.Connections() != 2 {
