@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
-	gomail "github.com/wneessen/go-mail"
 )
 
 // DKIMHeaders are the header fields every signature covers. RFC 8058
@@ -66,25 +65,16 @@ func (s *dkimSigner) signature(r io.Reader) (string, error) {
 	return signer.Signature(), nil
 }
 
-// sign adds a DKIM-Signature header to m. go-mail writes a message the same
-// way every time once it has been written (the Date and Message-ID are set,
-// the multipart boundaries are kept in m after the first write), so the
-// header written beside the others on the wire signs exactly what is sent;
-// preformatted, it keeps go-msgauth's folding. The order of the header
-// fields on the wire does not matter to DKIM.
-func (s *dkimSigner) sign(m *gomail.Msg) error {
-	var buf bytes.Buffer
-	if _, err := m.WriteTo(&buf); err != nil {
-		return fmt.Errorf("DKIM: render mail: %w", err)
-	}
-	sig, err := s.signature(&buf)
+// sign returns data with a DKIM-Signature header field in front. The
+// signature covers exactly the bytes sent, and keeps go-msgauth's folding.
+func (s *dkimSigner) sign(data []byte) ([]byte, error) {
+	sig, err := s.signature(bytes.NewReader(data))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	name, value, ok := strings.Cut(strings.TrimSuffix(sig, "\r\n"), ": ")
-	if !ok || !strings.EqualFold(name, "DKIM-Signature") {
-		return fmt.Errorf("DKIM: unexpected signature header %q", sig)
+	if name, _, ok := strings.Cut(sig, ":"); !ok || !strings.EqualFold(name, "DKIM-Signature") {
+		return nil, fmt.Errorf("DKIM: unexpected signature header %q", sig)
 	}
-	m.SetGenHeaderPreformatted("DKIM-Signature", value)
-	return nil
+	out := make([]byte, 0, len(sig)+len(data))
+	return append(append(out, sig...), data...), nil
 }

@@ -33,7 +33,7 @@ type Pool struct {
 	// slots holds one entry per connection the pool may open: nil for a
 	// slot not dialled yet or dropped, else an idle connection.
 	slots     chan *conn
-	buffers   sync.Pool // of *wireBuffer, see transact
+	buffers   sync.Pool // of *bytes.Buffer, see transact
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -92,11 +92,25 @@ func (p *Pool) Send(ctx context.Context, m *gomail.Msg) error {
 	if p.err != nil {
 		return p.err
 	}
+	w, err := WireOf(m)
+	if err != nil {
+		return err
+	}
+	return p.SendWire(ctx, w)
+}
+
+// SendWire is Send for a mail already rendered (BuildWire, WireOf).
+func (p *Pool) SendWire(ctx context.Context, w *Wire) error {
+	if p.err != nil {
+		return p.err
+	}
 	if p.dkim != nil {
 		// Signing costs CPU, not a connection: done before taking a slot.
-		if err := p.dkim.sign(m); err != nil {
+		data, err := p.dkim.sign(w.Data)
+		if err != nil {
 			return err
 		}
+		w = &Wire{From: w.From, To: w.To, Data: data}
 	}
 	var c *conn
 	select {
@@ -112,13 +126,13 @@ func (p *Pool) Send(ctx context.Context, m *gomail.Msg) error {
 		return ErrPoolClosed
 	default:
 	}
-	c, err := p.send(ctx, c, m)
+	c, err := p.send(ctx, c, w)
 	p.slots <- c
 	return err
 }
 
 // send returns the connection to keep in the slot, nil if there is none.
-func (p *Pool) send(ctx context.Context, c *conn, m *gomail.Msg) (*conn, error) {
+func (p *Pool) send(ctx context.Context, c *conn, w *Wire) (*conn, error) {
 	if c != nil && p.cfg.idleTimeout() > 0 && time.Since(c.lastUsed) > p.cfg.idleTimeout() {
 		// Servers hang up on idle clients (often after 60 s or less);
 		// a fresh connection is cheaper than a failed first command.
@@ -133,7 +147,7 @@ func (p *Pool) send(ctx context.Context, c *conn, m *gomail.Msg) (*conn, error) 
 				return nil, err
 			}
 		}
-		err := p.sendOn(ctx, c, m)
+		err := p.sendOn(ctx, c, w)
 		switch {
 		case err == nil:
 			c.lastUsed = time.Now()
@@ -155,11 +169,11 @@ func (p *Pool) send(ctx context.Context, c *conn, m *gomail.Msg) (*conn, error) 
 
 // sendOn sends on c, cutting the connection short when ctx ends: go-mail
 // knows only its own timeout.
-func (p *Pool) sendOn(ctx context.Context, c *conn, m *gomail.Msg) error {
+func (p *Pool) sendOn(ctx context.Context, c *conn, w *Wire) error {
 	stop := context.AfterFunc(ctx, func() {
 		c.net.SetDeadline(time.Unix(1, 0))
 	})
-	err := p.transact(c, m)
+	err := p.transact(c, w)
 	if !stop() && err != nil {
 		return fmt.Errorf("send: %w: %w", ctx.Err(), err)
 	}

@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"net/mail"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -50,14 +51,17 @@ type segment struct {
 }
 
 type prerendered struct {
-	ok       bool // false: render this key the slow way
-	sender   string
-	subject  string
-	locale   string
-	text     []segment
-	html     []piece // nil when no HTML part
-	textSize int
-	htmlSize int
+	ok      bool // false: render this key the slow way
+	sender  string
+	from    *mail.Address // the campaign's From, nil if it does not parse
+	subject string
+	// subjectField is the Subject header's value (BuildWire).
+	subjectField string
+	locale       string
+	text         []segment
+	html         []piece // nil when no HTML part
+	textSize     int
+	htmlSize     int
 }
 
 type prerenderKey struct {
@@ -120,7 +124,9 @@ func (t *Templates) prerender(c *repermit.Campaign, kind Kind, named bool, loc s
 		return p
 	}
 	p.subject, p.locale = out.subject, out.locale
+	p.subjectField = subjectField(out.subject)
 	p.sender = senderName(c.From)
+	p.from, _ = mail.ParseAddress(c.From)
 	p.text = splitText(out.text)
 	if out.html != "" {
 		p.html = split(out.html)

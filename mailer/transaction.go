@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/textproto"
 	"strings"
-
-	gomail "github.com/wneessen/go-mail"
 )
 
 // The pool lets go-mail dial, greet, start TLS and authenticate, and runs
@@ -93,10 +91,6 @@ func newSession(ext func(string) (bool, string)) session {
 	return s
 }
 
-// wireBuffer is reused across mails (Pool.buffers): a message is rendered
-// into msg and dot-stuffed into data, so a mail allocates neither.
-type wireBuffer struct{ msg, data bytes.Buffer }
-
 // pending is a reply a transaction waits for: the stage of its command and
 // the code (or first digits) that means success.
 type pending struct {
@@ -104,42 +98,34 @@ type pending struct {
 	expect int
 }
 
-// transact sends m over the connection c: MAIL FROM, one RCPT TO per
+// transact sends w over the connection c: MAIL FROM, one RCPT TO per
 // recipient, DATA, the message and its final dot. It returns nil once the
 // server accepted the message.
-func (p *Pool) transact(c *conn, m *gomail.Msg) error {
+func (p *Pool) transact(c *conn, w *Wire) error {
 	if err := c.smtp.UpdateDeadline(p.cfg.timeout()); err != nil {
 		return failed(stageSender, err)
 	}
-	if m.Encoding() == gomail.NoEncoding.String() && !c.session.eightBit {
-		return failed(stageLocalMessage, errors.New("8bit message but the server does not offer 8BITMIME"))
+	if len(w.To) == 0 {
+		return failed(stageLocalRecipient, errors.New("no recipient"))
 	}
-	from, err := m.GetSender(false)
-	if err != nil {
-		return failed(stageLocalMessage, err)
-	}
-	rcpts, err := m.GetRecipients()
-	if err != nil {
-		return failed(stageLocalRecipient, err)
-	}
-	for _, a := range append([]string{from}, rcpts...) {
+	for _, a := range append([]string{w.From}, w.To...) {
 		if strings.ContainsAny(a, "\r\n") {
 			return failed(stageLocalMessage, fmt.Errorf("address %q holds a line break", a))
 		}
 	}
-	buf, _ := p.buffers.Get().(*wireBuffer)
+	if !c.session.eightBit && !sevenBit(w.Data) {
+		return failed(stageLocalMessage, errors.New("8bit message but the server does not offer 8BITMIME"))
+	}
+	buf, _ := p.buffers.Get().(*bytes.Buffer)
 	if buf == nil {
-		buf = new(wireBuffer)
+		buf = new(bytes.Buffer)
 	}
 	defer func() {
-		buf.msg.Reset()
-		buf.data.Reset()
+		buf.Reset()
 		p.buffers.Put(buf)
 	}()
-	if _, err := m.WriteTo(&buf.msg); err != nil {
-		return failed(stageLocalMessage, fmt.Errorf("render: %w", err))
-	}
-	dotStuff(&buf.data, buf.msg.Bytes())
+	dotStuff(buf, w.Data)
+	from, rcpts := w.From, w.To
 
 	text := c.smtp.Text
 	replies := make([]pending, 0, len(rcpts)+2)
@@ -170,7 +156,7 @@ func (p *Pool) transact(c *conn, m *gomail.Msg) error {
 	}
 	// From here on the server may have accepted the mail: a failure is
 	// reported at stageData, which the pool never retries itself.
-	if _, err := text.W.Write(buf.data.Bytes()); err != nil {
+	if _, err := text.W.Write(buf.Bytes()); err != nil {
 		return failed(stageData, err)
 	}
 	if err := text.W.Flush(); err != nil {
@@ -217,6 +203,16 @@ func exchange(text *textproto.Conn, replies []pending) error {
 		return nil
 	}
 	return first
+}
+
+// sevenBit reports whether data is 7-bit, which every server takes.
+func sevenBit(data []byte) bool {
+	for _, b := range data {
+		if b >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // dotStuff appends msg to dst as the content of DATA (RFC 5321 section

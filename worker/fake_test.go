@@ -6,12 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	gomail "github.com/wneessen/go-mail"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/mailer"
@@ -152,8 +152,8 @@ type fakeSender struct {
 	mailed  []string
 }
 
-func (f *fakeSender) Send(_ context.Context, m *gomail.Msg) error {
-	to := m.GetTo()[0].Address
+func (f *fakeSender) SendWire(_ context.Context, w *mailer.Wire) error {
+	to := strings.Trim(w.To[0], "<>")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.mailed = append(f.mailed, to)

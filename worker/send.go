@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	gomail "github.com/wneessen/go-mail"
 
 	"github.com/repermit/repermit"
 	"github.com/repermit/repermit/mailer"
@@ -232,7 +231,7 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 		return true, err
 	}
 	began := time.Now()
-	err = s.pool.Send(ctx, msg)
+	err = s.pool.SendWire(ctx, msg)
 	s.cfg.Observer.SMTPDuration(time.Since(began))
 	// From here until MarkSent below has been written, a crash (or a Redis
 	// failure that outlasts markSent's retries) leaves a mail the server
@@ -297,24 +296,19 @@ func (b *sendBatch) sendOne(ctx context.Context, r *repermit.Recipient) (stop bo
 	return false, nil
 }
 
-func (b *sendBatch) build(r *repermit.Recipient) (*gomail.Msg, error) {
+func (b *sendBatch) build(r *repermit.Recipient) (*mailer.Wire, error) {
 	c := &b.e.c
 	signer := b.s.cfg.Signer
 	claims := token.Claims{Campaign: c.ID, CampaignSeq: c.Seq, Recipient: uint32(r.Index), Deadline: c.Deadline}
 	confirm, unsub := signer.Links(c.ConfirmBaseURL, claims)
-	msg, err := b.e.tpl.Build(mailer.NewData(c, r, confirm, unsub), b.kind())
-	if err != nil {
-		return nil, err
-	}
+	// VERP: a bounce to this address names the recipient by a signed
+	// token, so it is matched without reading the bounce's text and a
+	// forged one can bounce nobody.
+	var returnPath string
 	if domain := b.s.pool.BounceDomain(); domain != "" {
-		// VERP: a bounce to this address names the recipient by a signed
-		// token, so it is matched without reading the bounce's text and a
-		// forged one can bounce nobody.
-		if err := msg.EnvelopeFrom(signer.BounceAddress(claims, domain)); err != nil {
-			return nil, fmt.Errorf("return path: %w", err)
-		}
+		returnPath = signer.BounceAddress(claims, domain)
 	}
-	return msg, nil
+	return b.e.tpl.BuildWire(mailer.NewData(c, r, confirm, unsub), b.kind(), returnPath)
 }
 
 // kind is the mail of the task's step.

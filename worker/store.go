@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	gomail "github.com/wneessen/go-mail"
 
 	"github.com/repermit/repermit"
+	"github.com/repermit/repermit/mailer"
 	"github.com/repermit/repermit/redisstore"
 )
 
@@ -85,7 +85,7 @@ type expiryStore interface {
 
 // mailSender sends one message over a pooled SMTP connection.
 type mailSender interface {
-	Send(ctx context.Context, m *gomail.Msg) error
+	SendWire(ctx context.Context, w *mailer.Wire) error
 	BounceDomain() string
 	Close() error
 }
