@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/pprof"
 	"time"
@@ -52,6 +54,15 @@ type SendResult struct {
 	// campaign's counts say was sent; both must equal Recipients.
 	SinkAccepted int   `json:"sink_accepted"`
 	SentCounted  int64 `json:"sent_counted"`
+	// BaselineCPU and EngineCPU are this process's CPU time per mail, in
+	// µs, the SMTP sink's included (it runs in the process in both
+	// phases); BaselineCPU is of the faster baseline run. EngineRedisCPU
+	// is the Redis server's per mail during the engine phase (INFO cpu;
+	// 0 where not measured). Other work on the machine slows the rates
+	// but adds little to these, so they compare builds better.
+	BaselineCPU    float64 `json:"baseline_cpu_us"`
+	EngineCPU      float64 `json:"engine_cpu_us"`
+	EngineRedisCPU float64 `json:"engine_redis_cpu_us"`
 }
 
 func (o *SendOptions) defaults() {
@@ -105,13 +116,16 @@ func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
 			return err
 		}
 		t.logf("send: baseline, go-mail loop over %d connections", conns)
+		cpu0 := processCPU()
 		d, err := baselineSend(ctx, msgs, conns, opt.Timeout)
 		if err != nil {
 			return err
 		}
+		cpu := processCPU() - cpu0
 		res.BaselineRuns = append(res.BaselineRuns, rate(n, d))
 		if r := rate(n, d); r > res.BaselineMPS {
 			res.BaselineMPS, res.BaselineS = r, round(d.Seconds())
+			res.BaselineCPU = perMail(cpu, n)
 		}
 		return nil
 	}
@@ -193,10 +207,18 @@ func engineSend(ctx context.Context, t Target, secret string, opt SendOptions, r
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	redis0, redisErr := t.Store.ServerCPU(ctx)
+	cpu0 := processCPU()
 	start = time.Now()
 	go func() { done <- w.Run(runCtx) }()
 	waitErr := waitWithProgress(ctx, t, sink, n)
 	d := time.Since(start)
+	res.EngineCPU = perMail(processCPU()-cpu0, n)
+	if redis1, err := t.Store.ServerCPU(ctx); err == nil && redisErr == nil {
+		res.EngineRedisCPU = perMail(redis1-redis0, n)
+	} else {
+		t.logf("send: Redis CPU not measured: %v", errors.Join(redisErr, err))
+	}
 	if opt.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -219,6 +241,14 @@ func engineSend(ctx context.Context, t Target, secret string, opt SendOptions, r
 			res.SinkAccepted, res.SentCounted, n)
 	}
 	return d, nil
+}
+
+// perMail is cpu per mail of n, in µs to a tenth.
+func perMail(cpu time.Duration, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return math.Round(float64(cpu.Microseconds())/float64(n)*10) / 10
 }
 
 // waitWithProgress waits for n mails at the sink, logging the count every

@@ -242,6 +242,37 @@ func (s *Store) UsedMemory(ctx context.Context) (int64, error) {
 	return total.Load(), err
 }
 
+// ServerCPU is the CPU time the Redis servers (every master of a
+// cluster) have used since they started, from INFO cpu: a benchmark takes
+// the difference over a phase to count Redis's share of the work.
+func (s *Store) ServerCPU(ctx context.Context) (time.Duration, error) {
+	var total atomic.Int64
+	err := s.forEachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
+		info, err := node.Info(ctx, "cpu").Result()
+		if err != nil {
+			return fmt.Errorf("info cpu: %w", err)
+		}
+		found := 0
+		for _, line := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok || (k != "used_cpu_sys" && k != "used_cpu_user") {
+				continue
+			}
+			sec, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("info cpu: %s: %w", k, err)
+			}
+			total.Add(int64(sec * float64(time.Second)))
+			found++
+		}
+		if found != 2 {
+			return fmt.Errorf("info cpu: no used_cpu_sys and used_cpu_user")
+		}
+		return nil
+	})
+	return time.Duration(total.Load()), err
+}
+
 // PackedSize is the length of a recipient's packed data (row.go), before
 // it is split into values of at most 64 bytes (Redis'
 // hash-max-listpack-value).
