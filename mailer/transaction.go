@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"strconv"
 	"strings"
 )
 
@@ -74,6 +75,7 @@ func failed(st stage, err error) *transactionError {
 // connection from its EHLO reply.
 type session struct {
 	pipelining bool
+	chunking   bool // CHUNKING and PIPELINING: the transaction in one write
 	eightBit   bool
 	mailParams string // appended to MAIL FROM as go-mail would
 }
@@ -81,6 +83,8 @@ type session struct {
 func newSession(ext func(string) (bool, string)) session {
 	var s session
 	s.pipelining, _ = ext("PIPELINING")
+	s.chunking, _ = ext("CHUNKING")
+	s.chunking = s.chunking && s.pipelining
 	s.eightBit, _ = ext("8BITMIME")
 	if s.eightBit {
 		s.mailParams += " BODY=8BITMIME"
@@ -124,7 +128,6 @@ func (p *Pool) transact(c *conn, w *Wire) error {
 		buf.Reset()
 		p.buffers.Put(buf)
 	}()
-	dotStuff(buf, w.Data)
 	from, rcpts := w.From, w.To
 
 	text := c.smtp.Text
@@ -146,6 +149,26 @@ func (p *Pool) transact(c *conn, w *Wire) error {
 			return err
 		}
 	}
+	if c.session.chunking {
+		// RFC 3030: BDAT carries its length, so the message needs no
+		// dot-stuffing and may follow the envelope in the same write; the
+		// server reads the chunk even when it refused the envelope. One
+		// round trip a mail. A reused connection found dead at MAIL FROM
+		// is redialled and the mail sent again, as with DATA: the server
+		// cannot have taken a message it sent no reply to MAIL FROM for,
+		// unless it died between queueing it and replying, a window DATA
+		// has too (before its reply to the final dot).
+		data := w.Data
+		if !crlfOnly(data) {
+			writeLines(buf, data, false)
+			data = buf.Bytes()
+		}
+		text.W.WriteString("BDAT " + strconv.Itoa(len(data)) + " LAST\r\n")
+		text.W.Write(data)
+		return exchange(text, append(replies, pending{stageData, 250}))
+	}
+	writeLines(buf, w.Data, true)
+	buf.WriteString(".\r\n")
 	if err := command(stageData, 354, "DATA"); err != nil {
 		return err
 	}
@@ -181,7 +204,7 @@ func exchange(text *textproto.Conn, replies []pending) error {
 		_, _, err := text.ReadResponse(r.expect)
 		var te *textproto.Error
 		switch {
-		case err == nil && r.st == stageData && first != nil:
+		case err == nil && r.expect == 354 && first != nil:
 			// RFC 2920 section 3.1: a server that accepts DATA after
 			// refusing every recipient (RFC 5321 says 554 "no valid
 			// recipients") waits for a message; the connection cannot
@@ -215,11 +238,26 @@ func sevenBit(data []byte) bool {
 	return true
 }
 
-// dotStuff appends msg to dst as the content of DATA (RFC 5321 section
-// 4.5.2): every line ends in CRLF, a line that starts with a dot gets
-// another, and the final ".\r\n" follows. It copies a line at a time
-// where textproto's dot-writer goes byte by byte.
-func dotStuff(dst *bytes.Buffer, msg []byte) {
+// crlfOnly reports whether every line of data ends in CRLF, as a
+// message must (RFC 5322); BDAT sends it unchanged.
+func crlfOnly(data []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			return i == len(data)
+		}
+		if i+j == 0 || data[i+j-1] != '\r' {
+			return false
+		}
+		i += j + 1
+	}
+}
+
+// writeLines appends msg to dst with every line ended by CRLF and, with
+// stuff, as the content of DATA (RFC 5321 section 4.5.2): a line that
+// starts with a dot gets another. The final ".\r\n" is the caller's. It
+// copies a line at a time where textproto's dot-writer goes byte by byte.
+func writeLines(dst *bytes.Buffer, msg []byte, stuff bool) {
 	dst.Grow(len(msg) + len(msg)/64 + 5)
 	if len(msg) == 0 {
 		// As textproto's dot-writer: an empty line, not none.
@@ -232,12 +270,11 @@ func dotStuff(dst *bytes.Buffer, msg []byte) {
 			line, rest = msg[:i], msg[i+1:]
 		}
 		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if len(line) > 0 && line[0] == '.' {
+		if stuff && len(line) > 0 && line[0] == '.' {
 			dst.WriteByte('.')
 		}
 		dst.Write(line)
 		dst.WriteString("\r\n")
 		msg = rest
 	}
-	dst.WriteString(".\r\n")
 }

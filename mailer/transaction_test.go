@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"strings"
@@ -11,11 +12,13 @@ import (
 	"testing"
 )
 
-// pipeliningSMTP is an SMTP server that offers PIPELINING and records, per
-// connection, which commands arrived in one write of the client (those it
-// could read without waiting for more), e.g. "EHLO|MAIL RCPT DATA|QUIT".
+// pipeliningSMTP is an SMTP server that offers PIPELINING (and CHUNKING
+// if chunking is set) and records, per connection, which commands arrived
+// in one write of the client (those it could read without waiting for
+// more), e.g. "EHLO|MAIL RCPT DATA|QUIT", and the messages it took.
 type pipeliningSMTP struct {
-	ln net.Listener
+	ln       net.Listener
+	chunking bool
 	// rcptReply and dataReply replace the server's answers to RCPT TO and
 	// DATA when set.
 	rcptReply, dataReply string
@@ -26,12 +29,16 @@ type pipeliningSMTP struct {
 }
 
 func startPipeliningSMTP(t *testing.T, rcptReply, dataReply string) *pipeliningSMTP {
+	return startSMTP(t, false, rcptReply, dataReply)
+}
+
+func startSMTP(t *testing.T, chunking bool, rcptReply, dataReply string) *pipeliningSMTP {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &pipeliningSMTP{ln: ln, rcptReply: rcptReply, dataReply: dataReply}
+	s := &pipeliningSMTP{ln: ln, chunking: chunking, rcptReply: rcptReply, dataReply: dataReply}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -76,18 +83,50 @@ func (s *pipeliningSMTP) serve(c net.Conn) {
 	}
 	reply("220 pipelining ESMTP")
 	inData := false
+	refused := false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			return
 		}
 		verb := strings.ToUpper(strings.Fields(line + " x")[0])
-		record(verb, r)
+		if verb != "BDAT" {
+			// A BDAT's chunk is part of its write, recorded once read.
+			record(verb, r)
+		}
 		switch verb {
 		case "EHLO":
-			reply("250-pipelining\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES")
+			if s.chunking {
+				reply("250-pipelining\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 ENHANCEDSTATUSCODES")
+			} else {
+				reply("250-pipelining\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES")
+			}
+		case "MAIL":
+			refused = false
+			reply("250 2.0.0 ok")
 		case "RCPT":
-			reply(orDefault(s.rcptReply, "250 2.1.5 ok"))
+			rr := orDefault(s.rcptReply, "250 2.1.5 ok")
+			refused = !strings.HasPrefix(rr, "2")
+			reply(rr)
+		case "BDAT":
+			var n int
+			if _, err := fmt.Sscanf(line, "BDAT %d LAST", &n); err != nil {
+				reply("501 5.5.4 syntax")
+				continue
+			}
+			chunk := make([]byte, n)
+			if _, err := io.ReadFull(r, chunk); err != nil {
+				return
+			}
+			record(verb, r)
+			if refused {
+				reply("554 5.5.1 no valid recipients")
+				continue
+			}
+			s.mu.Lock()
+			s.bodies = append(s.bodies, string(chunk))
+			s.mu.Unlock()
+			reply("250 2.0.0 accepted")
 		case "DATA":
 			reply(orDefault(s.dataReply, "354 go on"))
 			if !strings.HasPrefix(orDefault(s.dataReply, "354"), "354") {
@@ -104,7 +143,7 @@ func (s *pipeliningSMTP) serve(c net.Conn) {
 					inData = false
 					break
 				}
-				body.WriteString(l)
+				body.WriteString(strings.TrimPrefix(l, "."))
 			}
 			s.mu.Lock()
 			s.bodies = append(s.bodies, body.String())
@@ -193,7 +232,72 @@ func TestPoolPipelinedRefusals(t *testing.T) {
 	}
 }
 
-// TestDotStuffMatchesTextproto compares dotStuff with net/textproto's
+// TestPoolSendsTheTransactionInOneWriteWithChunking: to a server that
+// offers CHUNKING and PIPELINING, the envelope and the message go out in
+// one write, as BDAT (RFC 3030), and arrive byte for byte, a line that
+// starts with a dot included; a refused recipient is still classified by
+// its own reply, and the connection stays in step.
+func TestPoolSendsTheTransactionInOneWriteWithChunking(t *testing.T) {
+	msg := "From: a@acme.example\r\nTo: b@example.org\r\nSubject: dots\r\n\r\n.hidden\r\n..two\r\nend\r\n"
+	for _, tt := range []struct {
+		name     string
+		chunking bool
+		rcpt     string
+		want     Class
+		writes   string
+	}{
+		{"BDAT", true, "", OK, "EHLO|MAIL RCPT BDAT|MAIL RCPT BDAT|QUIT"},
+		{"BDAT, recipient refused", true, "550 5.1.1 no such user", RecipientRejected, "EHLO|MAIL RCPT BDAT|RSET|MAIL RCPT BDAT|RSET|QUIT"},
+		{"DATA", false, "", OK, "EHLO|MAIL RCPT DATA|MAIL RCPT DATA|QUIT"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startSMTP(t, tt.chunking, tt.rcpt, "")
+			p := pipeliningPool(t, srv)
+			for i := range 2 {
+				err := p.SendWire(t.Context(), &Wire{From: "<a@acme.example>", To: []string{"<b@example.org>"}, Data: []byte(msg)})
+				if got := Classify(err); got != tt.want {
+					t.Errorf("mail %d: Classify(%v) = %v, want %v", i, err, got, tt.want)
+				}
+			}
+			p.Close()
+			if got := strings.Join(srv.connections(), ","); got != tt.writes {
+				t.Errorf("writes %q, want %q", got, tt.writes)
+			}
+			wantBodies := 2
+			if tt.want != OK {
+				wantBodies = 0
+			}
+			if len(srv.bodies) != wantBodies {
+				t.Fatalf("the server took %d messages, want %d", len(srv.bodies), wantBodies)
+			}
+			for _, b := range srv.bodies {
+				if b != msg {
+					t.Errorf("the server took\n%q\nwant\n%q", b, msg)
+				}
+			}
+		})
+	}
+}
+
+func TestCRLFOnly(t *testing.T) {
+	for in, want := range map[string]bool{
+		"":           true,
+		"a\r\n":      true,
+		"a\r\nb\r\n": true,
+		"a":          false,
+		"a\n":        false,
+		"\n":         false,
+		"a\r\nb\n":   false,
+		"a\r\nb":     false,
+		"a\rb\r\n":   true, // a lone CR is not a line end
+	} {
+		if got := crlfOnly([]byte(in)); got != want {
+			t.Errorf("crlfOnly(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// TestDotStuffMatchesTextproto compares writeLines with net/textproto's
 // DotWriter, which go-mail used before, on the cases RFC 5321 section
 // 4.5.2 is about.
 func TestDotStuffMatchesTextproto(t *testing.T) {
@@ -217,9 +321,10 @@ func TestDotStuffMatchesTextproto(t *testing.T) {
 		dw.Close()
 		bw.Flush()
 		var got bytes.Buffer
-		dotStuff(&got, []byte(in))
+		writeLines(&got, []byte(in), true)
+		got.WriteString(".\r\n")
 		if got.String() != want.String() {
-			t.Errorf("dotStuff(%q) = %q, textproto writes %q", in, got.String(), want.String())
+			t.Errorf("writeLines(%q) = %q, textproto writes %q", in, got.String(), want.String())
 		}
 	}
 }
