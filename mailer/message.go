@@ -114,14 +114,15 @@ const (
 	SendGridIDField       = "repermit_id"
 )
 
-// sendGridSMTPAPI is the X-SMTPAPI value for the mail with Message-ID id.
+// sendGridSMTPAPI is the X-SMTPAPI value for the mail with Message-ID id:
+// {"unique_args":{"repermit_id":"<id>"}}, the id a JSON string.
 func sendGridSMTPAPI(id string) string {
-	b, err := json.Marshal(map[string]map[string]string{"unique_args": {SendGridIDField: id}})
+	q, err := json.Marshal(id)
 	if err != nil {
-		// A map of strings always marshals.
+		// A string always marshals.
 		panic("mailer: X-SMTPAPI: " + err.Error())
 	}
-	return string(b)
+	return `{"unique_args":{"` + SendGridIDField + `":` + string(q) + `}}`
 }
 
 // ParseMessageID reads campaign and recipient index back from a Message-ID
@@ -149,11 +150,20 @@ func ParseMessageID(id string) (campaign string, index int64, ok bool) {
 // MessageID returns the Message-ID, without angle brackets, of the mail of
 // the given kind to recipient index of a campaign, in the domain of from.
 func MessageID(campaign string, index int64, kind Kind, from string) string {
+	var a *mail.Address
+	if p, err := mail.ParseAddress(from); err == nil {
+		a = p
+	}
+	return messageID(campaign, index, kind, a)
+}
+
+// messageID is MessageID for a From already parsed (nil if it did not).
+func messageID(campaign string, index int64, kind Kind, from *mail.Address) string {
 	domain := "repermit.invalid"
-	if a, err := mail.ParseAddress(from); err == nil {
-		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
-			domain = a.Address[i+1:]
+	if from != nil {
+		if i := strings.LastIndexByte(from.Address, '@'); i >= 0 {
+			domain = from.Address[i+1:]
 		}
 	}
-	return fmt.Sprintf("repermit.%s.%d.%s@%s", campaign, index, kind, domain)
+	return "repermit." + campaign + "." + strconv.FormatInt(index, 10) + "." + kind.String() + "@" + domain
 }

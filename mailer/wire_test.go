@@ -54,6 +54,7 @@ func TestBuildWireGivesWhatBuildGives(t *testing.T) {
 		tc{name: "return path", tpl: std, locale: "en", kind: Initial, person: "Ada", returnPath: "b+tok@bounce.acme.example"},
 		tc{name: "no mailto", tpl: std, camp: true, locale: "da", kind: Reminder(1), person: "Søren"},
 	)
+	var buf bytes.Buffer // reused, as the worker does
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testCampaign()
@@ -76,7 +77,7 @@ func TestBuildWireGivesWhatBuildGives(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := tt.tpl.BuildWire(d, tt.kind, tt.returnPath)
+			got, err := tt.tpl.BuildWire(d, tt.kind, tt.returnPath, &buf)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -100,6 +101,7 @@ type sendBatch struct {
 	deferred    []int64 // domain slowed down during this task
 	domainFails map[string]int
 	slowed      map[string]bool
+	wire        bytes.Buffer // the mail being sent, reused by the next
 }
 
 func (b *sendBatch) run(ctx context.Context, todo []*repermit.Recipient) error {
@@ -308,7 +310,7 @@ func (b *sendBatch) build(r *repermit.Recipient) (*mailer.Wire, error) {
 	if domain := b.s.pool.BounceDomain(); domain != "" {
 		returnPath = signer.BounceAddress(claims, domain)
 	}
-	return b.e.tpl.BuildWire(mailer.NewData(c, r, confirm, unsub), b.kind(), returnPath)
+	return b.e.tpl.BuildWire(mailer.NewData(c, r, confirm, unsub), b.kind(), returnPath, &b.wire)
 }
 
 // kind is the mail of the task's step.
