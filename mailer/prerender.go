@@ -60,8 +60,11 @@ type prerendered struct {
 	locale       string
 	text         []segment
 	html         []piece // nil when no HTML part
-	textSize     int
-	htmlSize     int
+	// textQP and htmlQP are the parts as BuildWire writes them: lines
+	// without slots already quoted-printable encoded (wire.go).
+	textQP, htmlQP []qpSegment
+	textSize       int
+	htmlSize       int
 }
 
 type prerenderKey struct {
@@ -139,6 +142,10 @@ func (t *Templates) prerender(c *repermit.Campaign, kind Kind, named bool, loc s
 	}
 	for _, pc := range p.html {
 		p.htmlSize += len(pc.lit)
+	}
+	p.textQP = encodeSegments(p.text)
+	if out.html != "" {
+		p.htmlQP = encodeSegments(splitLines(out.html))
 	}
 	p.ok = true
 	// Awkward but valid values: markup, quotes, non-ASCII, a name long

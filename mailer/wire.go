@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
@@ -46,7 +47,7 @@ func (t *Templates) BuildWire(d Data, kind Kind, returnPath string, buf *bytes.B
 	if d.ConfirmURL == "" || d.UnsubscribeURL == "" {
 		return nil, errors.New("build mail: confirm and unsubscribe URLs are required")
 	}
-	p, text, html, ok := t.prefilled(d, kind)
+	p, vals, ok := t.prefilled(d, kind)
 	if !ok {
 		return t.wireFromMsg(d, kind, returnPath)
 	}
@@ -68,7 +69,7 @@ func (t *Templates) BuildWire(d Data, kind Kind, returnPath string, buf *bytes.B
 		b = new(bytes.Buffer)
 	}
 	b.Reset()
-	b.Grow(len(text) + len(html) + len(text)/8 + len(html)/8 + 1536)
+	b.Grow(p.textSize + p.htmlSize + (p.textSize+p.htmlSize)/4 + 2048)
 	header := func(name, value string) {
 		b.WriteString(name)
 		b.WriteString(": ")
@@ -101,25 +102,29 @@ func (t *Templates) BuildWire(d Data, kind Kind, returnPath string, buf *bytes.B
 		"Content-Transfer-Encoding": {"quoted-printable"},
 		"Content-Type":              {"text/plain; charset=UTF-8"},
 	}
-	if html == "" {
+	if p.html == nil {
 		for _, k := range []string{"Content-Transfer-Encoding", "Content-Type"} {
 			header(k, part.Get(k))
 		}
 		b.WriteString("\r\n")
-		if err := writeQP(b, text); err != nil {
+		if err := writeSegments(b, p.textQP, &vals, true); err != nil {
 			return nil, err
 		}
 	} else {
 		mw := multipart.NewWriter(b)
 		header("Content-Type", "multipart/alternative;\r\n boundary="+mw.Boundary())
 		b.WriteString("\r\n")
-		for _, body := range []struct{ typ, s string }{{"text/plain; charset=UTF-8", text}, {"text/html; charset=UTF-8", html}} {
+		for _, body := range []struct {
+			typ  string
+			segs []qpSegment
+			text bool
+		}{{"text/plain; charset=UTF-8", p.textQP, true}, {"text/html; charset=UTF-8", p.htmlQP, false}} {
 			part.Set("Content-Type", body.typ)
 			w, err := mw.CreatePart(part)
 			if err != nil {
 				return nil, err
 			}
-			if err := writeQP(w, body.s); err != nil {
+			if err := writeSegments(w, body.segs, &vals, body.text); err != nil {
 				return nil, err
 			}
 		}
@@ -130,12 +135,77 @@ func (t *Templates) BuildWire(d Data, kind Kind, returnPath string, buf *bytes.B
 	return &Wire{From: "<" + envFrom + ">", To: []string{"<" + to.Address + ">"}, Data: b.Bytes()}, nil
 }
 
-func writeQP(w interface{ Write([]byte) (int, error) }, s string) error {
-	qw := quotedprintable.NewWriter(w)
-	if _, err := qw.Write([]byte(s)); err != nil {
-		return err
+// qpSegment is a run of whole lines of a part encoded once (enc), or one
+// line with slots, encoded per mail.
+type qpSegment struct {
+	enc []byte
+	dyn []piece
+}
+
+// encodeSegments encodes the static segments of a part. Quoted-printable
+// works a line at a time (a line's soft breaks and its trailing white
+// space depend on that line alone), so encoding the lines apart gives
+// what encoding the part at once gives; TestBuildWireGivesWhatBuildGives
+// compares the bytes with go-mail's.
+func encodeSegments(segs []segment) []qpSegment {
+	out := make([]qpSegment, len(segs))
+	for i, s := range segs {
+		if s.dyn != nil {
+			out[i].dyn = s.dyn
+			continue
+		}
+		var b bytes.Buffer
+		qw := quotedprintable.NewWriter(&b)
+		qw.Write([]byte(s.static))
+		qw.Close()
+		out[i].enc = b.Bytes()
 	}
-	return qw.Close()
+	return out
+}
+
+// splitLines cuts an HTML part rendered with placeholders into segments as
+// splitText does, without wrapping: the lines with slots are filled (and
+// escaped) per mail.
+func splitLines(html string) []segment {
+	return splitText(html)
+}
+
+// writeSegments writes a part's segments with vals in its slots: in the
+// text part as fill does (the line wrapped once filled), in the HTML part
+// escaped.
+func writeSegments(w io.Writer, segs []qpSegment, vals *[numSlots]string, text bool) error {
+	var line strings.Builder
+	for _, s := range segs {
+		if s.dyn == nil {
+			if _, err := w.Write(s.enc); err != nil {
+				return err
+			}
+			continue
+		}
+		line.Reset()
+		for _, pc := range s.dyn {
+			switch {
+			case pc.slot < 0:
+				line.WriteString(pc.lit)
+			case text:
+				line.WriteString(vals[pc.slot])
+			default:
+				escapeHTML(&line, vals[pc.slot])
+			}
+		}
+		l := line.String()
+		if text {
+			l = Wrap(l, wrapWidth)
+		}
+		qw := quotedprintable.NewWriter(w)
+		if _, err := io.WriteString(qw, l); err != nil {
+			return err
+		}
+		if err := qw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // wireFromMsg is BuildWire by way of Build.
@@ -169,19 +239,26 @@ func WireOf(m *gomail.Msg) (*Wire, error) {
 	return &Wire{From: from, To: rcpts, Data: b.Bytes()}, nil
 }
 
-// prefilled gives the pre-rendered parts of d's mail filled in, when the
-// fast path applies.
-func (t *Templates) prefilled(d Data, kind Kind) (p *prerendered, text, html string, ok bool) {
+// prefilled gives the pre-rendered parts of d's mail and the values of
+// their slots, when the fast path applies.
+func (t *Templates) prefilled(d Data, kind Kind) (p *prerendered, vals [numSlots]string, ok bool) {
 	if d.Controller != d.Campaign.Controller {
-		return nil, "", "", false
+		return nil, vals, false
 	}
 	p = t.prerendered(d, kind)
 	if !p.ok || p.sender != d.Sender || p.from == nil {
-		return nil, "", "", false
+		return nil, vals, false
 	}
-	vals := [numSlots]string{d.Recipient.Name, d.ConfirmURL, d.ConfirmYesURL, d.ConfirmNoURL, d.UnsubscribeURL}
-	text, html, ok = p.fill(vals)
-	return p, text, html, ok
+	vals = [numSlots]string{d.Recipient.Name, d.ConfirmURL, d.ConfirmYesURL, d.ConfirmNoURL, d.UnsubscribeURL}
+	if p.html != nil {
+		// As fill: a link html/template would change takes the slow way.
+		for i := slotConfirm; i < numSlots; i++ {
+			if !plainURL(vals[i]) {
+				return nil, vals, false
+			}
+		}
+	}
+	return p, vals, true
 }
 
 // subjectField is the Subject header's value as go-mail encodes it,
