@@ -145,7 +145,8 @@ func (t *Templates) prerender(c *repermit.Campaign, kind Kind, named bool, loc s
 	}
 	p.textQP = encodeSegments(p.text)
 	if out.html != "" {
-		p.htmlQP = encodeSegments(splitLines(out.html))
+		// The HTML part's lines, cut as the text's (never wrapped).
+		p.htmlQP = encodeSegments(splitText(out.html))
 	}
 	p.ok = true
 	// Awkward but valid values: markup, quotes, non-ASCII, a name long

@@ -163,13 +163,6 @@ func encodeSegments(segs []segment) []qpSegment {
 	return out
 }
 
-// splitLines cuts an HTML part rendered with placeholders into segments as
-// splitText does, without wrapping: the lines with slots are filled (and
-// escaped) per mail.
-func splitLines(html string) []segment {
-	return splitText(html)
-}
-
 // writeSegments writes a part's segments with vals in its slots: in the
 // text part as fill does (the line wrapped once filled), in the HTML part
 // escaped.
