@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"bytes"
 	"io"
 	"testing"
 
@@ -19,6 +20,21 @@ func BenchmarkBuild(b *testing.B) {
 		}
 		// go-mail encodes when writing, so a build includes the encoding.
 		if _, err := m.WriteTo(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBuildWire is BenchmarkBuild for the bytes the worker sends,
+// with one buffer reused as the worker reuses it.
+func BenchmarkBuildWire(b *testing.B) {
+	tpl := loadTemplates(b, "")
+	c := testCampaign()
+	d := testData(c, testRecipient(1, "de-AT"))
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tpl.BuildWire(d, Reminder(1), "", &buf); err != nil {
 			b.Fatal(err)
 		}
 	}
