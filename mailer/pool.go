@@ -22,8 +22,9 @@ var ErrPoolClosed = errors.New("mailer: pool closed")
 // Pool is safe for concurrent use; Send blocks while all connections are busy.
 //
 // go-mail's Client.Send serialises on one connection, so the pool keeps
-// one smtp.Client per slot and uses the shared go-mail Client only for its
-// settings (DialToSMTPClientWithContext, SendWithSMTPClient).
+// one smtp.Client per slot, dialled with the shared go-mail Client's
+// settings (DialToSMTPClientWithContext: TLS, EHLO, AUTH), and runs the
+// mail transactions on it itself (transaction.go).
 type Pool struct {
 	cfg    Config
 	client *gomail.Client
@@ -82,12 +83,12 @@ func NewPool(cfg Config, size int) *Pool {
 func (p *Pool) BounceDomain() string { return p.cfg.BounceDomain }
 
 // Send delivers m on a pooled connection. It returns nil once the server
-// has accepted the mail, even if a later step on the connection failed (a
-// failed RSET after DATA would otherwise look like a failed mail and be sent
-// twice). A mail fails without being retried here except in one case: when
-// a reused connection turns out dead before MAIL FROM was accepted, nothing
-// was delivered and the pool redials and tries once more. Classify tells
-// what to do with any other error. A Msg must be sent only once.
+// has accepted the mail; nothing follows on the connection before the next
+// mail (no RSET), so an accepted mail is never reported as failed. A mail
+// fails without being retried here except in one case: when a reused
+// connection turns out dead at MAIL FROM (no reply, or 421), the pool
+// redials and tries once more. Classify tells what to do with any other
+// error.
 func (p *Pool) Send(ctx context.Context, m *gomail.Msg) error {
 	if p.err != nil {
 		return p.err
