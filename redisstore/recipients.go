@@ -36,53 +36,87 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 		if code == "" {
 			return nil, repermit.Errorf(repermit.ENOTFOUND, "no recipient %d in %s", idx, id)
 		}
-		answer, _ := vals[1].(string)
-		d, _ := vals[2].(string)
-		e, _ := vals[3].(string)
-		if len(e) < maxPacked {
-			return s.buildRecipient(ctx, id, idx, code, d+e, answer)
+		d, _ := vals[1].(string)
+		e, _ := vals[2].(string)
+		answered, long := mayHaveAnswer(code), len(e) >= maxPacked
+		if !answered && !long {
+			return s.buildRecipient(ctx, id, idx, code, d+e, "")
 		}
-		// A row of 128 packed bytes or more (see row.go): rare, and its
-		// f and g are read in a second round trip rather than asking every
-		// read for two fields that are nearly always missing. s and d
-		// come again with them: an erasure changes s, a purge d, and the
-		// row is read anew if either happened in between.
-		more, err := s.hmget(ctx, key, f.rest[:])
+		// An answered recipient's a, and the f and g of a row of 128
+		// packed bytes or more (see row.go), come in a second round trip
+		// rather than asking every read for fields that are nearly always
+		// missing. s and d come again with them: an erasure changes s, a
+		// purge d, and the row is read anew if either happened in
+		// between. a may have changed too (a change of topics), and is
+		// then the newer answer of the same row.
+		second := f.answer[:]
+		switch {
+		case answered && long:
+			second = f.all[:]
+		case long:
+			second = f.rest[:]
+		}
+		more, err := s.hmget(ctx, key, second)
 		if err != nil {
 			return nil, unavailable("recipient "+id, err)
 		}
-		if code2, _ := more[0].(string); code2 == code {
-			if d2, _ := more[1].(string); d2 == d {
-				fv, _ := more[2].(string)
-				gv, _ := more[3].(string)
-				return s.buildRecipient(ctx, id, idx, code, d+e+fv+gv, answer)
-			}
+		if code2, _ := more[0].(string); code2 != code {
+			continue
 		}
+		if d2, _ := more[1].(string); d2 != d {
+			continue
+		}
+		more = more[2:]
+		answer := ""
+		if answered {
+			answer, _ = more[0].(string)
+			more = more[1:]
+		}
+		if long {
+			fv, _ := more[0].(string)
+			gv, _ := more[1].(string)
+			e += fv + gv
+		}
+		return s.buildRecipient(ctx, id, idx, code, d+e, answer)
 	}
 	return nil, repermit.Errorf(repermit.EUNAVAILABLE, "recipient %d of %s changed during %d reads", idx, id, maxTornReads)
 }
 
-// A recipient read asks Redis for s, a, d and e only. Every field of an
+// A recipient read asks Redis for s, d and e only. Every field of an
 // HMGET is looked up by a scan of the bucket's listpack from its start,
 // and a field the bucket does not hold costs a scan of all of it: on the
 // bench's buckets about 2.4 µs against 0.7 for a field found early, and
 // the HMGET of all six fields took 9.8 µs in INFO commandstats during
-// bench web, two thirds of Redis' CPU per landing page. f and g exist
-// only for rows of more than 128 packed bytes, which the first read
-// tells by a full e (row.go fills each field to maxPacked before the
-// next; a full e is all a row of exactly 128 bytes has).
+// bench web. a exists only once the recipient answered, which s tells
+// (mayHaveAnswer); f and g only for rows of more than 128 packed bytes,
+// which a full e tells (row.go fills each field to maxPacked before the
+// next; a full e is all a row of exactly 128 bytes has). Most pages are
+// of recipients who have not answered yet, with short rows: one HMGET of
+// three fields.
 
-// maxTornReads bounds the reads of a long row that keeps changing
-// between its two round trips; one retry is all an erasure or a purge
-// needs.
+// mayHaveAnswer reports whether a recipient with state code may have an
+// answer field: every state but pending and sent, claimed or not. Only an
+// answer writes a (the transition script, with the state it leads to,
+// never pending or sent), and no transition leads from an answered state
+// back to pending or sent (TestOnlyAnsweredStatesHoldAnswers checks both
+// against the state tables). An unknown code may.
+func mayHaveAnswer(code string) bool {
+	st, _ := publicState(code)
+	return st != repermit.StatePending && st != repermit.StateSent
+}
+
+// maxTornReads bounds the reads of a row that keeps changing between its
+// two round trips; one retry is all an erasure or a purge needs.
 const maxTornReads = 3
 
 // recipientFields are the HMGET fields of one slot, made and boxed once:
 // go-redis takes a command's arguments as []any, and building and boxing
 // the field names took a dozen allocations per read.
 type recipientFields struct {
-	first [4]any // s, a, d, e
-	rest  [4]any // s, d, f, g
+	first  [3]any // s, d, e
+	answer [3]any // s, d, a
+	rest   [4]any // s, d, f, g
+	all    [5]any // s, d, a, f, g
 }
 
 // slotFields holds the fields of every slot of a bucket. It is built once
@@ -90,9 +124,12 @@ type recipientFields struct {
 var slotFields = func() (t [BucketSize]recipientFields) {
 	for i := range t {
 		slot := strconv.Itoa(i)
+		s, a, d, e, f, g := "s"+slot, "a"+slot, "d"+slot, "e"+slot, "f"+slot, "g"+slot
 		t[i] = recipientFields{
-			first: [4]any{"s" + slot, "a" + slot, "d" + slot, "e" + slot},
-			rest:  [4]any{"s" + slot, "d" + slot, "f" + slot, "g" + slot},
+			first:  [3]any{s, d, e},
+			answer: [3]any{s, d, a},
+			rest:   [4]any{s, d, f, g},
+			all:    [5]any{s, d, a, f, g},
 		}
 	}
 	return t
