@@ -113,10 +113,12 @@ const maxTornReads = 3
 // go-redis takes a command's arguments as []any, and building and boxing
 // the field names took a dozen allocations per read.
 type recipientFields struct {
-	first  [3]any // s, d, e
-	answer [3]any // s, d, a
-	rest   [4]any // s, d, f, g
-	all    [5]any // s, d, a, f, g
+	first  [3]any    // s, d, e
+	answer [3]any    // s, d, a
+	rest   [4]any    // s, d, f, g
+	all    [5]any    // s, d, a, f, g
+	sde    [3]string // ReadForSend's first read
+	sdefg  [5]string // and its read of a long row
 }
 
 // slotFields holds the fields of every slot of a bucket. It is built once
@@ -130,6 +132,8 @@ var slotFields = func() (t [BucketSize]recipientFields) {
 			answer: [3]any{s, d, a},
 			rest:   [4]any{s, d, f, g},
 			all:    [5]any{s, d, a, f, g},
+			sde:    [3]string{s, d, e},
+			sdefg:  [5]string{s, d, e, f, g},
 		}
 	}
 	return t

@@ -104,13 +104,25 @@ func TestRowsOfEveryLengthReadBack(t *testing.T) {
 	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: "lengths", Imported: n}); err != nil {
 		t.Fatal(err)
 	}
+	idxs := make([]int64, n)
 	for k := range n {
+		idxs[k] = int64(k)
 		got, err := s.Recipient(ctx, "lengths", int64(k))
 		if err != nil {
 			t.Fatalf("name of %d bytes: %v", k, err)
 		}
 		if got.Name != strings.Repeat("n", k) || got.Email != "x@gmail.com" {
 			t.Fatalf("name of %d bytes: read %q %q", k, got.Email, got.Name)
+		}
+	}
+	// The worker's read of a send task's recipients, all in one call.
+	_, rs, err := s.ReadForSend(ctx, "lengths", idxs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, got := range rs {
+		if got == nil || got.Name != strings.Repeat("n", k) || got.Email != "x@gmail.com" {
+			t.Fatalf("ReadForSend, name of %d bytes: read %+v", k, got)
 		}
 	}
 }

@@ -38,11 +38,16 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 	pipe := s.rdb.Pipeline()
 	status := pipe.HGet(ctx, s.metaKey(id), fStatus)
 	cmds := make([]*redis.SliceCmd, len(idxs))
-	// One HMGET per recipient keeps the code simple; the pipeline makes
-	// them one round trip all the same.
+	// One HMGET per recipient of s, d and e, as Recipient reads (see
+	// there: a field missing from a bucket costs Redis a scan of all of
+	// it, and f and g are nearly always missing); the pipeline makes them
+	// one round trip all the same.
 	for i, idx := range idxs {
-		b, slot := bucketOf(idx)
-		cmds[i] = pipe.HMGet(ctx, l.bucket(b), append([]string{"s" + slot}, dataFields(slot)...)...)
+		if idx < 0 {
+			continue
+		}
+		f := &slotFields[idx%BucketSize]
+		cmds[i] = pipe.HMGet(ctx, l.bucket(idx/BucketSize), f.sde[:]...)
 	}
 	_, err = pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -52,14 +57,41 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 	if st == "" || st == string(repermit.StatusImporting) {
 		return "", nil, repermit.Errorf(repermit.ENOTFOUND, "no campaign %q", id)
 	}
-	out := make([]*repermit.Recipient, len(idxs))
+	rows := make([][]any, len(idxs))
+	var long []int
 	for i, cmd := range cmds {
-		vals := cmd.Val()
-		if len(vals) < 5 {
+		if cmd == nil {
+			continue
+		}
+		rows[i] = cmd.Val()
+		if e, _ := rows[i][2].(string); len(e) >= maxPacked {
+			long = append(long, i)
+		}
+	}
+	if len(long) > 0 {
+		// Rows of 128 packed bytes or more, read again whole: one HMGET of
+		// all five fields is one snapshot, so an erasure in between cannot
+		// tear the row.
+		pipe := s.rdb.Pipeline()
+		again := make([]*redis.SliceCmd, len(long))
+		for j, i := range long {
+			f := &slotFields[idxs[i]%BucketSize]
+			again[j] = pipe.HMGet(ctx, l.bucket(idxs[i]/BucketSize), f.sdefg[:]...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return "", nil, unavailable("read "+id, err)
+		}
+		for j, i := range long {
+			rows[i] = again[j].Val()
+		}
+	}
+	out := make([]*repermit.Recipient, len(idxs))
+	for i, vals := range rows {
+		if len(vals) < 3 {
 			continue
 		}
 		code, _ := vals[0].(string)
-		if code == "" || idxs[i] < 0 {
+		if code == "" {
 			continue
 		}
 		if out[i], err = s.buildRecipient(ctx, id, idxs[i], code, joinValues(vals[1:]), ""); err != nil {
