@@ -19,11 +19,19 @@ type scriptedSMTP struct {
 
 func startScriptedSMTP(t *testing.T) *scriptedSMTP {
 	t.Helper()
+	s := &scriptedSMTP{}
+	s.ln = serveTCP(t, s.serve)
+	return s
+}
+
+// serveTCP listens on a loopback port until the test ends and serves each
+// connection with serve.
+func serveTCP(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scriptedSMTP{ln: ln}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -31,10 +39,10 @@ func startScriptedSMTP(t *testing.T) *scriptedSMTP {
 			if err != nil {
 				return
 			}
-			go s.serve(c)
+			go serve(c)
 		}
 	}()
-	return s
+	return ln
 }
 
 func (s *scriptedSMTP) serve(c net.Conn) {

@@ -34,21 +34,8 @@ func startPipeliningSMTP(t *testing.T, rcptReply, dataReply string) *pipeliningS
 
 func startSMTP(t *testing.T, chunking bool, rcptReply, dataReply string) *pipeliningSMTP {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &pipeliningSMTP{ln: ln, chunking: chunking, rcptReply: rcptReply, dataReply: dataReply}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
+	s := &pipeliningSMTP{chunking: chunking, rcptReply: rcptReply, dataReply: dataReply}
+	s.ln = serveTCP(t, s.serve)
 	return s
 }
 
