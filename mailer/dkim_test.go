@@ -19,9 +19,9 @@ func defaultLocales(t *testing.T) []string {
 }
 
 // TestDKIMSignatureVerifiesAsReceived sends every default mail (each
-// locale, initial and reminder) through a pool signing with RSA-2048 and
-// with Ed25519, and has python3-dkim verify each message exactly as the
-// SMTP server received it.
+// locale, initial and reminder), built by Build and by BuildWire, through
+// a pool signing with RSA-2048 and with Ed25519, and has python3-dkim
+// verify each message exactly as the SMTP server received it.
 func TestDKIMSignatureVerifiesAsReceived(t *testing.T) {
 	dkimtest.Need(t)
 	tpl := loadTemplates(t, "")
@@ -50,10 +50,24 @@ func TestDKIMSignatureVerifiesAsReceived(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					sent++
+					// And the same mail as the worker sends it: BuildWire's
+					// bytes, its long name folded by BuildWire.
+					rw := *r
+					rw.Index += 1000
+					rw.Name = strings.Repeat(r.Name+" ", 4)
+					w, err := tpl.BuildWire(testData(c, &rw), kind, "", nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					sent += 2
 					// Concurrent sends share one signer; -race checks that.
 					wg.Go(func() {
 						if err := p.Send(t.Context(), m); err != nil {
+							t.Error(err)
+						}
+					})
+					wg.Go(func() {
+						if err := p.SendWire(t.Context(), w); err != nil {
 							t.Error(err)
 						}
 					})

@@ -70,12 +70,7 @@ func (t *Templates) BuildWire(d Data, kind Kind, returnPath string, buf *bytes.B
 	}
 	b.Reset()
 	b.Grow(p.textSize + p.htmlSize + (p.textSize+p.htmlSize)/4 + 2048)
-	header := func(name, value string) {
-		b.WriteString(name)
-		b.WriteString(": ")
-		b.WriteString(value)
-		b.WriteString("\r\n")
-	}
+	header := func(name, value string) { writeField(b, name, value) }
 	// The fields and their order are go-mail's.
 	header("Date", time.Now().Format(time.RFC1123Z))
 	header("MIME-Version", "1.0")
@@ -112,7 +107,7 @@ func (t *Templates) BuildWire(d Data, kind Kind, returnPath string, buf *bytes.B
 		}
 	} else {
 		mw := multipart.NewWriter(b)
-		header("Content-Type", "multipart/alternative;\r\n boundary="+mw.Boundary())
+		header("Content-Type", "multipart/alternative; boundary="+mw.Boundary())
 		b.WriteString("\r\n")
 		for _, body := range []struct {
 			typ  string
@@ -133,6 +128,32 @@ func (t *Templates) BuildWire(d Data, kind Kind, returnPath string, buf *bytes.B
 		}
 	}
 	return &Wire{From: "<" + envFrom + ">", To: []string{"<" + to.Address + ">"}, Data: b.Bytes()}, nil
+}
+
+// maxLine is where header fields are folded (RFC 5322 section 2.1.1: 78
+// characters a line should not exceed; 998 it must not).
+const maxLine = 78
+
+// writeField writes a header field, folded at spaces so that its lines
+// stay within maxLine where a space allows: a long recipient name or
+// subject is several encoded-words, a space between each, as go-mail
+// folds them too.
+func writeField(b *bytes.Buffer, name, value string) {
+	b.WriteString(name)
+	b.WriteString(":")
+	width := len(name) + 1
+	for value != "" {
+		word, rest, _ := strings.Cut(value, " ")
+		if width > 1 && width+1+len(word) > maxLine {
+			b.WriteString("\r\n")
+			width = 0
+		}
+		b.WriteByte(' ')
+		b.WriteString(word)
+		width += 1 + len(word)
+		value = rest
+	}
+	b.WriteString("\r\n")
 }
 
 // qpSegment is a run of whole lines of a part encoded once (enc), or one

@@ -28,6 +28,7 @@ func TestBuildWireGivesWhatBuildGives(t *testing.T) {
 		"Zoë O'Brien <z&o> " + strings.Repeat("Łukasiewicz-Þorsteinsdóttir ", 4),
 		"Eve\r\nBcc: victim@example.net",
 		"=?utf-8?q?encoded?=",
+		strings.Repeat("Ø", 300), // 40-odd encoded-words, folded
 	}
 	noMailto := testCampaign()
 	noMailto.UnsubscribeMailto = ""
@@ -85,6 +86,10 @@ func TestBuildWireGivesWhatBuildGives(t *testing.T) {
 				t.Errorf("envelope %s -> %v, want %s -> %v", got.From, got.To, want.From, want.To)
 			}
 			compareMessages(t, got.Data, want.Data)
+			if tt.tpl == std {
+				// The fallback is go-mail's, which leaves some lines long.
+				checkFolded(t, got.Data)
+			}
 		})
 	}
 }
@@ -181,6 +186,18 @@ func compareMessages(t *testing.T, got, want []byte) {
 		wb, _ := io.ReadAll(w)
 		if !bytes.Equal(gb, wb) {
 			t.Errorf("part %d:\n%s\nwant\n%s", i, gb, wb)
+		}
+	}
+}
+
+// checkFolded: every header line of msg stays within 78 characters
+// unless it has no space to fold at (RFC 5322 section 2.1.1).
+func checkFolded(t *testing.T, msg []byte) {
+	t.Helper()
+	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	for _, line := range strings.Split(string(head), "\r\n") {
+		if len(line) > maxLine && strings.Contains(strings.TrimLeft(line, " "), " ") {
+			t.Errorf("header line of %d characters: %.60q…", len(line), line)
 		}
 	}
 }
