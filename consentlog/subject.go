@@ -60,7 +60,17 @@ func NewSubjects(key []byte) *Subjects {
 // Of returns the subject of the normalized address, as Subject does.
 func (s *Subjects) Of(normalized string) string {
 	w := s.work.Get().(*subjectWork)
-	defer s.work.Put(w)
+	defer func() {
+		// The pooled state must not keep the last address, nor what
+		// was derived from it, while it waits for the next answer.
+		clear(w.msg)
+		clear(w.pad[:])
+		clear(w.op[:])
+		clear(w.in[:])
+		w.opening.Reset()
+		w.sha.Reset()
+		s.work.Put(w)
+	}()
 	w.msg = append(append(w.msg[:0], openingLabel...), normalized...)
 	w.opening.Reset()
 	w.opening.Write(w.msg)

@@ -48,7 +48,10 @@ func (s *Store) Recipient(ctx context.Context, id string, idx int64) (*repermit.
 		// missing. s and d come again with them: an erasure changes s, a
 		// purge d, and the row is read anew if either happened in
 		// between. a may have changed too (a change of topics), and is
-		// then the newer answer of the same row.
+		// then the newer answer of the same row. e is not read again: it
+		// relies on nothing changing e, f or g of a row without changing
+		// s or d (rows are written whole at import, erased with a new s,
+		// purged with a new d).
 		second := f.answer[:]
 		switch {
 		case answered && long:

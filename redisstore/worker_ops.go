@@ -64,6 +64,9 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 			continue
 		}
 		rows[i] = cmd.Val()
+		if len(rows[i]) < 3 {
+			continue
+		}
 		if e, _ := rows[i][2].(string); len(e) >= maxPacked {
 			long = append(long, i)
 		}
