@@ -44,9 +44,14 @@ import (
 var emitLua = fmt.Sprintf(`
 local evOn = nil
 local evQueued = false
-local function emit(meta, stream, fields)
+-- eventsOn reports whether the campaign of meta has webhooks, read once a
+-- call: a caller checks it before it builds an event's fields.
+local function eventsOn(meta)
   if evOn == nil then evOn = redis.call('HGET', meta, %[1]s) == '1' end
-  if not evOn then return end
+  return evOn
+end
+local function emit(meta, stream, fields)
+  if not eventsOn(meta) then return end
   if evQueued then
     -- A shard other than home queues the event; drainShard numbers it
     -- when it moves it to the outbox.

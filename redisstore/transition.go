@@ -72,15 +72,18 @@ local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local step = tonumber(ARGV[3])
 
-local status = redis.call('HGET', KEYS[2], F_STATUS)
+-- One read of the meta fields any call may need: a redis.call costs about
+-- as much as the command it runs.
+local meta = redis.call('HMGET', KEYS[2], F_STATUS, F_SHARD_OF, F_DEADLINE, F_LEDGER_HEAD, F_LEDGER_SEQ)
+local status = meta[1]
 if not status or status == STATUS_IMPORTING then return {'gone'} end
 -- A shard other than home (shard.go) queues its records and events in
 -- KEYS[4] and KEYS[6]; drainShard takes them to the log and the outbox.
-local queued = redis.call('HGET', KEYS[2], F_SHARD_OF) and true or false
+local queued = meta[2] and true or false
 evQueued = queued
+local dl = tonumber(meta[3] or '0')
 if op == EVENT_CLAIM then
   if status ~= STATUS_RUNNING then return {'notrunning:' .. status} end
-  local dl = tonumber(redis.call('HGET', KEYS[2], F_DEADLINE) or '0')
   if dl > 0 and now >= dl then return {'notrunning:deadline'} end
 end
 local answer = isAnswer(op)
@@ -88,77 +91,105 @@ local answer = isAnswer(op)
 -- until_deadline rows).
 local late = false
 if answer then
-  local dl = tonumber(redis.call('HGET', KEYS[2], F_DEADLINE) or '0')
   late = dl > 0 and now >= dl
   if ARGV[8] ~= '' and not queued then
-    local head = redis.call('HGET', KEYS[2], F_LEDGER_HEAD) or ''
+    local head = meta[4] or ''
     if head ~= ARGV[6] then
-      return {'ledger:' .. (redis.call('HGET', KEYS[2], F_LEDGER_SEQ) or '0') .. ':' .. head}
+      return {'ledger:' .. (meta[5] or '0') .. ':' .. head}
     end
   end
 end
 
-local out = {}
+local out, nout = {}, 0
 local ledgerID = ''
 -- Reads and writes are batched over the call: one HMGET (or HGETALL), one HSET, one
 -- HDEL, one SADD, and count changes summed and written once per state, so
 -- a bucket of 128 expiries costs a handful of commands, not hundreds.
 local delta, entered = {}, {}
-local slots = {}
-for i = 10, #ARGV, 3 do table.insert(slots, 's' .. ARGV[i]) end
+local slots, nslots = {}, 0
+for i = 10, #ARGV, 3 do
+  nslots = nslots + 1
+  slots[nslots] = 's' .. ARGV[i]
+end
 -- A call for most of a bucket (an expiry, a full batch of claims or
 -- marks) reads the whole bucket once: HMGET finds each field by a scan of
 -- the bucket's listpack, so 128 of them cost about six times one HGETALL
 -- (INFO commandstats during an expiry of 1M: 295 us against 52 us a
 -- bucket); turning the HGETALL into a Lua table costs more than a few
 -- scans, hence only from half a bucket up. An answer writes the bucket
--- inside the loop, so it never keeps the snapshot, which the rewrite
--- below reuses.
+-- inside the loop, so it never keeps the snapshot. The snapshot then
+-- takes every change of the call, so that a rewrite below needs no second
+-- pass over it.
 local codes, byField
-if #slots >= 64 and not answer then
+if nslots >= 64 and not answer then
   byField = {}
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do byField[all[i]] = all[i + 1] end
   codes = {}
-  for j = 1, #slots do codes[j] = byField[slots[j]] or false end
+  for j = 1, nslots do codes[j] = byField[slots[j]] or false end
 else
   codes = redis.call('HMGET', KEYS[1], unpack(slots))
 end
-local sets, dels, adds, seen = {}, {}, {}, {}
-for j = 1, #slots do
+-- A bucket's recipients mostly share a few codes, and what a code
+-- becomes depends on nothing else in a call: each is worked out once.
+local memo = {}
+local sets, nsets, dels, ndels, adds, nadds, seen = {}, 0, {}, 0, {}, 0, {}
+for j = 1, nslots do
   local i = 7 + 3 * j
   local slot = ARGV[i]
   local code = codes[j]
   if seen[slot] then code = nil end
   seen[slot] = true
   if not code then
-    table.insert(out, 'no:')
+    nout = nout + 1
+    out[nout] = 'no:'
   else
-    local from, k, was = stage(code)
-    local new, why = advance(op, code, from, k, step, now, ARGV[4], late)
-    if not new then
-      table.insert(out, why .. ':' .. code)
-    else
-      table.insert(sets, 's' .. slot)
-      table.insert(sets, new)
-      local _, _, is, erases = stage(new)
-      if was ~= is then
-        delta[was] = (delta[was] or 0) - 1
-        delta[is] = (delta[is] or 0) + 1
-        entered[is] = (entered[is] or 0) + 1
+    local m = memo[code]
+    if not m then
+      local from, k, was = stage(code)
+      local new, why = advance(op, code, from, k, step, now, ARGV[4], late)
+      m = {new = new, was = was, n = 0}
+      if new then
+        local _, _, is, erases = stage(new)
+        m.is, m.erases, m.out = is, erases, 'ok:' .. code
+      else
+        m.out = why .. ':' .. code
       end
-      if erases then
-        table.insert(dels, 'd' .. slot)
-        table.insert(dels, 'e' .. slot)
-        table.insert(dels, 'f' .. slot)
-        table.insert(dels, 'g' .. slot)
-        if ARGV[i + 1] ~= '' then table.insert(adds, ARGV[i + 1]) end
+      memo[code] = m
+    end
+    local new, was, is = m.new, m.was, m.is
+    nout = nout + 1
+    out[nout] = m.out
+    if new then
+      m.n = m.n + 1
+      local sf = slots[j]
+      sets[nsets + 1] = sf
+      sets[nsets + 2] = new
+      nsets = nsets + 2
+      if byField then byField[sf] = new end
+      if m.erases then
+        local d, e, f, g = 'd' .. slot, 'e' .. slot, 'f' .. slot, 'g' .. slot
+        dels[ndels + 1] = d
+        dels[ndels + 2] = e
+        dels[ndels + 3] = f
+        dels[ndels + 4] = g
+        ndels = ndels + 4
+        if byField then
+          byField[d] = nil
+          byField[e] = nil
+          byField[f] = nil
+          byField[g] = nil
+        end
+        if ARGV[i + 1] ~= '' then
+          nadds = nadds + 1
+          adds[nadds] = ARGV[i + 1]
+        end
       end
       -- The webhook events of a bounce and of an expiry (not of an
       -- unreached recipient: never mailed, nothing to tell).
       if op == EVENT_BOUNCE and is == STATE_BOUNCED then
         emit(KEYS[2], KEYS[6], {'t', 'bounced', 'r', tonumber(ARGV[9]) + tonumber(slot), 'at', ARGV[2], 's', ARGV[i + 2], 'src', ARGV[5]})
-      elseif op == EVENT_EXPIRE and is == STATE_EXPIRED then
+      elseif op == EVENT_EXPIRE and is == STATE_EXPIRED and eventsOn(KEYS[2]) then
         emit(KEYS[2], KEYS[6], {'t', 'expired', 'r', tonumber(ARGV[9]) + tonumber(slot), 'at', ARGV[2], 's', ARGV[i + 2]})
       end
       if answer then
@@ -182,51 +213,62 @@ for j = 1, #slots do
           ledgerID = 'p' .. redis.call('XADD', KEYS[4], '*', 'rec', ARGV[8])
         elseif ARGV[8] ~= '' then
           ledgerID = redis.call('XADD', KEYS[4], '*', 'rec', ARGV[8])
-          redis.call('HSET', KEYS[2], F_LEDGER_HEAD, ARGV[7])
-          redis.call('HINCRBY', KEYS[2], F_LEDGER_SEQ, 1)
+          -- The head and the count of records, in one write; the count
+          -- was read above and only this call changes it now.
+          meta[5] = string.format('%d', tonumber(meta[5] or '0') + 1)
+          redis.call('HSET', KEYS[2], F_LEDGER_HEAD, ARGV[7], F_LEDGER_SEQ, meta[5])
         end
-        redis.call('HSET', KEYS[1], 'a' .. slot, ARGV[2] .. '|' .. ARGV[5] .. '|' .. ledgerID)
+        -- Written with the new code below, in the same HSET.
+        sets[nsets + 1] = 'a' .. slot
+        sets[nsets + 2] = ARGV[2] .. '|' .. ARGV[5] .. '|' .. ledgerID
+        nsets = nsets + 2
       end
-      table.insert(out, 'ok:' .. code)
     end
   end
 end
-local rewrite = #dels > 64
-if #sets > 0 and not (rewrite and byField) then redis.call('HSET', KEYS[1], unpack(sets)) end
+-- The counts per state change once for each code that changed.
+for _, m in pairs(memo) do
+  if m.n > 0 and m.was ~= m.is then
+    delta[m.was] = (delta[m.was] or 0) - m.n
+    delta[m.is] = (delta[m.is] or 0) + m.n
+    entered[m.is] = (entered[m.is] or 0) + m.n
+  end
+end
+local rewrite = ndels > 64
+if nsets > 0 and not (rewrite and byField) then redis.call('HSET', KEYS[1], unpack(sets)) end
 if rewrite then
   -- Many recipients erased at once (the expiry: up to 512 fields of a
   -- bucket). HDEL finds and cuts each field out of the bucket's listpack
   -- in turn, a scan and a move of the rest every time; writing the hash
   -- anew without them is one pass, and took about half the time measured
-  -- on a full bucket. Buckets carry no TTL that a DEL would lose. With
-  -- the snapshot read above, the new codes go into the new hash directly
-  -- instead of by an HSET of the old one first.
-  local gone = {}
-  for _, f in ipairs(dels) do gone[f] = true end
-  local keep = {}
+  -- on a full bucket. Buckets carry no TTL that a DEL would lose. The
+  -- snapshot read above holds the new codes and lacks the erased fields
+  -- already.
+  local keep, nkeep = {}, 0
   if byField then
-    for i = 1, #sets, 2 do byField[sets[i]] = sets[i + 1] end
     for f, v in pairs(byField) do
-      if not gone[f] then
-        table.insert(keep, f)
-        table.insert(keep, v)
-      end
+      keep[nkeep + 1] = f
+      keep[nkeep + 2] = v
+      nkeep = nkeep + 2
     end
   else
+    local gone = {}
+    for _, f in ipairs(dels) do gone[f] = true end
     local all = redis.call('HGETALL', KEYS[1])
     for i = 1, #all, 2 do
       if not gone[all[i]] then
-        table.insert(keep, all[i])
-        table.insert(keep, all[i + 1])
+        keep[nkeep + 1] = all[i]
+        keep[nkeep + 2] = all[i + 1]
+        nkeep = nkeep + 2
       end
     end
   end
   redis.call('DEL', KEYS[1])
-  if #keep > 0 then redis.call('HSET', KEYS[1], unpack(keep)) end
-elseif #dels > 0 then
+  if nkeep > 0 then redis.call('HSET', KEYS[1], unpack(keep)) end
+elseif ndels > 0 then
   redis.call('HDEL', KEYS[1], unpack(dels))
 end
-if #adds > 0 then redis.call('SADD', KEYS[3], unpack(adds)) end
+if nadds > 0 then redis.call('SADD', KEYS[3], unpack(adds)) end
 for state, n in pairs(delta) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[2], F_COUNT .. state, n) end
 end
