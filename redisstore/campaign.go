@@ -307,7 +307,7 @@ func (s *Store) deleteCampaignKeys(ctx context.Context, id string) error {
 	byShard := make([][]string, lay.n)
 	for b := int64(0); b < hw; b++ {
 		k := lay.shardOf(b)
-		byShard[k] = append(byShard[k], lay.bucket(b))
+		byShard[k] = append(byShard[k], lay.bucket(b), lay.supLogOfBucket(b))
 	}
 	for i := 0; i < supLogKeys; i++ {
 		digits := fmt.Sprintf("%03x", i)

@@ -279,7 +279,7 @@ func suppressEntry(r *repermit.Recipient, reason string, now time.Time, campaign
 	if h == "" {
 		return ""
 	}
-	return h + "|" + reason + "|" + ms(now) + "|" + campaign
+	return h + "|" + reason + "|" + ms(now) + "|" + campaign + "|" + strconv.FormatInt(r.Index, 10)
 }
 
 // Bounce marks a recipient bounced, erases its address and suppresses it.

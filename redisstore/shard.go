@@ -145,6 +145,12 @@ func (l layout) supLog(digits string) string {
 	return l.key(l.supLogShard(digits), "suplog:"+digits)
 }
 
+// supLogOfBucket is the key of the suppression log part that holds what
+// the campaign suppressed of bucket b's recipients, in b's shard.
+func (l layout) supLogOfBucket(b int64) string {
+	return l.key(l.shardOf(b), "suplog:b"+strconv.FormatInt(b, 10))
+}
+
 func (l layout) supLogShard(digits string) int64 {
 	v, _ := strconv.ParseInt(digits, 16, 64)
 	return v % l.n

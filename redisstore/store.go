@@ -16,7 +16,10 @@
 //	P:{ID}:supp          set   suppression entries waiting to be copied to
 //	                           P:sup:{…} (an outbox: the global list lives in
 //	                           other slots, so a script cannot write it)
-//	P:{ID}:suplog:hh     string what the campaign suppressed, for its export
+//	P:{ID}:suplog:bN     hash  what the campaign suppressed of bucket N's
+//	                           recipients, for its export (suppression.go)
+//	P:{ID}:suplog:hhh    hash  the same for hashes suppressed by themselves,
+//	                           4,096 keys by hash prefix
 //	P:{ID}:ledger        stream consent records, the leaves of the consent log
 //	                           (campaigns launched before it: a hash chain)
 //	P:{ID}:tree          list  the log's stored hashes (tlog.StoredHashIndex order)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,12 +23,23 @@ import (
 //	                          value the reason's first letter. 1M addresses
 //	                          put 15 in a key, 30M still fewer than 512, so
 //	                          every key stays a small listpack.
-//	P:{ID}:suplog:hhh   hash  what campaign ID put on the list, for its
-//	                          export: the full SHA-256 in binary -> the
-//	                          reason's first letter and unix seconds (5
-//	                          bytes); 4,096 keys by the hash's first three
-//	                          hex digits, listpacks up to 2M entries a
-//	                          campaign.
+//	P:{ID}:suplog:bN    hash  what campaign ID put on the list of bucket
+//	                          N's recipients, for its export: the full
+//	                          SHA-256 in binary -> the reason's first
+//	                          letter and unix seconds (5 bytes); in the
+//	                          bucket's shard, at most 128 entries.
+//	P:{ID}:suplog:hhh   hash  the same for hashes put there not as a
+//	                          recipient (AddSuppression: a campaign's
+//	                          suppression file, complaints by hash) and
+//	                          for everything of campaigns before the
+//	                          bucket parts; 4,096 keys by the hash's first
+//	                          three hex digits.
+//
+// The log used to be only the 4,096 parts by hash. An expiry then wrote
+// its 128 entries into 128 of them, and on a campaign of 1M each held
+// about 250: each HSET scanned a listpack of that size, 2.7 us a field in
+// Redis, more than the expiry's own script per recipient. A bucket's
+// entries now go to one key in one HSET.
 //
 // A lookup compares 128 bits of the hash (16 in the key, 112 in the field):
 // among 100 million suppressed addresses the chance that an address not on
@@ -124,7 +136,7 @@ func (s *Store) IsSuppressed(ctx context.Context, hashes []string) ([]bool, erro
 func (s *Store) AddSuppression(ctx context.Context, reason, campaign string, now time.Time, hashes ...string) error {
 	entries := make([]suppression, len(hashes))
 	for i, h := range hashes {
-		entries[i] = suppression{hash: h, reason: reason, at: now, campaign: campaign}
+		entries[i] = suppression{hash: h, reason: reason, at: now, campaign: campaign, recipient: -1}
 	}
 	if err := s.suppress(ctx, entries); err != nil {
 		return unavailable("suppress", err)
@@ -135,6 +147,10 @@ func (s *Store) AddSuppression(ctx context.Context, reason, campaign string, now
 type suppression struct {
 	hash, reason, campaign string
 	at                     time.Time
+	// recipient is the index of the campaign's recipient the entry is
+	// of, or -1: a hash put on the list by itself, or an outbox entry of
+	// before the index was written into it.
+	recipient int64
 }
 
 // suppress writes entries to the membership keys and their campaigns'
@@ -153,6 +169,13 @@ func (s *Store) suppress(ctx context.Context, entries []suppression) error {
 			lays[e.campaign] = l
 		}
 	}
+	// A campaign's entries of one bucket (an expiry's 128) are one HSET.
+	type part struct {
+		campaign string
+		bucket   int64
+	}
+	byBucket := make(map[part][]any)
+	var parts []part // in order of first entry
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range entries {
 			key, field := s.suppressionSlot(e.hash)
@@ -162,7 +185,18 @@ func (s *Store) suppress(ctx context.Context, entries []suppression) error {
 				letter = e.reason[:1]
 			}
 			p.HSet(ctx, key, field, letter)
-			p.HSet(ctx, supLogKey(lays[e.campaign], e.hash), logField, logValue)
+			if e.recipient < 0 {
+				p.HSet(ctx, supLogKey(lays[e.campaign], e.hash), logField, logValue)
+				continue
+			}
+			k := part{e.campaign, e.recipient / BucketSize}
+			if _, ok := byBucket[k]; !ok {
+				parts = append(parts, k)
+			}
+			byBucket[k] = append(byBucket[k], logField, logValue)
+		}
+		for _, k := range parts {
+			p.HSet(ctx, lays[k.campaign].supLogOfBucket(k.bucket), byBucket[k]...)
 		}
 		return nil
 	})
@@ -218,6 +252,25 @@ func (s *Store) Suppressions(ctx context.Context, id string, fn func(Suppression
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := start; i < start+256; i++ {
 				cmds = append(cmds, p.HGetAll(ctx, l.supLog(fmt.Sprintf("%03x", i))))
+			}
+			return nil
+		})
+		if err != nil {
+			return unavailable("suppression list of "+id, err)
+		}
+		if err := eachLogEntry(id, cmds, fn); err != nil {
+			return err
+		}
+	}
+	buckets, err := s.rdb.HGet(ctx, l.meta(0), fHighWater).Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable("suppression list of "+id, err)
+	}
+	for start := int64(0); start < buckets; start += 256 {
+		cmds := make([]*redis.MapStringStringCmd, 0, 256)
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for b := start; b < min(buckets, start+256); b++ {
+				cmds = append(cmds, p.HGetAll(ctx, l.supLogOfBucket(b)))
 			}
 			return nil
 		})
@@ -327,11 +380,13 @@ func (s *Store) suppressRaw(ctx context.Context, raw []string) error {
 	return s.suppress(ctx, entries)
 }
 
-// parseSuppression reads "hash|reason|unix ms|campaign" (an outbox entry;
-// a legacy list's value is the same without the hash).
+// parseSuppression reads "hash|reason|unix ms|campaign|recipient" (an
+// outbox entry; entries queued before the recipient's index was added end
+// at the campaign, and a legacy list's value is the same without the
+// hash).
 func parseSuppression(v string) suppression {
-	parts := strings.SplitN(v, "|", 4)
-	e := suppression{hash: parts[0]}
+	parts := strings.SplitN(v, "|", 5)
+	e := suppression{hash: parts[0], recipient: -1}
 	if len(parts) > 1 {
 		e.reason = parts[1]
 	}
@@ -340,6 +395,11 @@ func parseSuppression(v string) suppression {
 	}
 	if len(parts) > 3 {
 		e.campaign = parts[3]
+	}
+	if len(parts) > 4 {
+		if i, err := strconv.ParseInt(parts[4], 10, 64); err == nil && i >= 0 {
+			e.recipient = i
+		}
 	}
 	return e
 }
