@@ -169,3 +169,132 @@ func TestRecipientsReadBackTheirAnswers(t *testing.T) {
 		}
 	}
 }
+
+// eraseBetweenReads runs erase once, right after the first HMGET of field
+// (the first read of a recipient) has its reply: between the two reads of
+// a row that needs two.
+type eraseBetweenReads struct {
+	field string
+	erase func()
+	mu    sync.Mutex
+	done  bool
+}
+
+func (h *eraseBetweenReads) after(cmds ...redis.Cmder) {
+	for _, c := range cmds {
+		if c.Name() != "hmget" || len(c.Args()) < 3 || fmt.Sprint(c.Args()[2]) != h.field {
+			continue
+		}
+		h.mu.Lock()
+		run := !h.done
+		h.done = true
+		h.mu.Unlock()
+		if run {
+			h.erase()
+		}
+		return
+	}
+}
+
+func (h *eraseBetweenReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *eraseBetweenReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(cmd)
+		return err
+	}
+}
+func (h *eraseBetweenReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(cmds...)
+		return err
+	}
+}
+
+// TestReadsOfALongRowTornByAnErasure: a row of 128 packed bytes or more is
+// read in two round trips (Recipient for the answer and f and g,
+// ReadForSend for f and g). A recipient who declines in between is read
+// as declined with their address erased, never as an address put
+// together from the row before and the row after.
+func TestReadsOfALongRowTornByAnErasure(t *testing.T) {
+	r := redistest.New(t)
+	ctx := context.Background()
+	// The erasure comes from another process: a store of its own, on a
+	// client without the hook.
+	other, err := Open(ctx, r.URL, r.Prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	hook := &eraseBetweenReads{}
+	r.Client.AddHook(hook)
+	s := New(r.Client, r.Prefix)
+	c := repermit.Campaign{ID: "camp", From: "news@acme.example", Subject: "s", StartAt: t0(), Deadline: t0().Add(time.Hour), Topics: []string{"yoga"}}
+	imp, err := s.BeginImport(ctx, c, t0())
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("n", 200) // packs to more than 128 bytes
+	for i := range 3 {
+		if err := imp.Add(ctx, fmt.Sprintf("r%d@example.com", i), long, "de", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := imp.Commit(ctx, repermit.ImportResult{Campaign: "camp", Imported: 3}); err != nil {
+		t.Fatal(err)
+	}
+	decline := func(idx int64) func() {
+		return func() {
+			cur, err := other.Recipient(ctx, "camp", idx)
+			if err != nil {
+				t.Errorf("read %d to decline: %v", idx, err)
+				return
+			}
+			res, err := other.Record(ctx, Answer{Campaign: "camp", Index: idx, State: repermit.StateDeclined, At: t0().Add(time.Minute), Current: cur})
+			if err != nil || !res.Changed {
+				t.Errorf("decline %d = %+v, %v", idx, res, err)
+			}
+		}
+	}
+	// Recipient 0 confirmed first, so that its read needs the answer too.
+	if _, err := s.Record(ctx, Answer{Campaign: "camp", Index: 0, State: repermit.StateConfirmed, Topics: []string{"yoga"}, At: t0()}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, got *repermit.Recipient) {
+		t.Helper()
+		if got == nil {
+			t.Fatalf("%s: no recipient", name)
+		}
+		if got.State != repermit.StateDeclined || got.Email != "" || got.Name != "" {
+			t.Errorf("%s: read as %s, address %q, name of %d bytes; want declined and erased", name, got.State, got.Email, len(got.Name))
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		idx  int64
+		read func() (*repermit.Recipient, error)
+	}{
+		{"Recipient, confirmed", 0, func() (*repermit.Recipient, error) { return s.Recipient(ctx, "camp", 0) }},
+		{"Recipient, pending", 1, func() (*repermit.Recipient, error) { return s.Recipient(ctx, "camp", 1) }},
+		{"ReadForSend", 2, func() (*repermit.Recipient, error) {
+			_, rs, err := s.ReadForSend(ctx, "camp", []int64{2})
+			if err != nil || len(rs) != 1 {
+				return nil, err
+			}
+			return rs[0], nil
+		}},
+	} {
+		hook.mu.Lock()
+		hook.field, hook.erase, hook.done = fmt.Sprintf("s%d", tc.idx), decline(tc.idx), false
+		hook.mu.Unlock()
+		got, err := tc.read()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !hook.done {
+			t.Fatalf("%s: the erasure did not run between the reads", tc.name)
+		}
+		check(tc.name, got)
+	}
+}
