@@ -69,6 +69,12 @@ func (s *Server) reconcile(ctx context.Context, c *repermit.Campaign) error {
 		if len(lost) == 0 {
 			continue
 		}
+		if lost, err = s.stillUnmailed(ctx, c.ID, ch.step, ch.limit, lost); err != nil {
+			return err
+		}
+		if len(lost) == 0 {
+			continue
+		}
 		s.log.Warn("re-feeding recipients no queued task names", "campaign", c.ID, "step", ch.step, "recipients", len(lost))
 		batch := s.batchSize(c)
 		for len(lost) > 0 {
@@ -140,6 +146,35 @@ func (s *Server) scanUnmailed(ctx context.Context, id string, step int, limit in
 		}
 	}
 	return append(out, waiting...), nil
+}
+
+// stillUnmailed keeps of lost those that still wait for step. The scan read
+// their states before the queue was listed: a send task that ended in
+// between had mailed (or claimed) them and was no longer listed, and they
+// were reported lost and fed again, harmlessly (claims decide) but with a
+// warning about a lost queue. Under a fast worker that was a task's batch
+// now and then (8 recipients in a run of 100,000 mails at 4,500 a second).
+func (s *Server) stillUnmailed(ctx context.Context, id string, step int, limit int64, lost []int64) ([]int64, error) {
+	now := s.cfg.Now()
+	var out []int64
+	for len(lost) > 0 {
+		b := lost[0] / redisstore.BucketSize
+		n := 1
+		for n < len(lost) && lost[n]/redisstore.BucketSize == b {
+			n++
+		}
+		waiting, _, err := s.store.Unmailed(ctx, id, b, b+1, limit, step, now)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range lost[:n] {
+			if slices.Contains(waiting, i) {
+				out = append(out, i)
+			}
+		}
+		lost = lost[n:]
+	}
+	return out, nil
 }
 
 // sendKey names one recipient's mail step in the set queuedSends builds.

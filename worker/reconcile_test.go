@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -168,5 +169,40 @@ func TestReconcileFindsALostRecipientAnywhereWithinAFewPasses(t *testing.T) {
 		if found[i] != p {
 			t.Errorf("recipient %d found on pass %d, want %d", i, found[i], p)
 		}
+	}
+}
+
+// TestReconcileRereadsWhomTheQueueDoesNotName: the scan reads the states
+// before the queue is listed, so a send task that mailed its recipients
+// and left the queue in between makes them look lost. They are read again
+// after the listing; only those still waiting are fed again.
+func TestReconcileRereadsWhomTheQueueDoesNotName(t *testing.T) {
+	const n = 2 * redisstore.BucketSize
+	e := newEnv(t, smtpsink.Options{})
+	c := e.launch(repermit.Campaign{StartAt: time.Now().Add(time.Hour)}, n, nil)
+	ctx := context.Background()
+	s, err := New(e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := s.scanUnmailed(ctx, c.ID, 1, n, time.Now())
+	if err != nil || len(seen) != n {
+		t.Fatalf("scan found %d waiting, %v; want %d", len(seen), err, n)
+	}
+	// A task mails 3, 4 and 200 after the scan, and is gone from the queue
+	// before it is listed; 130 is claimed by a task that is still sending.
+	done := []int64{3, 4, 200}
+	if errs, err := e.store.ClaimBatch(ctx, c.ID, append(done, 130), 1, time.Now(), time.Minute); err != nil || errors.Join(errs...) != nil {
+		t.Fatal(errs, err)
+	}
+	if errs, err := e.store.MarkSentBatch(ctx, c.ID, done, 1, time.Now()); err != nil || errors.Join(errs...) != nil {
+		t.Fatal(errs, err)
+	}
+	lost, err := s.stillUnmailed(ctx, c.ID, 1, n, []int64{2, 3, 4, 130, 200, 201})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{2, 201}; !slices.Equal(lost, want) {
+		t.Errorf("still lost %v, want %v", lost, want)
 	}
 }
