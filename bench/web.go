@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -73,6 +74,14 @@ type WebResult struct {
 	PlainCPU   float64 `json:"plain_cpu_us"`
 	LandingCPU float64 `json:"landing_cpu_us"`
 	ConfirmCPU float64 `json:"confirm_cpu_us"`
+	// LandingRedisCPU and ConfirmRedisCPU are the Redis servers' CPU time
+	// (INFO cpu, every node) per request answered during the phase, in
+	// µs; 0 where not measured. With the process's figures they are what
+	// a request costs on the machine; a confirmation's Redis share is
+	// about a third of it, so a build that moves work into Redis, or out
+	// of it, shows here and not in ConfirmCPU.
+	LandingRedisCPU float64 `json:"landing_redis_cpu_us"`
+	ConfirmRedisCPU float64 `json:"confirm_redis_cpu_us"`
 	// Confirmed is how many answers the campaign counts after the confirm
 	// phase; it must equal the POSTs answered 200, each a real write.
 	Confirmed int64 `json:"confirmed_counted"`
@@ -168,7 +177,22 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 		return res, err
 	}
 
+	// redisCPU reads the Redis servers' CPU time before a phase and
+	// returns what the phase cost them per request answered.
+	redisCPU := func(phase string) func(requests int) float64 {
+		before, err := t.Store.ServerCPU(ctx)
+		return func(requests int) float64 {
+			after, err2 := t.Store.ServerCPU(ctx)
+			if err := errors.Join(err, err2); err != nil {
+				t.logf("web: %s: Redis CPU not measured: %v", phase, err)
+				return 0
+			}
+			return perMail(after-before, requests)
+		}
+	}
+
 	t.logf("web: GET landing pages")
+	landingRedis := redisCPU("landing")
 	if opt.LandingCPUProfile != nil {
 		if err := pprof.StartCPUProfile(opt.LandingCPUProfile); err != nil {
 			return res, fmt.Errorf("cpu profile: %w", err)
@@ -182,10 +206,12 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 		return res, fmt.Errorf("bench web: landing: %w", err)
 	}
 	res.LandingRPS, res.LandingP99, res.LandingP50, res.LandingCPU = l.rps(), ms(l.p99), ms(l.p50), l.cpuPerRequest()
+	res.LandingRedisCPU = landingRedis(l.requests)
 	res.LandingFailed, res.FirstFailure = l.failed, l.firstFailure
 
 	t.logf("web: POST confirmations")
 	body := "choice=confirm"
+	confirmRedis := redisCPU("confirm")
 	if opt.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(opt.CPUProfile); err != nil {
 			return res, fmt.Errorf("cpu profile: %w", err)
@@ -205,6 +231,7 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 		return res, fmt.Errorf("bench web: confirm: %w", err)
 	}
 	res.ConfirmRPS, res.ConfirmP99, res.ConfirmP50, res.ConfirmCPU = cf.rps(), ms(cf.p99), ms(cf.p50), cf.cpuPerRequest()
+	res.ConfirmRedisCPU = confirmRedis(cf.requests)
 	res.ConfirmFailed = cf.failed
 	if res.FirstFailure == "" {
 		res.FirstFailure = cf.firstFailure

@@ -185,8 +185,8 @@ func printBench(env Env, sub string, res any) error {
 	case bench.WebResult:
 		fmt.Fprintf(w, "web, %d concurrent keep-alive clients\n", r.Concurrency)
 		fmt.Fprintf(w, "  plain net/http hello      %8.0f req/s  p99 %.2f ms              CPU %.0f µs/req\n", r.PlainRPS, r.PlainP99, r.PlainCPU)
-		fmt.Fprintf(w, "  GET /c/TOKEN landing      %8.0f req/s  p99 %.2f ms  ratio %.3f  CPU %.0f µs/req\n", r.LandingRPS, r.LandingP99, r.LandingRatio, r.LandingCPU)
-		fmt.Fprintf(w, "  POST /c/TOKEN confirm     %8.0f req/s  p99 %.2f ms  ratio %.3f  CPU %.0f µs/req\n", r.ConfirmRPS, r.ConfirmP99, r.ConfirmRatio, r.ConfirmCPU)
+		fmt.Fprintf(w, "  GET /c/TOKEN landing      %8.0f req/s  p99 %.2f ms  ratio %.3f  CPU %.0f µs/req, Redis %.0f\n", r.LandingRPS, r.LandingP99, r.LandingRatio, r.LandingCPU, r.LandingRedisCPU)
+		fmt.Fprintf(w, "  POST /c/TOKEN confirm     %8.0f req/s  p99 %.2f ms  ratio %.3f  CPU %.0f µs/req, Redis %.0f\n", r.ConfirmRPS, r.ConfirmP99, r.ConfirmRatio, r.ConfirmCPU, r.ConfirmRedisCPU)
 		if r.LandingFailed+r.ConfirmFailed > 0 {
 			fmt.Fprintf(w, "  FAILED: %d landing, %d confirm requests; first: %s\n", r.LandingFailed, r.ConfirmFailed, r.FirstFailure)
 		}
