@@ -125,7 +125,7 @@ func Send(ctx context.Context, t Target, opt SendOptions) (SendResult, error) {
 		res.BaselineRuns = append(res.BaselineRuns, rate(n, d))
 		if r := rate(n, d); r > res.BaselineMPS {
 			res.BaselineMPS, res.BaselineS = r, round(d.Seconds())
-			res.BaselineCPU = perMail(cpu, n)
+			res.BaselineCPU = microsEach(cpu, n)
 		}
 		return nil
 	}
@@ -213,9 +213,9 @@ func engineSend(ctx context.Context, t Target, secret string, opt SendOptions, r
 	go func() { done <- w.Run(runCtx) }()
 	waitErr := waitWithProgress(ctx, t, sink, n)
 	d := time.Since(start)
-	res.EngineCPU = perMail(processCPU()-cpu0, n)
+	res.EngineCPU = microsEach(processCPU()-cpu0, n)
 	if redis1, err := t.Store.ServerCPU(ctx); err == nil && redisErr == nil {
-		res.EngineRedisCPU = perMail(redis1-redis0, n)
+		res.EngineRedisCPU = microsEach(redis1-redis0, n)
 	} else {
 		t.logf("send: Redis CPU not measured: %v", errors.Join(redisErr, err))
 	}
@@ -243,8 +243,8 @@ func engineSend(ctx context.Context, t Target, secret string, opt SendOptions, r
 	return d, nil
 }
 
-// perMail is cpu per mail of n, in µs to a tenth.
-func perMail(cpu time.Duration, n int) float64 {
+// microsEach is cpu spread over n mails or requests, in µs to a tenth.
+func microsEach(cpu time.Duration, n int) float64 {
 	if n == 0 {
 		return 0
 	}

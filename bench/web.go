@@ -187,7 +187,7 @@ func Web(ctx context.Context, t Target, opt WebOptions) (WebResult, error) {
 				t.logf("web: %s: Redis CPU not measured: %v", phase, err)
 				return 0
 			}
-			return perMail(after-before, requests)
+			return microsEach(after-before, requests)
 		}
 	}
 
