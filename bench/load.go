@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -32,10 +31,10 @@ func (r loadResult) rps() float64 { return rate(r.requests, r.elapsed) }
 // when it was not measured. On a machine shared with other work it moves
 // far less than the rates do: it counts only this process's own work.
 func (r loadResult) cpuPerRequest() float64 {
-	if r.cpu <= 0 || r.requests == 0 {
+	if r.cpu <= 0 {
 		return 0
 	}
-	return math.Round(float64(r.cpu.Microseconds())/float64(r.requests)*10) / 10
+	return microsEach(r.cpu, r.requests)
 }
 
 // load sends up to count requests from workers goroutines over one
