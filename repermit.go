@@ -283,6 +283,10 @@ type Recipient struct {
 	// AnsweredAt and LedgerID are set once the recipient answered.
 	AnsweredAt time.Time
 	LedgerID   string
+	// Revision names the stored state the recipient was read in, for the
+	// store alone: an answer made from this read is written only if the
+	// recipient has not changed since. "" when unknown.
+	Revision string
 }
 
 // Counts holds the number of recipients per state.

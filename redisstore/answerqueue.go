@@ -331,7 +331,7 @@ func (s *Store) writeAnswers(ctx context.Context, id string, batch []*answerJob)
 		// others to queueAnswer), whose keys are named alike whatever
 		// the number of shards.
 		keys, args := s.transitionCall(s.home(id), j.b, j.o, j.a.At, transitionArgs{
-			answer: j.topics, ledgerPrev: h.hash, ledgerHash: next.hash, ledgerJSON: js,
+			answer: j.topics, ledgerPrev: h.hash, ledgerHash: next.hash, ledgerJSON: js, revision: revisionOf(j.a),
 		}, []slotChange{{slot: j.slot, suppress: j.entry}})
 		calls = append(calls, sent{i: i, rec: rec, next: next, cmd: s.transitionScript.EvalSha(ctx, pipe, keys, args...)})
 		h = next
@@ -366,6 +366,10 @@ func (s *Store) writeAnswers(ctx context.Context, id string, batch []*answerJob)
 			// one before it; first in the batch, another process moved it.
 			s.ledger.setHead(id, ledgerHead{hash: moved.head, seq: moved.seq, legacy: c.next.legacy})
 			out[c.i].retry, out[c.i].contended = true, n == 0
+		case errors.Is(err, errRecipientChanged):
+			// Refused before any write: the head stands, and the calls
+			// behind it find it moved.
+			out[c.i].err = err
 		case err != nil:
 			s.ledger.forgetHead(id)
 			out[c.i].err = err

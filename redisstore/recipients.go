@@ -156,7 +156,7 @@ func joinValues(vals []any) string {
 // buildRecipient makes a recipient of its stored fields: state code, data
 // (the packed row, see row.go) and answer.
 func (s *Store) buildRecipient(ctx context.Context, id string, idx int64, code, data, answer string) (*repermit.Recipient, error) {
-	r := &repermit.Recipient{Campaign: id, Index: idx}
+	r := &repermit.Recipient{Campaign: id, Index: idx, Revision: revision(code, answer)}
 	r.State, r.Step = publicState(code)
 	if err := s.decode(ctx, id, r, data); err != nil {
 		return nil, err
@@ -173,6 +173,12 @@ func (s *Store) buildRecipient(ctx context.Context, id string, idx int64, code, 
 	}
 	return r, nil
 }
+
+// revision is a recipient's Revision: its state code and its answer
+// field, which every change of state or of topics rewrites. A code holds
+// no '|'. The data fields change only with the code (an erasure) or in a
+// purge, which keeps the address's hash and so the record's subject.
+func revision(code, answer string) string { return code + "|" + answer }
 
 // Bucket reads the recipients of bucket b, in index order.
 func (s *Store) Bucket(ctx context.Context, id string, b int64) ([]*repermit.Recipient, error) {
@@ -355,9 +361,10 @@ type Answer struct {
 	// Wording is the page WordingSHA256 hashes, kept once per campaign
 	// (nil: the caller knows it is kept already, or there is none).
 	Wording []byte
-	// Current is the recipient as the caller just read it, if it did; it
-	// saves Record a round trip. The script checks the state again, so a
-	// stale Current cannot cause a wrong transition.
+	// Current is the recipient as the caller read it, if it did; it saves
+	// Record a round trip. The answer is written only if the recipient is
+	// still at Current's Revision (else Record reads it again), so a
+	// stale Current cannot cause a wrong transition or a wrong record.
 	Current *repermit.Recipient
 }
 
@@ -390,12 +397,40 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 	}
 	cur := a.Current
 	if cur == nil || cur.Campaign != a.Campaign || cur.Index != a.Index {
-		var err error
-		if cur, err = s.Recipient(ctx, a.Campaign, a.Index); err != nil {
-			return AnswerResult{}, err
-		}
+		cur = nil
 	}
-	a.Current = cur
+	// The record is made from the recipient as read (its topics before,
+	// its subject), and written only if the recipient is still at that
+	// revision; else it is read again and the answer made anew.
+	for range maxTornReads {
+		if cur == nil {
+			var err error
+			if cur, err = s.Recipient(ctx, a.Campaign, a.Index); err != nil {
+				return AnswerResult{}, err
+			}
+		}
+		a.Current = cur
+		res, err := s.recordAt(ctx, a, o, reason)
+		if !errors.Is(err, errRecipientChanged) {
+			return res, err
+		}
+		cur = nil
+	}
+	return AnswerResult{}, repermit.Errorf(repermit.EUNAVAILABLE, "recipient %d of %s changed during %d answers, try again", a.Index, a.Campaign, maxTornReads)
+}
+
+// revisionOf is the revision an answer was made from, "" when its caller
+// gave none.
+func revisionOf(a Answer) string {
+	if a.Current == nil {
+		return ""
+	}
+	return a.Current.Revision
+}
+
+// recordAt is Record of an answer made from the recipient a.Current.
+func (s *Store) recordAt(ctx context.Context, a Answer, o op, reason string) (AnswerResult, error) {
+	cur := a.Current
 	var before []string
 	if cur.State == repermit.StateConfirmed {
 		before = cur.Topics
@@ -438,6 +473,7 @@ func (s *Store) Record(ctx context.Context, a Answer) (AnswerResult, error) {
 	// without reading it back.
 	after := *cur
 	after.State, after.Step, after.AnsweredAt, after.Topics = a.State, 0, rec.At, nil
+	after.Revision = "" // the stored one names the record's id, not known here
 	if a.State == repermit.StateConfirmed {
 		after.Topics = a.Topics
 	} else {
@@ -480,7 +516,7 @@ func (s *Store) queueAnswer(ctx context.Context, l layout, k int64, a Answer, o 
 		TopicsBefore: before, Topics: a.Topics, At: a.At.UTC().Truncate(time.Millisecond), IP: a.IP, UserAgent: a.UserAgent,
 		Wording: a.WordingSHA256,
 	}
-	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{answer: topics, ledgerJSON: rec.Canonical()},
+	out, err := s.transition(ctx, a.Campaign, b, o, a.At, transitionArgs{answer: topics, ledgerJSON: rec.Canonical(), revision: revisionOf(a)},
 		[]slotChange{{slot: slot, suppress: entry}})
 	if err != nil {
 		return nil, false, err

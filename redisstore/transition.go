@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -52,14 +53,16 @@ const (
 // release, renew), ARGV[4] lease end in unix ms (claim, renew), ARGV[5] answer value
 // (topics, comma-separated; for a bounce, where it was reported), ARGV[6] ledger head the record was chained to,
 // ARGV[7] record hash, ARGV[8] record JSON, ARGV[9] index of the bucket's
-// first recipient, then triples from ARGV[10]: slot, suppression entry
+// first recipient, ARGV[10] the revision an answer was made from (see
+// revision; "" for none), then triples from ARGV[11]: slot, suppression entry
 // ("" for none), subject (the keyed address hash for the webhook event of
 // a bounce or an expiry; "" otherwise).
 //
 // Returns one entry per slot: "ok:<old code>" when applied, "no:<old code>"
 // when the state did not allow it, "busy:<old code>" for a held lease; or a
 // single "notrunning:<status>" / "ledger:<seq>:<head>" / "gone" for the
-// whole call.
+// whole call, or "changed" for an answer whose recipient is no longer at
+// the revision its record was made from.
 //
 // Its state checks are generated from repermit's tables (see
 // statetable.go); New builds the script.
@@ -107,7 +110,7 @@ local ledgerID = ''
 -- a bucket of 128 expiries costs a handful of commands, not hundreds.
 local delta, entered = {}, {}
 local slots, nslots = {}, 0
-for i = 10, #ARGV, 3 do
+for i = 11, #ARGV, 3 do
   nslots = nslots + 1
   slots[nslots] = 's' .. ARGV[i]
 end
@@ -130,12 +133,18 @@ if nslots >= 64 and not answer then
 else
   codes = redis.call('HMGET', KEYS[1], unpack(slots))
 end
+-- An answer's record names the topics before it and the address's
+-- subject as the caller read them; written only if they still hold.
+if answer and ARGV[10] ~= '' then
+  local a = redis.call('HGET', KEYS[1], 'a' .. ARGV[11]) or ''
+  if (codes[1] or '') .. '|' .. a ~= ARGV[10] then return {'changed'} end
+end
 -- A bucket's recipients mostly share a few codes, and what a code
 -- becomes depends on nothing else in a call: each is worked out once.
 local memo = {}
 local sets, nsets, dels, ndels, adds, nadds, seen = {}, 0, {}, 0, {}, 0, {}
 for j = 1, nslots do
-  local i = 7 + 3 * j
+  local i = 8 + 3 * j
   local slot = ARGV[i]
   local code = codes[j]
   if seen[slot] then code = nil end
@@ -287,6 +296,8 @@ type transitionArgs struct {
 	ledgerPrev string
 	ledgerHash string
 	ledgerJSON []byte
+	// revision of the recipient the answer was made from ("" for none).
+	revision string
 }
 
 // slotChange asks for one recipient of a bucket to change; suppress is the
@@ -314,6 +325,10 @@ type errLedgerMoved struct {
 
 func (e *errLedgerMoved) Error() string { return "ledger head moved" }
 
+// errRecipientChanged: the recipient changed since the read an answer was
+// made from; Record reads it again and makes the answer anew.
+var errRecipientChanged = errors.New("recipient changed since it was read")
+
 func (s *Store) transition(ctx context.Context, id string, bucket int64, o op, now time.Time, a transitionArgs, changes []slotChange) ([]outcome, error) {
 	l, err := s.layoutOf(ctx, id)
 	if err != nil {
@@ -335,7 +350,7 @@ func (s *Store) transitionCall(l layout, bucket int64, o op, now time.Time, a tr
 		lease = ms(a.leaseUntil)
 	}
 	args = append(args, string(o), ms(now), strconv.Itoa(a.step), lease, a.answer, a.ledgerPrev, a.ledgerHash, a.ledgerJSON,
-		strconv.FormatInt(bucket*BucketSize, 10))
+		strconv.FormatInt(bucket*BucketSize, 10), a.revision)
 	for _, c := range changes {
 		args = append(args, c.slot, c.suppress, c.subject)
 	}
@@ -351,6 +366,8 @@ func transitionOutcome(o op, id string, res []string, err error) ([]outcome, err
 		switch r := res[0]; {
 		case r == "gone":
 			return nil, repermit.Errorf(repermit.EGONE, "campaign %s is past its deadline or gone", id)
+		case r == "changed":
+			return nil, errRecipientChanged
 		case strings.HasPrefix(r, "notrunning:"):
 			return nil, fmt.Errorf("%s %s: %w (%s)", o, id, ErrNotRunning, strings.TrimPrefix(r, "notrunning:"))
 		case strings.HasPrefix(r, "ledger:"):

@@ -100,6 +100,9 @@ func (s *Store) ReadForSend(ctx context.Context, id string, idxs []int64) (reper
 		if out[i], err = s.buildRecipient(ctx, id, idxs[i], code, joinValues(vals[1:]), ""); err != nil {
 			return "", nil, err
 		}
+		// Its answer field was not read: no revision an answer could
+		// rely on.
+		out[i].Revision = ""
 	}
 	return repermit.CampaignStatus(st), out, nil
 }

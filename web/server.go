@@ -69,6 +69,10 @@ type Config struct {
 	// 5s, negative turns the cache off. Pausing, cancelling and finishing
 	// take effect on the pages after at most this long.
 	CampaignCacheTTL time.Duration
+	// LandedTTL is how long the recipient a landing page was made from is
+	// kept for the answer posted from it (landedCache); default 10m,
+	// negative turns it off.
+	LandedTTL time.Duration
 
 	// Pages holds the default page templates; default templates.Pages().
 	// A campaign's TemplatesDir/pages overrides them file by file; a web
@@ -84,6 +88,7 @@ type Server struct {
 	log       *slog.Logger
 	pages     *pageSet
 	campaigns *campaignCache
+	landed    *landedCache
 	limiter   *limiter // nil: no limit
 	// adminFailures counts wrong admin tokens per client.
 	adminFailures *limiter
@@ -160,6 +165,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CampaignCacheTTL == 0 {
 		cfg.CampaignCacheTTL = 5 * time.Second
 	}
+	if cfg.LandedTTL == 0 {
+		cfg.LandedTTL = 10 * time.Minute
+	}
 	if cfg.Pages == nil {
 		cfg.Pages = templates.Pages()
 	}
@@ -170,6 +178,7 @@ func New(cfg Config) (*Server, error) {
 		signer:    cfg.Signer,
 		log:       cfg.Logger,
 		campaigns: newCampaignCache(cfg.Store, cfg.CampaignCacheTTL),
+		landed:    newLandedCache(cfg.LandedTTL),
 	}
 	if s.pages, err = newPageSet(cfg.Pages, cfg.Logger); err != nil {
 		return nil, fmt.Errorf("web: %w", err)

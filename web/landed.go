@@ -1,0 +1,114 @@
+package web
+
+import (
+	"sync"
+	"time"
+
+	"github.com/repermit/repermit"
+)
+
+// landedCache keeps, for a few minutes, the recipients whose landing page
+// this process showed, so that the answer posted from the page needs no
+// read of its own: the read was a round trip to Redis before the answer's
+// write, and took a quarter of a confirmation's time in `bench web`. The
+// store writes such an answer only if the recipient is still at the
+// revision the page was made from, and else reads the recipient again
+// (redisstore.Answer.Current), so a stale entry costs a read, never a
+// wrong record.
+//
+// Only unanswered recipients are kept. A confirmed recipient's answer may
+// be a replay, which Record judges from the recipient it is given without
+// a write, and so without the check; an answered page's POST reads.
+//
+// An answer posted to another process than the one that showed its page
+// reads, as every answer did before. Entries hold the address and name:
+// they go with the answer, and are dropped after the TTL otherwise.
+type landedCache struct {
+	ttl time.Duration
+	now func() time.Time // wall clock for the TTL, not Config.Now
+
+	mu sync.Mutex
+	m  map[landedKey]landedEntry
+	// fifo holds the keys in the order they were put, oldest first from
+	// head, for eviction; a key put again is found by its until.
+	fifo []landedAt
+	head int
+}
+
+type landedKey struct {
+	campaign string
+	index    int64
+}
+
+type landedEntry struct {
+	rec   *repermit.Recipient
+	until time.Time
+}
+
+type landedAt struct {
+	key   landedKey
+	until time.Time
+}
+
+// maxLanded bounds the entries: about 12 MB of rows of a few hundred
+// bytes, ten minutes of landing pages at 50 a second.
+const maxLanded = 1 << 15
+
+func newLandedCache(ttl time.Duration) *landedCache {
+	return &landedCache{ttl: ttl, now: time.Now, m: make(map[landedKey]landedEntry)}
+}
+
+// put keeps r, the recipient a landing page was just made from.
+func (lc *landedCache) put(r *repermit.Recipient) {
+	if lc.ttl <= 0 || r.Revision == "" || (r.State != repermit.StatePending && r.State != repermit.StateSent) {
+		return
+	}
+	now := lc.now()
+	k := landedKey{r.Campaign, r.Index}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	lc.evict(now)
+	until := now.Add(lc.ttl)
+	lc.m[k] = landedEntry{rec: r, until: until}
+	lc.fifo = append(lc.fifo, landedAt{k, until})
+}
+
+// take returns the recipient of campaign id's index idx kept by put and
+// forgets it; nil when none is kept or it is too old.
+func (lc *landedCache) take(id string, idx int64) *repermit.Recipient {
+	if lc.ttl <= 0 {
+		return nil
+	}
+	k := landedKey{id, idx}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	e, ok := lc.m[k]
+	if !ok {
+		return nil
+	}
+	delete(lc.m, k)
+	if !lc.now().Before(e.until) {
+		return nil
+	}
+	return e.rec
+}
+
+// evict drops the entries past their TTL and, while the cache is full,
+// the oldest. Called with mu held.
+func (lc *landedCache) evict(now time.Time) {
+	for lc.head < len(lc.fifo) {
+		a := lc.fifo[lc.head]
+		if now.Before(a.until) && len(lc.m) < maxLanded && len(lc.fifo)-lc.head < 2*maxLanded {
+			break
+		}
+		if e, ok := lc.m[a.key]; ok && e.until.Equal(a.until) {
+			delete(lc.m, a.key)
+		}
+		lc.fifo[lc.head] = landedAt{}
+		lc.head++
+	}
+	if lc.head > len(lc.fifo)/2 {
+		lc.fifo = append(lc.fifo[:0], lc.fifo[lc.head:]...)
+		lc.head = 0
+	}
+}
