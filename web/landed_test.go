@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,17 @@ func TestLandedCacheForgets(t *testing.T) {
 	sent := func(idx int64) *repermit.Recipient {
 		return &repermit.Recipient{Campaign: "camp", Index: idx, State: repermit.StateSent, Revision: "s1|"}
 	}
+	t.Run("keeps what an answer needs", func(t *testing.T) {
+		lc := newCache()
+		r := &repermit.Recipient{Campaign: "camp", Index: 7, Email: "anna@example.com", Name: "Anna", Locale: "de-AT",
+			Extra: map[string]string{"city": "Wien"}, State: repermit.StateSent, Step: 2, Revision: "s2|"}
+		lc.put(r)
+		got := lc.take("camp", 7)
+		want := &repermit.Recipient{Campaign: "camp", Index: 7, Email: "anna@example.com", Locale: "de-AT", State: repermit.StateSent, Step: 2, Revision: "s2|"}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("took %+v, want %+v", got, want)
+		}
+	})
 	t.Run("taken once", func(t *testing.T) {
 		lc := newCache()
 		lc.put(sent(1))
