@@ -86,28 +86,44 @@ func TestLandedCacheForgets(t *testing.T) {
 		lc := newCache()
 		r := &repermit.Recipient{Campaign: "camp", Index: 7, Email: "anna@example.com", Name: "Anna", Locale: "de-AT",
 			Extra: map[string]string{"city": "Wien"}, State: repermit.StateSent, Step: 2, Revision: "s2|"}
-		lc.put(r)
-		got := lc.take("camp", 7)
+		lc.put(3, r)
+		got := lc.take(3, "camp", 7)
 		want := &repermit.Recipient{Campaign: "camp", Index: 7, Email: "anna@example.com", Locale: "de-AT", State: repermit.StateSent, Step: 2, Revision: "s2|"}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("took %+v, want %+v", got, want)
 		}
 	})
+	t.Run("another campaign's recipient is another entry", func(t *testing.T) {
+		lc := newCache()
+		lc.put(3, sent(1))
+		if lc.take(4, "other", 1) != nil {
+			t.Error("recipient 1 of campaign 3 taken for campaign 4")
+		}
+	})
+	t.Run("a row too long is not kept", func(t *testing.T) {
+		lc := newCache()
+		r := sent(1)
+		r.Email = strings.Repeat("a", maxLandedRow) + "@example.com"
+		lc.put(3, r)
+		if lc.take(3, "camp", 1) != nil {
+			t.Error("kept a row longer than maxLandedRow")
+		}
+	})
 	t.Run("taken once", func(t *testing.T) {
 		lc := newCache()
-		lc.put(sent(1))
-		if lc.take("camp", 1) == nil {
+		lc.put(3, sent(1))
+		if lc.take(3, "camp", 1) == nil {
 			t.Fatal("not kept")
 		}
-		if lc.take("camp", 1) != nil {
+		if lc.take(3, "camp", 1) != nil {
 			t.Error("taken twice")
 		}
 	})
 	t.Run("after its TTL", func(t *testing.T) {
 		lc := newCache()
-		lc.put(sent(1))
+		lc.put(3, sent(1))
 		now = now.Add(time.Minute)
-		if lc.take("camp", 1) != nil {
+		if lc.take(3, "camp", 1) != nil {
 			t.Error("taken after its TTL")
 		}
 	})
@@ -115,23 +131,23 @@ func TestLandedCacheForgets(t *testing.T) {
 		lc := newCache()
 		r := sent(1)
 		r.State = repermit.StateConfirmed
-		lc.put(r)
-		if lc.take("camp", 1) != nil {
+		lc.put(3, r)
+		if lc.take(3, "camp", 1) != nil {
 			t.Error("a confirmed recipient was kept")
 		}
 	})
 	t.Run("the oldest when full", func(t *testing.T) {
 		lc := newCache()
 		for i := range int64(maxLanded + 1) {
-			lc.put(sent(i))
+			lc.put(3, sent(i))
 		}
 		if len(lc.m) != maxLanded {
 			t.Errorf("%d entries, want %d", len(lc.m), maxLanded)
 		}
-		if lc.take("camp", 0) != nil {
+		if lc.take(3, "camp", 0) != nil {
 			t.Error("the oldest entry was kept past the bound")
 		}
-		if lc.take("camp", maxLanded) == nil {
+		if lc.take(3, "camp", maxLanded) == nil {
 			t.Error("the newest entry was not kept")
 		}
 	})

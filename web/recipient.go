@@ -51,7 +51,7 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 		return nil, errNotFound
 	}
 	late = late || c.Status == repermit.StatusFinished || !now.Before(c.Deadline)
-	rec, err := s.readRecipient(ctx, r, purpose, c.ID, int64(claims.Recipient))
+	rec, err := s.readRecipient(ctx, r, c.ID, claims)
 	if repermit.ErrorCode(err) == repermit.ENOTFOUND && late {
 		// An authentic token names a recipient that was imported: the
 		// retention ended and took every record of them.
@@ -72,19 +72,19 @@ func (s *Server) resolve(ctx context.Context, r *http.Request, purpose token.Pur
 	return t, nil
 }
 
-// readRecipient reads the recipient a token names. The answer posted
-// from a landing page this process showed takes the recipient the page
-// was made from instead (landedCache).
-func (s *Server) readRecipient(ctx context.Context, r *http.Request, purpose token.Purpose, id string, idx int64) (*repermit.Recipient, error) {
-	landing := purpose == token.Confirm
+// readRecipient reads the recipient of campaign id that a token's claims
+// name. The answer posted from a landing page this process showed takes
+// the recipient the page was made from instead (landedCache).
+func (s *Server) readRecipient(ctx context.Context, r *http.Request, id string, claims token.Claims) (*repermit.Recipient, error) {
+	landing := claims.Purpose == token.Confirm
 	if landing && r.Method == http.MethodPost {
-		if rec := s.landed.take(id, idx); rec != nil {
+		if rec := s.landed.take(claims.CampaignSeq, id, claims.Recipient); rec != nil {
 			return rec, nil
 		}
 	}
-	rec, err := s.store.Recipient(ctx, id, idx)
+	rec, err := s.store.Recipient(ctx, id, int64(claims.Recipient))
 	if err == nil && landing && r.Method == http.MethodGet {
-		s.landed.put(rec)
+		s.landed.put(claims.CampaignSeq, rec)
 	}
 	return rec, err
 }
