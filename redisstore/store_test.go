@@ -703,57 +703,76 @@ func TestEveryColumnNameAndValueRoundTrips(t *testing.T) {
 // TestAnswerFromAStaleReadIsMadeAnew: an answer made from a read of the
 // recipient that another answer overtook (a second tab, a page cached by
 // the web server) is not written as made: its record would name the
-// wrong topics before. It is made anew from the recipient as it is.
+// wrong topics before. It is made anew from the recipient as it is, in
+// home's buckets (chained onto the log in a batch) as in another shard's
+// (queued, then drained).
 func TestAnswerFromAStaleReadIsMadeAnew(t *testing.T) {
-	s, _ := newStore(t)
-	ctx := context.Background()
-	launch(t, s, "camp", 3)
-	mail(t, s, "camp", []int64{0, 1, 2}, t0)
-	at := t0.Add(time.Minute)
-	answer := func(idx int64, cur *repermit.Recipient, st repermit.State, topics ...string) redisstore.AnswerResult {
-		t.Helper()
-		res, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: idx, State: st, Topics: topics, At: at, IP: "192.0.2.0", UserAgent: "test", Current: cur})
-		if err != nil {
-			t.Fatalf("answer %d %s: %v", idx, st, err)
-		}
-		return res
-	}
-	stale := make([]*repermit.Recipient, 3)
-	for i := range stale {
-		r, err := s.Recipient(ctx, "camp", int64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		stale[i] = r
-	}
-	answer(0, nil, repermit.StateConfirmed, "yoga", "events")
-	answer(1, nil, repermit.StateDeclined)
-	answer(2, nil, repermit.StateConfirmed, "yoga")
+	for _, tc := range []struct {
+		name   string
+		shards int
+		first  int64 // of the three recipients answering
+	}{
+		{"home", 1, 0},
+		{"another shard", 3, redisstore.BucketSize}, // bucket 1, shard 1
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newStore(t)
+			ctx := context.Background()
+			launchShards(t, s, "camp", int(tc.first)+3, tc.shards)
+			idx := []int64{tc.first, tc.first + 1, tc.first + 2}
+			mail(t, s, "camp", idx, t0)
+			at := t0.Add(time.Minute)
+			answer := func(idx int64, cur *repermit.Recipient, st repermit.State, topics ...string) redisstore.AnswerResult {
+				t.Helper()
+				res, err := s.Record(ctx, redisstore.Answer{Campaign: "camp", Index: idx, State: st, Topics: topics, At: at, IP: "192.0.2.0", UserAgent: "test", Current: cur})
+				if err != nil {
+					t.Fatalf("answer %d %s: %v", idx, st, err)
+				}
+				return res
+			}
+			stale := make([]*repermit.Recipient, 3)
+			for i := range stale {
+				r, err := s.Recipient(ctx, "camp", idx[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				stale[i] = r
+			}
+			answer(idx[0], nil, repermit.StateConfirmed, "yoga", "events")
+			answer(idx[1], nil, repermit.StateDeclined)
+			answer(idx[2], nil, repermit.StateConfirmed, "yoga")
 
-	// Read as sent, but confirmed with both topics since: narrowing to
-	// yoga names both as the topics before.
-	if res := answer(0, stale[0], repermit.StateConfirmed, "yoga"); !res.Changed || res.Record == nil ||
-		strings.Join(res.Record.TopicsBefore, ",") != "yoga,events" {
-		t.Errorf("narrowing from a stale read: %+v, record %+v", res.Recipient, res.Record)
-	}
-	// Read as sent, declined since: a confirmation is refused.
-	if res := answer(1, stale[1], repermit.StateConfirmed); res.Changed || res.Recipient.State != repermit.StateDeclined {
-		t.Errorf("confirm after decline, from a stale read: changed %v, state %s", res.Changed, res.Recipient.State)
-	}
-	// Read as sent, confirmed with yoga since: the same answer again is a
-	// replay.
-	if res := answer(2, stale[2], repermit.StateConfirmed, "yoga"); res.Changed {
-		t.Errorf("replay from a stale read changed the recipient: %+v", res.Recipient)
-	}
+			// Read as sent, but confirmed with both topics since: narrowing
+			// to yoga names both as the topics before.
+			if res := answer(idx[0], stale[0], repermit.StateConfirmed, "yoga"); !res.Changed || res.Record == nil ||
+				strings.Join(res.Record.TopicsBefore, ",") != "yoga,events" {
+				t.Errorf("narrowing from a stale read: %+v, record %+v", res.Recipient, res.Record)
+			}
+			// Read as sent, declined since: a confirmation is refused.
+			if res := answer(idx[1], stale[1], repermit.StateConfirmed); res.Changed || res.Recipient.State != repermit.StateDeclined {
+				t.Errorf("confirm after decline, from a stale read: changed %v, state %s", res.Changed, res.Recipient.State)
+			}
+			// Read as sent, confirmed with yoga since: the same answer
+			// again is a replay.
+			if res := answer(idx[2], stale[2], repermit.StateConfirmed, "yoga"); res.Changed {
+				t.Errorf("replay from a stale read changed the recipient: %+v", res.Recipient)
+			}
 
-	var recs []repermit.ConsentRecord
-	if err := s.Ledger(ctx, "camp", func(r repermit.ConsentRecord, _ string) error { recs = append(recs, r); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 4 {
-		t.Errorf("ledger has %d records, want 4: three answers and one narrowing", len(recs))
-	}
-	if st, _ := s.Stats(ctx, "camp"); st.Topics["yoga"] != 2 || st.Topics["events"] != 0 {
-		t.Errorf("topic counts = %v, want yoga 2, events 0", st.Topics)
+			var recs []repermit.ConsentRecord
+			if err := s.Ledger(ctx, "camp", func(r repermit.ConsentRecord, _ string) error { recs = append(recs, r); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 4 {
+				t.Errorf("ledger has %d records, want 4: three answers and one narrowing", len(recs))
+			}
+			if len(recs) > 0 {
+				if last := recs[len(recs)-1]; last.Recipient != idx[0] || strings.Join(last.TopicsBefore, ",") != "yoga,events" {
+					t.Errorf("last record in the log %+v, want the narrowing of %d from yoga,events", last, idx[0])
+				}
+			}
+			if st, _ := s.Stats(ctx, "camp"); st.Topics["yoga"] != 2 || st.Topics["events"] != 0 {
+				t.Errorf("topic counts = %v, want yoga 2, events 0", st.Topics)
+			}
+		})
 	}
 }

@@ -2,8 +2,10 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +153,29 @@ func TestLandedCacheForgets(t *testing.T) {
 			t.Error("the newest entry was not kept")
 		}
 	})
+}
+
+// TestLandedCacheFullFitsItsBound: a full cache of addresses of 30 bytes
+// stays within the few MB landed.go and the README give (6.5 MB when
+// measured; the bound leaves room for the runtime's own allocations).
+func TestLandedCacheFullFitsItsBound(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	lc := newLandedCache(time.Hour)
+	for i := range int64(maxLanded) {
+		lc.put(7, &repermit.Recipient{Campaign: "camp", Index: i, Email: fmt.Sprintf("firstname.lastname%06d@example.com", i)[:30],
+			Locale: "de", State: repermit.StateSent, Step: 1, Revision: "s1|"})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d entries: %.1f MB, %d bytes an entry", len(lc.m), float64(used)/1e6, used/int64(len(lc.m)))
+	if len(lc.m) != maxLanded {
+		t.Fatalf("%d entries kept, want %d", len(lc.m), maxLanded)
+	}
+	if used > 8<<20 {
+		t.Errorf("a full cache holds %.1f MB of heap, want at most 8 MiB", float64(used)/1e6)
+	}
+	runtime.KeepAlive(lc)
 }
